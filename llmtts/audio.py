@@ -1,0 +1,124 @@
+"""Audio IO, resampling and spectral features without torchaudio.
+
+soundfile reads/writes, soxr resamples, ``torch.stft`` + a Slaney mel filterbank computes features.
+"""
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+from torch import nn
+
+from llmtts.errors import UserError
+
+
+class AudioError(UserError, ValueError):
+    """Audio could not be read or is unusable; the message names the file."""
+
+
+def to_mono(wav: np.ndarray) -> np.ndarray:
+    return wav.mean(axis=1) if wav.ndim == 2 else wav
+
+
+def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    if sr_in == sr_out:
+        return wav.astype(np.float32, copy=False)
+    return soxr.resample(wav.astype(np.float32, copy=False), sr_in, sr_out, quality="HQ").astype(np.float32)
+
+
+def load_audio(src: str | Path | bytes, sample_rate: int | None = None, name: str | None = None) -> tuple[np.ndarray, int]:
+    """Read ``src`` (path or encoded bytes) as mono float32, resampled to ``sample_rate`` if given."""
+    label = name or (str(src) if not isinstance(src, (bytes, bytearray)) else "<bytes>")
+    try:
+        if isinstance(src, (bytes, bytearray)):
+            wav, sr = sf.read(io.BytesIO(src), dtype="float32", always_2d=False)
+        else:
+            wav, sr = sf.read(str(src), dtype="float32", always_2d=False)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / EOFError
+        raise AudioError(f"{label}: unreadable audio ({exc})") from None
+    wav = to_mono(np.asarray(wav, dtype=np.float32))
+    if wav.size == 0:
+        raise AudioError(f"{label}: audio has no samples")
+    if not np.isfinite(wav).all():
+        raise AudioError(f"{label}: audio contains NaN/inf")
+    if sample_rate is not None and sr != sample_rate:
+        wav = resample(wav, sr, sample_rate)
+        sr = sample_rate
+    return wav, int(sr)
+
+
+def encode_flac(wav: np.ndarray, sample_rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wav, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def save_wav(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> None:
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().float().cpu().numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.wav")
+    sf.write(str(tmp), np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0), sample_rate, subtype="PCM_16")
+    tmp.replace(path)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    # Slaney: linear below 1 kHz, log above (as librosa's default, htk=False).
+    f = np.asarray(f, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = f / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=32)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+    """Slaney-normalised triangular mel filterbank, shape [n_mels, n_fft // 2 + 1]."""
+    f_max = f_max or sample_rate / 2
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_pts = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    fdiff = np.diff(mel_pts)
+    ramps = mel_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_pts[2 : n_mels + 2] - mel_pts[:n_mels])
+    return (weights * enorm[:, None]).astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """waveform [B, N] -> log-mel [B, n_mels, frames]; center=True so frames = N // hop + 1."""
+
+    def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, win_length: int | None = None,
+                 f_min: float = 0.0, f_max: float | None = None, center: bool = True):
+        super().__init__()
+        self.n_fft, self.hop_length, self.center = n_fft, hop_length, center
+        self.win_length = win_length or n_fft
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+        fb = torch.from_numpy(mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max))
+        self.register_buffer("fb", fb, persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(wav.float(), self.n_fft, self.hop_length, self.win_length, self.window,
+                          center=self.center, pad_mode="reflect" if self.center else "constant",
+                          return_complex=True)
+        mag = spec.abs()
+        mel = torch.matmul(self.fb, mag)
+        return torch.log(torch.clamp(mel, min=1e-5))

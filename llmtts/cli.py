@@ -1,0 +1,88 @@
+"""The ``llmtts`` command. Each group's subcommands live next to the code they drive
+(``llmtts/<area>/cli.py`` exposes ``register(subparsers)``); this file only wires them together,
+so adding a stage never edits a central switch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from llmtts.errors import UserError
+
+# group -> (help, modules that add subcommands to it)
+GROUPS: dict[str, tuple[str, list[str]]] = {
+    "data": ("build the built-in corpus and WebDataset shards", ["llmtts.data.cli"]),
+    "codec": ("train the audio codec and encode shards into tokens", ["llmtts.codec.cli"]),
+    "llm": ("train the text->audio-token LLM and dump its hidden states", ["llmtts.llm.cli"]),
+    "decoder": ("train the Vocos decoder on LLM hidden states", ["llmtts.decoder.cli"]),
+    "eval": ("evaluate a codec or a whole TTS model", ["llmtts.codec.eval_cli", "llmtts.eval.cli"]),
+}
+# leaf command -> (help, module exposing configure(parser) that sets ``func``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synthesize": ("text in, wav out (batched or streaming)", "llmtts.infer.cli"),
+    "launch": ("run any stage in debug / local (torchrun) / slurm (submitit) mode", "llmtts.launch.cli"),
+    "pipeline": ("run every step from corpus to report, skipping finished steps", "llmtts.pipeline"),
+    "report": ("render a run directory into one HTML report", "llmtts.eval.report"),
+}
+
+
+def _try_import(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (exc.name == name or name.startswith(exc.name + ".")):
+            return None  # that part of the product is not built yet
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmtts",
+        description="llm-tts-factory: train a codec -> Qwen LLM -> Vocos decoder TTS model from scratch.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group, (help_text, modules) in GROUPS.items():
+        gp = top.add_parser(group, help=help_text, description=help_text)
+        sub = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+        for mod_name in modules:
+            mod = _try_import(mod_name)
+            if mod is not None:
+                mod.register(sub)
+        gp.set_defaults(func=lambda args, _gp=gp: (_gp.print_help(), 2)[1])
+    for name, (help_text, mod_name) in COMMANDS.items():
+        mod = _try_import(mod_name)
+        if mod is None:
+            continue
+        cp = top.add_parser(name, help=help_text, description=help_text)
+        mod.configure(cp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    # Commands that accept dotted config overrides (key.sub=value) receive the leftovers.
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = list(getattr(args, "overrides", None) or []) + extra
+    try:
+        rc = args.func(args)
+    except UserError as exc:
+        print(f"llmtts: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

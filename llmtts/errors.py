@@ -1,0 +1,5 @@
+"""Errors that are the user's to fix: the CLI prints them as one line (no traceback) and exits 2."""
+
+
+class UserError(Exception):
+    """Bad input, path or config. The message must name the file / sample / key and say what to do."""
