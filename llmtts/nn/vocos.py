@@ -1,0 +1,162 @@
+"""Vocos building blocks: ConvNeXt backbone and an iSTFT head that turns frames into a waveform.
+
+Shapes (B = batch, F = frames, N = samples)::
+
+    VocosBackbone:  [B, input_dim, F]  ->  [B, F, dim]
+    ISTFTHead:      [B, F, dim]        ->  [B, N]
+
+Frame <-> sample arithmetic of ``ISTFTHead`` (the edge convention depends on it):
+
+* ``padding="same"`` (default): exactly ``N = F * hop_length`` samples. The overlap-added signal is trimmed
+  by ``(n_fft - hop_length) / 2`` samples on each side, so frame ``f`` is centred on sample
+  ``f * hop + hop / 2``. A model that must emit ``T * samples_per_token`` samples feeds
+  ``F = T * (samples_per_token // hop_length)`` frames. Needs ``n_fft - hop_length`` even.
+* ``padding="center"``: ``torch.istft(center=True)`` semantics, ``N = (F - 1) * hop_length`` samples (the
+  inverse of an STFT computed with ``center=True``, which has ``N // hop + 1`` frames).
+
+``frames_for_samples`` / ``samples_for_frames`` make that arithmetic explicit for callers.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+Padding = Literal["same", "center"]
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv (k=7) -> LayerNorm -> pointwise MLP -> layer scale, residual. ``[B, C, F] -> [B, C, F]``.
+
+    Length-preserving ("same" padding) so stacking blocks never changes the frame count.
+    """
+
+    def __init__(self, dim: int, intermediate_dim: int, layer_scale_init: float = 1e-6, kernel_size: int = 7):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate_dim)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Linear(intermediate_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init)) if layer_scale_init > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x
+        x = self.dwconv(x).transpose(1, 2)  # [B, F, C]
+        x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
+        if self.gamma is not None:
+            x = x * self.gamma
+        return residual + x.transpose(1, 2)
+
+
+class VocosBackbone(nn.Module):
+    """Conv1d embedding (k=7) -> LayerNorm -> ``num_layers`` ConvNeXt blocks -> LayerNorm.
+
+    ``[B, input_dim, F] -> [B, F, dim]`` (channels-last output, ready for a Linear head). Frame count is kept.
+    """
+
+    def __init__(self, input_dim: int, dim: int, intermediate_dim: int, num_layers: int,
+                 layer_scale_init: float | None = None):
+        super().__init__()
+        self.input_dim, self.dim = input_dim, dim
+        self.embed = nn.Conv1d(input_dim, dim, kernel_size=7, padding=3)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        # Vocos scales the residual branches by 1/num_layers at init so a deep stack starts near identity.
+        scale = layer_scale_init if layer_scale_init is not None else 1.0 / max(num_layers, 1)
+        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale) for _ in range(num_layers)])
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Conv1d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[1] != self.input_dim:
+            raise ValueError(f"VocosBackbone expects [B, {self.input_dim}, F], got {tuple(x.shape)}")
+        x = self.embed(x)
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        return self.final_norm(x.transpose(1, 2))
+
+
+def samples_for_frames(frames: int, hop_length: int, padding: Padding = "same") -> int:
+    """Waveform length ``ISTFTHead`` produces from ``frames`` frames."""
+    return frames * hop_length if padding == "same" else (frames - 1) * hop_length
+
+
+def frames_for_samples(samples: int, hop_length: int, padding: Padding = "same") -> int:
+    """Frames ``ISTFTHead`` needs to produce exactly ``samples`` samples (must be a multiple of hop)."""
+    if samples % hop_length:
+        raise ValueError(f"{samples} samples is not a multiple of hop_length {hop_length}")
+    return samples // hop_length if padding == "same" else samples // hop_length + 1
+
+
+class ISTFT(nn.Module):
+    """Inverse STFT with "same" or "center" padding (see the module docstring for the lengths).
+
+    "same" is done by hand (irfft -> window -> overlap-add -> divide by the window envelope -> trim) because
+    ``torch.istft`` only supports centred framing.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int, win_length: int | None = None, padding: Padding = "same"):
+        super().__init__()
+        if padding not in ("same", "center"):
+            raise ValueError(f"padding must be 'same' or 'center', got {padding!r}")
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.win_length = win_length or n_fft
+        if padding == "same" and (self.win_length - hop_length) % 2:
+            raise ValueError(f"'same' padding needs win_length - hop_length even ({self.win_length} - {hop_length})")
+        self.padding = padding
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        """``spec``: complex ``[B, n_fft // 2 + 1, F]`` -> ``[B, N]``."""
+        if self.padding == "center":
+            return torch.istft(spec, self.n_fft, self.hop_length, self.win_length, self.window, center=True)
+        pad = (self.win_length - self.hop_length) // 2
+        _, _, frames = spec.shape
+        frames_t = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")[:, : self.win_length]
+        frames_t = frames_t * self.window[None, :, None]
+        out_len = (frames - 1) * self.hop_length + self.win_length
+        y = nn.functional.fold(frames_t, output_size=(1, out_len), kernel_size=(1, self.win_length),
+                               stride=(1, self.hop_length))[:, 0, 0, pad:-pad if pad else None]
+        env = nn.functional.fold(self.window.square().expand(1, frames, -1).transpose(1, 2),
+                                 output_size=(1, out_len), kernel_size=(1, self.win_length),
+                                 stride=(1, self.hop_length)).squeeze()[pad:-pad if pad else None]
+        # The envelope only vanishes at the very edges (trimmed away); clamp guards the division anyway.
+        return y / env.clamp(min=1e-11)
+
+
+class ISTFTHead(nn.Module):
+    """Linear ``dim -> n_fft + 2`` predicting log-magnitude and phase per bin, then inverse STFT.
+
+    ``[B, F, dim] -> [B, N]`` with ``N = F * hop_length`` ("same") or ``(F - 1) * hop_length`` ("center").
+    """
+
+    def __init__(self, dim: int, n_fft: int, hop_length: int, padding: Padding = "same"):
+        super().__init__()
+        self.n_fft, self.hop_length, self.padding = n_fft, hop_length, padding
+        self.out = nn.Linear(dim, n_fft + 2)
+        self.istft = ISTFT(n_fft, hop_length, padding=padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.out(x).transpose(1, 2).float()  # iSTFT in fp32 even under bf16 autocast
+        log_mag, phase = x.chunk(2, dim=1)
+        # Clamp keeps exp() finite early in training (Vocos does the same).
+        mag = torch.exp(log_mag).clamp(max=1e2)
+        spec = torch.polar(mag, phase)
+        return self.istft(spec)
+
+    def samples_for_frames(self, frames: int) -> int:
+        return samples_for_frames(frames, self.hop_length, self.padding)
+
+    def frames_for_samples(self, samples: int) -> int:
+        return frames_for_samples(samples, self.hop_length, self.padding)
