@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from llmtts.cli import main
+from llmtts.errors import UserError
+from llmtts.eval.asr import resolve_asr_dir
+from llmtts.eval.tts_eval import evaluate_tts, read_texts
+from llmtts.eval.wer import wer
+
+
+
+def test_judge_transcribes_piper_speech(judge, piper_refs, ref_texts):
+    refs, hyps = [], []
+    for uid, text in ref_texts.items():
+        wav, sr = sf.read(piper_refs / "wavs" / f"{uid}.wav", dtype="float32")
+        hyps.append(judge.transcribe(wav, sr))
+        refs.append(text)
+    assert wer(refs, hyps) < 0.3, hyps
+
+
+def test_judge_on_silence_is_nearly_empty(judge):
+    hyp = judge.transcribe(np.zeros(16000, dtype=np.float32), 16000)
+    assert len(hyp.split()) <= 2
+
+
+def test_evaluate_tts_with_references(judge, piper_refs, piper_synth_class, tmp_path):
+    # A different speaking rate than the references, so synthesis and reference are distinct audio.
+    synth = piper_synth_class(length_scale=1.2)
+    utts = read_texts(piper_refs / "metadata.csv")
+    report = evaluate_tts(synth, utts, judge, tmp_path, reference_dir=piper_refs)
+    s = report["summary"]
+    assert s["num_utterances"] == 2 and s["num_references"] == 2
+    assert s["wer"] < 0.3 and s["ref_wer"] < 0.3
+    assert 0 <= s["cer"] <= s["wer"] + 0.2
+    assert s["x_real_time"] > 1.0  # Piper is faster than real time
+    assert s["max_length_share"] is None  # Piper does not report a guard
+    saved = json.loads((tmp_path / "tts_eval.json").read_text())
+    assert saved["summary"]["wer"] == s["wer"]
+    for u in saved["utterances"]:
+        info = sf.info(tmp_path / u["wav"])
+        assert info.samplerate == u["sample_rate"] == 22050
+        assert info.frames / info.samplerate == pytest.approx(u["duration_s"], abs=1e-3)
+        # slower speaking rate -> longer than the reference
+        assert u["duration_s"] > u["ref_duration_s"]
+        assert (tmp_path / u["ref_wav"]).is_file()
+
+
+def test_read_texts_formats_and_errors(tmp_path):
+    plain = tmp_path / "t.txt"
+    plain.write_text("Hello there.\n\n  Second line  \n")
+    assert [(u.id, u.text) for u in read_texts(plain)] == [("utt_0000", "Hello there."), ("utt_0001", "Second line")]
+    meta = tmp_path / "metadata.csv"
+    meta.write_text("a1|Hello, world.|hello world\nb2|Bye.\n")
+    assert [(u.id, u.text) for u in read_texts(meta)] == [("a1", "Hello, world."), ("b2", "Bye.")]
+    dup = tmp_path / "dup.csv"
+    dup.write_text("a|x\na|y\n")
+    for bad, msg in ((tmp_path / "missing.txt", "not found"), (dup, "duplicate")):
+        with pytest.raises(UserError, match=msg):
+            read_texts(bad)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(UserError, match="no texts"):
+        read_texts(empty)
+
+
+def test_bad_asr_dir_is_one_line_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="model.bin"):
+        resolve_asr_dir(tmp_path)
+    texts = tmp_path / "t.txt"
+    texts.write_text("hello\n")
+    rc = main(["eval", "tts", "--llm-path", str(tmp_path), "--decoder-path", str(tmp_path), "--texts", str(texts),
+               "--asr", str(tmp_path / "nope")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("llmtts: error:") and "nope" in err and "\n" not in err
