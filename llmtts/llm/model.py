@@ -1,0 +1,94 @@
+"""Build the text -> audio-token LLM: a stock ``transformers.Qwen3ForCausalLM`` (no custom code, so
+an export loads with ``AutoModelForCausalLM.from_pretrained``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import Qwen3Config, Qwen3ForCausalLM
+
+from llmtts.errors import UserError
+
+
+@dataclass
+class LLMModelConfig:
+    # Embedding rows; 0 = the vocabulary's size rounded up to a multiple of 64.
+    vocab_size: int = 0
+    hidden_size: int = 512
+    intermediate_size: int = 2304
+    num_hidden_layers: int = 17
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 1
+    head_dim: int = 128
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    initializer_range: float = 0.02
+    # "sdpa" (default; FlexAttention has no CPU backward), "eager", "flash_attention_2" ...
+    attn_implementation: str = "sdpa"
+
+    def __post_init__(self) -> None:
+        if self.num_attention_heads % max(self.num_key_value_heads, 1):
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+
+
+def qwen3_config(cfg: LLMModelConfig, vocab_size: int) -> Qwen3Config:
+    hf = Qwen3Config(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        num_key_value_heads=cfg.num_key_value_heads,
+        head_dim=cfg.head_dim,
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        initializer_range=cfg.initializer_range,
+        # Training must run without a KV cache: transformers 5 builds the packed (block-diagonal)
+        # mask only when no cache exists. Inference passes use_cache=True explicitly.
+        use_cache=False,
+        pad_token_id=0,
+        bos_token_id=None,
+        eos_token_id=3,
+    )
+    hf._attn_implementation = cfg.attn_implementation
+    return hf
+
+
+def build_model(cfg: LLMModelConfig, vocab_size: int, device: str | torch.device | None = None) -> Qwen3ForCausalLM:
+    """A freshly initialised model. ``device="meta"`` builds without allocating (parameter counts)."""
+    hf = qwen3_config(cfg, vocab_size)
+    if device is not None:
+        with torch.device(device):
+            model = Qwen3ForCausalLM(hf)
+    else:
+        model = Qwen3ForCausalLM(hf)
+    model.config.use_cache = False
+    return model
+
+
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
+               attn_implementation: str = "sdpa") -> Qwen3ForCausalLM:
+    """Load a Qwen3 causal LM from a local Hugging Face directory (safetensors only, no hub)."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a Hugging Face model directory (no config.json)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, dtype=dtype,
+            attn_implementation=attn_implementation)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot load the model ({exc})") from None
+    model.config.use_cache = False
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

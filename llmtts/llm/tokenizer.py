@@ -1,0 +1,155 @@
+"""Text front end: normaliser + tokenizer, saved as ``frontend.json`` next to the model.
+
+The default tokenizer is one id per character over a fixed symbol set (what Soprano does); any
+Hugging Face tokenizer in a local directory can replace it (``tokenizer: PATH``). Tokenizers
+return *local* text ids 0..n_text-1; ``Vocab.text_ids`` moves them to the text range.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from llmtts.errors import UserError
+
+# Printable ASCII: what the English normaliser emits (lower case, ASCII). 95 symbols <= Soprano's 188.
+DEFAULT_SYMBOLS: tuple[str, ...] = tuple(" " + string.ascii_lowercase + string.digits + string.punctuation
+                                         + string.ascii_uppercase)
+
+
+class TokenizeError(UserError, ValueError):
+    """Text holds something the tokenizer cannot encode; the message names the character."""
+
+
+class CharTokenizer:
+    kind = "chars"
+
+    def __init__(self, symbols: tuple[str, ...] = DEFAULT_SYMBOLS):
+        if any(len(s) != 1 for s in symbols):
+            raise UserError("character tokenizer: every symbol must be exactly one character")
+        self.symbols = tuple(symbols)
+        self._index = {s: i for i, s in enumerate(self.symbols)}
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self._index[c] for c in text]
+        except KeyError as exc:
+            raise TokenizeError(f"character {exc.args[0]!r} is not in the tokenizer's symbol set "
+                                f"(text: {text[:60]!r})") from None
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.symbols[i] for i in ids)
+
+
+class HFTokenizer:
+    kind = "hf"
+
+    def __init__(self, path: str | Path):
+        from transformers import AutoTokenizer  # lazy: heavy import
+
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise UserError(f"tokenizer directory not found: {self.path}")
+        try:
+            self.tok = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        except Exception as exc:  # transformers raises OSError / ValueError variants
+            raise UserError(f"{self.path}: cannot load a Hugging Face tokenizer ({exc})") from None
+
+    def __len__(self) -> int:
+        return len(self.tok)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids)
+
+
+def _normalizer(name: str) -> Callable[[str], str]:
+    if name == "none":
+        return lambda s: s
+    if name == "english":
+        # Lazy: llmtts.text is another package's and only needed when text is normalised here.
+        from llmtts.text.normalize import normalize_text
+
+        return normalize_text
+    raise UserError(f"unknown text normaliser '{name}' (choose 'english' or 'none')")
+
+
+@dataclass
+class Frontend:
+    """Raw text -> local text ids. ``normalize`` is applied at inference; training data already
+    carries ``normalized_text`` and goes through ``encode`` only."""
+
+    tokenizer: CharTokenizer | HFTokenizer
+    normalizer: str = "english"
+
+    def __post_init__(self) -> None:
+        self._norm = None
+
+    def normalize(self, text: str) -> str:
+        if self._norm is None:
+            self._norm = _normalizer(self.normalizer)
+        return self._norm(text)
+
+    def encode(self, normalized_text: str) -> list[int]:
+        return self.tokenizer.encode(normalized_text)
+
+    def __call__(self, text: str) -> list[int]:
+        return self.encode(self.normalize(text))
+
+    # --- files ----------------------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> None:
+        """Write frontend.json (and copy an HF tokenizer into ``out_dir/tokenizer``)."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        data: dict = {"normalizer": self.normalizer, "tokenizer": self.tokenizer.kind}
+        if isinstance(self.tokenizer, CharTokenizer):
+            data["symbols"] = "".join(self.tokenizer.symbols)
+        else:
+            dst = out_dir / "tokenizer"
+            if dst.resolve() != self.tokenizer.path.resolve():
+                if dst.exists():
+                    shutil.rmtree(dst)
+                self.tokenizer.tok.save_pretrained(str(dst))
+            data["path"] = "tokenizer"
+        tmp = out_dir / "frontend.json.tmp"
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, out_dir / "frontend.json")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Frontend":
+        path = Path(path)
+        file = path / "frontend.json" if path.is_dir() else path
+        if not file.is_file():
+            raise UserError(f"{file}: front-end file not found")
+        try:
+            data = json.loads(file.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{file}: invalid JSON ({exc})") from None
+        kind = data.get("tokenizer")
+        if kind == "chars":
+            symbols = data.get("symbols")
+            if not isinstance(symbols, str) or not symbols:
+                raise UserError(f"{file}: key 'symbols' must be a non-empty string")
+            tok: CharTokenizer | HFTokenizer = CharTokenizer(tuple(symbols))
+        elif kind == "hf":
+            tok = HFTokenizer(file.parent / str(data.get("path", "tokenizer")))
+        else:
+            raise UserError(f"{file}: key 'tokenizer' must be 'chars' or 'hf', got {kind!r}")
+        return cls(tokenizer=tok, normalizer=str(data.get("normalizer", "english")))
+
+
+def build_frontend(tokenizer: str = "chars", normalizer: str = "english") -> Frontend:
+    """``tokenizer``: "chars" or a local Hugging Face tokenizer directory."""
+    tok = CharTokenizer() if tokenizer in ("", "chars") else HFTokenizer(tokenizer)
+    if normalizer not in ("english", "none"):
+        raise UserError(f"unknown text normaliser '{normalizer}' (choose 'english' or 'none')")
+    return Frontend(tokenizer=tok, normalizer=normalizer)
