@@ -1,0 +1,84 @@
+"""Typed config of the decoder stage (stage 3): hidden states -> waveform."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
+
+
+@dataclass
+class DecoderModelConfig:
+    """The architecture; also what ``export/config.json`` stores under ``"model"``."""
+
+    hidden_size: int = 512  # d of the LLM's hidden states (the input)
+    sample_rate: int = 32000
+    samples_per_token: int = 2048
+    upsample: int = 4  # frames per token (linear interpolation); samples_per_token = upsample * hop_length
+    dim: int = 768
+    intermediate_dim: int = 2304
+    num_layers: int = 8
+    n_fft: int = 2048
+    hop_length: int = 512
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "sample_rate", "samples_per_token", "upsample", "dim", "intermediate_dim",
+                    "num_layers", "n_fft", "hop_length"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.upsample * self.hop_length != self.samples_per_token:
+            raise ValueError(f"upsample ({self.upsample}) x hop_length ({self.hop_length}) must equal "
+                             f"samples_per_token ({self.samples_per_token})")
+        if (self.n_fft - self.hop_length) % 2:
+            raise ValueError(f"n_fft - hop_length must be even, got {self.n_fft} - {self.hop_length}")
+
+
+@dataclass
+class LossConfig:
+    # (n_fft, hop, n_mels) and (n_fft, hop, win) triples; empty = the losses' defaults.
+    mel_resolutions: list[list[int]] = field(default_factory=list)
+    stft_resolutions: list[list[int]] = field(default_factory=list)
+    mel_weight: float = 45.0
+    stft_weight: float = 1.0
+
+
+@dataclass
+class GanConfig:
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    # (n_fft, hop, win) of the multi-resolution discriminator; empty = its default.
+    resolutions: list[list[int]] = field(default_factory=list)
+    channels: int = 32
+    kind: Literal["hinge", "lsgan"] = "hinge"
+    adv_weight: float = 1.0
+    fm_weight: float = 2.0
+    # Discriminator-only steps before the generator sees adversarial losses (the recon init is good
+    # already; an untrained discriminator would push it around).
+    disc_warmup_steps: int = 0
+    disc_lr: float = 0.0  # 0 = trainer.optim.lr
+
+
+@dataclass
+class DecoderConfig:
+    model: DecoderModelConfig = field(default_factory=DecoderModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    stage: Literal["recon", "gan"] = "recon"
+    # Training crops in tokens: recon sees long crops, gan random short ones (Vocos: 16384 samples).
+    recon_crop_tokens: int = 64
+    gan_crop_tokens: int = 8
+    # A decoder run/export to start from (``--init-from``); required for stage gan.
+    init_from: str = ""
+    # On-the-fly mode: compute hidden states from token shards with this frozen LLM (``--llm-path``).
+    llm_path: str = ""
+
+    def __post_init__(self) -> None:
+        if self.recon_crop_tokens < 1 or self.gan_crop_tokens < 1:
+            raise ValueError("recon_crop_tokens and gan_crop_tokens must be >= 1")
+
+    @property
+    def crop_tokens(self) -> int:
+        return self.gan_crop_tokens if self.stage == "gan" else self.recon_crop_tokens

@@ -1,0 +1,61 @@
+"""The decoder: LLM hidden states ``[B, T, d]`` -> waveform ``[B, T * samples_per_token]``.
+
+hidden [B, T, d] -> linear interpolation to ``T * upsample`` frames -> VocosBackbone -> ISTFTHead ("same").
+
+Edge convention (docs/CONVENTIONS.md): T tokens <-> exactly ``T * samples_per_token`` samples. Token ``t``
+owns samples ``[t * S, (t + 1) * S)``; its state sits at the centre of that span. The interpolation is
+``align_corners=False``: frame ``f`` reads token position ``(f + 0.5) / upsample - 0.5``, so the ``upsample``
+frames of token ``t`` are centred on its samples, and the first/last half token repeats the edge state
+(Soprano instead stretches T states to ``4(T-1)+1`` frames and emits ``S (T-1)`` samples, dropping a token).
+
+Receptive field (``receptive_field_tokens``): the output of token ``t`` depends on tokens
+``t - R .. t + R`` only. R counts the interpolation (1 token), the ConvNeXt stack (embed + blocks, k=7 each:
+3 frames per layer) and the iSTFT overlap (``n_fft / 2`` samples). Streaming decodes chunks with R tokens of
+context on each side, so concatenated chunks equal the offline output.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from llmtts.decoder.config import DecoderModelConfig
+from llmtts.nn.vocos import ISTFTHead, VocosBackbone
+
+CONV_KERNEL = 7  # VocosBackbone's embed and depthwise kernels
+
+
+def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
+    """Tokens of context on each side that can influence a token's samples (a safe upper bound)."""
+    conv_frames = (CONV_KERNEL // 2) * (1 + cfg.num_layers)
+    # Frame f is centred on sample f*hop + hop/2 and spans n_fft samples.
+    istft_frames = math.ceil((cfg.n_fft / 2 + cfg.hop_length / 2) / cfg.hop_length)
+    return math.ceil((conv_frames + istft_frames) / cfg.upsample) + 1
+
+
+class HiddenDecoder(nn.Module):
+    def __init__(self, cfg: DecoderModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = VocosBackbone(cfg.hidden_size, cfg.dim, cfg.intermediate_dim, cfg.num_layers)
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, padding="same")
+
+    @property
+    def samples_per_token(self) -> int:
+        return self.cfg.samples_per_token
+
+    @property
+    def receptive_field(self) -> int:
+        return receptive_field_tokens(self.cfg)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden [B, T, d]`` -> ``[B, T * samples_per_token]`` float32."""
+        if hidden.dim() != 3 or hidden.shape[-1] != self.cfg.hidden_size:
+            raise ValueError(f"decoder expects hidden states [B, T, {self.cfg.hidden_size}], got {tuple(hidden.shape)}")
+        if hidden.shape[1] == 0:
+            return hidden.new_zeros(hidden.shape[0], 0, dtype=torch.float32)
+        w = next(self.backbone.parameters())
+        x = hidden.to(w.dtype).transpose(1, 2)  # [B, d, T]
+        x = nn.functional.interpolate(x, scale_factor=self.cfg.upsample, mode="linear", align_corners=False)
+        return self.head(self.backbone(x))

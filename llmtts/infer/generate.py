@@ -1,0 +1,147 @@
+"""KV-cached autoregressive generation of audio tokens, collecting the decoder's input on the way.
+
+For every generated audio token we keep the post-final-norm hidden state it was sampled from — the
+alignment ``llmtts.llm.hidden`` defines and ``dump-hidden`` writes (speech_start's state for a1, a1's
+state for a2, ...). A sampled [stop] ends the sequence and its state is dropped.
+
+Batches are left-padded (attention mask + position ids restarting at each row's first real token), so
+a row's computation is the same as if it ran alone; with per-row generators (``sampling.py``) batch
+output equals one-by-one output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+
+from llmtts.infer.sampling import SamplingConfig, apply_repetition_penalty, sample_next
+
+
+@dataclass
+class StepOutput:
+    """What one decode step produced. Rows listed in ``emitted`` got a new audio token."""
+
+    step: int
+    emitted: list[int]  # batch rows that produced an audio token this step
+    codes: torch.Tensor  # [len(emitted)] codec codes (0..n_audio-1)
+    hidden: torch.Tensor  # [len(emitted), d] their states (float32)
+    finished: list[bool]  # per row, after this step
+
+
+@dataclass
+class Generation:
+    codes: list[torch.Tensor] = field(default_factory=list)  # per row [T_i] codec codes
+    hidden: list[torch.Tensor] = field(default_factory=list)  # per row [T_i, d]
+    stopped: list[bool] = field(default_factory=list)  # True = ended on [stop], False = hit max length
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    return ids, mask
+
+
+@torch.inference_mode()
+def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, audio_offset: int, n_audio: int,
+                   max_new_tokens: Sequence[int], sampling: SamplingConfig, generators: Sequence[torch.Generator],
+                   min_new_tokens: int = 0, pad_id: int = 0, use_cache: bool = True) -> Iterator[StepOutput]:
+    """Yield one ``StepOutput`` per decode step until every row stopped or reached its max length.
+
+    ``model`` is a ``Qwen3ForCausalLM``; the vocabulary must put [stop] right before the audio ids
+    (``llmtts.llm.vocab``), so the logits we need are one contiguous slice of ``lm_head``.
+    ``min_new_tokens`` masks [stop] for that many steps (benchmarks force a fixed length).
+    ``use_cache=False`` recomputes the whole sequence at every step: the naive reference that tests and
+    the benchmark compare the cached loop against.
+    """
+    from transformers import DynamicCache
+
+    if stop_id != audio_offset - 1:
+        raise ValueError(f"expected [stop] ({stop_id}) right before the audio ids ({audio_offset})")
+    B = len(prompts)
+    if not (len(max_new_tokens) == len(generators) == B):
+        raise ValueError("prompts, max_new_tokens and generators must have the same length")
+    device = next(model.parameters()).device
+    # Only [stop] + audio rows of lm_head: text/speaker ids are never valid outputs.
+    head_w = model.lm_head.weight[stop_id: audio_offset + n_audio]
+    head_b = None if model.lm_head.bias is None else model.lm_head.bias[stop_id: audio_offset + n_audio]
+
+    ids, mask = _left_pad(prompts, pad_id)
+    ids, mask = ids.to(device), mask.to(device)
+    padded = bool((mask == 0).any())
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    cache = DynamicCache() if use_cache else None
+    full_ids, full_pos = ids, positions
+    finished = [m <= 0 for m in max_new_tokens]
+    counts = [0] * B
+    window = sampling.repetition_window
+    history = torch.full((B, 0), head_w.shape[0], dtype=torch.long)  # ids in head-slice space; pad = width
+    step = 0
+    while not all(finished):
+        if use_cache:
+            out = model.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
+                              cache=cache, use_cache=True)
+            cache = out.cache
+        else:
+            out = model.model(input_ids=full_ids, attention_mask=mask if padded else None, position_ids=full_pos,
+                              use_cache=False)
+        h = out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
+        logits = torch.nn.functional.linear(h, head_w, head_b).float()  # [B, 1 + n_audio]; column 0 = stop
+        if step < min_new_tokens:
+            logits[:, 0] = float("-inf")
+        if sampling.repetition_penalty != 1.0 and history.shape[1]:
+            logits = apply_repetition_penalty(logits, history.to(logits.device), sampling.repetition_penalty)
+        nxt = sample_next(logits, sampling, list(generators)).cpu()
+        emitted = []
+        for i in range(B):
+            if finished[i]:
+                continue
+            if int(nxt[i]) == 0:
+                finished[i] = True
+                continue
+            emitted.append(i)
+            counts[i] += 1
+            if counts[i] >= max_new_tokens[i]:
+                finished[i] = True
+        rows = torch.as_tensor(emitted, dtype=torch.long)
+        yield StepOutput(step=step, emitted=emitted, codes=nxt[rows] - 1,
+                         hidden=h[rows.to(h.device)].float(), finished=list(finished))
+        # Rows that are done keep being fed (batch shapes stay fixed); their outputs are ignored.
+        tok = torch.where(torch.as_tensor(finished), torch.zeros_like(nxt), nxt)  # head-slice space
+        col = torch.where(torch.as_tensor(finished), torch.full_like(nxt, head_w.shape[0]), nxt)
+        history = torch.cat([history, col[:, None]], dim=1)
+        if window and history.shape[1] > window:
+            history = history[:, -window:]
+        ids = (tok + stop_id)[:, None].to(device)
+        positions = positions[:, -1:] + 1
+        full_ids = torch.cat([full_ids, ids], dim=1)
+        full_pos = torch.cat([full_pos, positions], dim=1)
+        if padded:
+            mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=device)], dim=1)
+        step += 1
+
+
+def generate(model, prompts: Sequence[Sequence[int]], **kwargs) -> Generation:
+    """Run ``generate_steps`` to the end and gather per-row codes and states."""
+    B = len(prompts)
+    codes: list[list[torch.Tensor]] = [[] for _ in range(B)]
+    hidden: list[list[torch.Tensor]] = [[] for _ in range(B)]
+    stopped = [False] * B
+    max_new = kwargs["max_new_tokens"]
+    for out in generate_steps(model, prompts, **kwargs):
+        for j, i in enumerate(out.emitted):
+            codes[i].append(out.codes[j: j + 1])
+            hidden[i].append(out.hidden[j: j + 1])
+    d = model.config.hidden_size
+    gen = Generation()
+    for i in range(B):
+        c = torch.cat(codes[i]) if codes[i] else torch.zeros(0, dtype=torch.long)
+        gen.codes.append(c)
+        gen.hidden.append(torch.cat(hidden[i]) if hidden[i] else torch.zeros(0, d))
+        stopped[i] = c.numel() < max_new[i]
+    gen.stopped = stopped
+    return gen

@@ -1,0 +1,80 @@
+"""Next-token sampling with one random generator per sequence.
+
+Each sequence in a batch draws exactly one uniform number per step from its *own* generator, so a
+sequence's tokens depend only on its seed and its logits — never on which other sequences share the
+batch. That is what makes ``synthesize_batch(texts)`` equal ``[synthesize(t) for t in texts]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from llmtts.errors import UserError
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 0  # 0 = off
+    repetition_penalty: float = 1.2
+    # The penalty looks at this many most recent audio tokens (0 = all); audio repeats naturally
+    # (silence, steady vowels), so penalising the whole history hurts long sentences.
+    repetition_window: int = 64
+
+    def validate(self) -> "SamplingConfig":
+        if not self.temperature >= 0:
+            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise UserError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if not self.repetition_penalty >= 1.0:
+            raise UserError(f"repetition_penalty must be >= 1.0, got {self.repetition_penalty}")
+        if self.repetition_window < 0:
+            raise UserError(f"repetition_window must be >= 0, got {self.repetition_window}")
+        return self
+
+
+def apply_repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style penalty on ``logits [B, V]`` for the ids in ``history [B, H]``.
+
+    Slots of ``history`` equal to ``V`` (the width of ``logits``) are padding and have no effect.
+    """
+    if penalty == 1.0 or history.numel() == 0:
+        return logits
+    # An extra dummy column absorbs the padding slots, so no per-row Python loop is needed.
+    ext = torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], dim=1)
+    picked = torch.gather(ext, 1, history)
+    ext = ext.scatter(1, history, torch.where(picked > 0, picked / penalty, picked * penalty))
+    return ext[:, :-1]
+
+
+def filter_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    """Temperature, top-k and top-p on ``logits [B, V]`` (float32); returns filtered logits."""
+    logits = logits / max(cfg.temperature, 1e-5)
+    if cfg.top_k and cfg.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if cfg.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Drop a token when the mass *before* it already reaches top_p (the best token always stays).
+        drop = (probs.cumsum(-1) - probs) >= cfg.top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    return logits
+
+
+def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generators: list[torch.Generator]) -> torch.Tensor:
+    """One token per row of ``logits [B, V]``; row i uses ``generators[i]`` (one uniform per step)."""
+    logits = logits.float()
+    if cfg.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(filter_logits(logits, cfg), dim=-1)
+    u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(probs.device)
+    cdf = probs.cumsum(-1)
+    # Inverse-CDF sampling (right=True never lands on a zero-probability id); the clamp guards rounding.
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+    return idx.clamp_max(probs.shape[-1] - 1)
