@@ -70,7 +70,9 @@ class ShardSummary:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "split": self.split, "num_samples": self.num_samples,
-                "seconds": round(self.seconds, 3), "speakers": self.speakers, "rejected": dict(self.rejected)}
+                "seconds": round(self.seconds, 3),
+                "speakers": {k: {"num_samples": v["num_samples"], "seconds": round(v["seconds"], 3)}
+                             for k, v in sorted(self.speakers.items())}, "rejected": dict(self.rejected)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "ShardSummary":
@@ -124,7 +126,7 @@ class ShardWriter:
         s.seconds += secs
         spk = s.speakers.setdefault(str(meta.get("speaker", "")), {"num_samples": 0, "seconds": 0.0})
         spk["num_samples"] += 1
-        spk["seconds"] = round(spk["seconds"] + secs, 3)
+        spk["seconds"] += secs
 
     def reject(self, reason: str, n: int = 1) -> None:
         """Count a sample that was dropped while producing this shard."""

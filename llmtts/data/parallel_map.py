@@ -1,0 +1,163 @@
+"""Rank-parallel shard -> shard preprocessing (``llmtts codec encode``, ``llmtts llm dump-hidden``).
+
+    def encode(in_tar: Path, writer: ShardWriter) -> None:
+        for sample in iter_shard(in_tar):           # decoded samples of one input shard
+            ...
+            writer.write(sample["__key__"], {"flac": ..., "json": {...}, "codes.npy": codes})
+            # or writer.reject("too_long") for a sample that is dropped
+
+    map_shards("shards/audio", "shards/tokens", encode, kind="tokens", extra_index={"samples_per_token": 2048})
+
+Contract (docs/CONVENTIONS.md): rank/world come from torchrun (``RANK``/``WORLD_SIZE``) or SLURM
+(``SLURM_PROCID``/``SLURM_NTASKS``), else 0/1. Input shards of all splits, sorted by relative path,
+are numbered globally; shard ``i`` goes to rank ``i % world``. Each output shard keeps the input's
+relative name and is written atomically; beside it a ``.done.json`` (its ``ShardSummary``: samples,
+seconds, speakers, rejected by reason) is written last. A shard whose ``.done.json`` exists is skipped, so
+a re-run resumes. Rank 0 then waits until every ``.done.json`` exists and writes ``index.json`` from them
+(no process group needed: works under srun as well as torchrun).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from llmtts.data.reader import decode_sample
+from llmtts.data.shards import INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, write_index, \
+    write_json_atomic
+from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DONE_SUFFIX = ".done.json"
+
+
+def dist_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(rank, world_size) from torchrun or SLURM variables; (0, 1) when neither is set."""
+    env = os.environ if env is None else env
+    for rank_var, world_var in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if rank_var in env and world_var in env:
+            rank, world = int(env[rank_var]), int(env[world_var])
+            if not 0 <= rank < world:
+                raise UserError(f"{rank_var}={rank} is outside {world_var}={world}")
+            return rank, world
+    return 0, 1
+
+
+def input_shards(input_dir: str | Path, splits: Sequence[str] | None = None) -> list[str]:
+    """Relative paths (``train/shard-000000.tar``) of the input shards, sorted."""
+    input_dir = Path(input_dir)
+    if (input_dir / INDEX_NAME).is_file():
+        rels = [s["path"] for s in read_index(input_dir)["shards"]]
+    else:
+        rels = [p.relative_to(input_dir).as_posix() for p in input_dir.glob("*/*.tar")]
+    if splits is not None:
+        rels = [r for r in rels if r.split("/")[0] in splits]
+    return sorted(rels)
+
+
+def iter_shard(path: str | Path, fields: Sequence[str] | None = None,
+               on_skip: Callable[[str], None] | None = None) -> Iterator[dict]:
+    """Decoded samples of one shard in stored order (same decoding as ``ShardLoader``); corrupt
+    samples are skipped and reported to ``on_skip(reason)``."""
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    skip = on_skip or (lambda reason: None)
+
+    def handler(exc: Exception) -> bool:
+        skip("bad_tar")
+        return True
+
+    with open(path, "rb") as stream:
+        files = tar_file_expander([{"url": str(path), "stream": stream}], handler=handler)
+        for raw in group_by_keys(files, handler=handler):
+            sample, reason = decode_sample(raw, fields)
+            if sample is None:
+                skip(reason or "bad_sample")
+                continue
+            yield sample
+
+
+def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, ShardWriter], Any], *,
+               kind: str, extra_index: Mapping[str, Any] | None = None, rank: int | None = None,
+               world_size: int | None = None, splits: Sequence[str] | None = None,
+               wait_timeout_s: float | None = None, poll_s: float = 2.0,
+               progress: bool = True) -> dict | None:
+    """Run ``fn(input_tar_path, writer)`` for this rank's shards; rank 0 returns the written index
+    (other ranks return None). ``fn`` may return a ``{reason: count}`` dict of skipped samples in
+    addition to (or instead of) calling ``writer.reject``."""
+    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    if rank is None or world_size is None:
+        rank, world_size = dist_env()
+    rels = input_shards(input_dir, splits)
+    if not rels:
+        raise UserError(f"no input shards under {input_dir} (expected {input_dir}/<split>/*.tar)")
+    if input_dir.resolve() == out_dir.resolve():
+        raise UserError(f"output directory {out_dir} must differ from the input directory")
+    mine = [r for i, r in enumerate(rels) if i % world_size == rank]
+    bar = _progress(len(mine), f"rank {rank}", progress)
+    for rel in mine:
+        out_path, done_path = out_dir / rel, out_dir / (rel + DONE_SUFFIX)
+        if done_path.is_file() and out_path.is_file():
+            bar.update(1)
+            continue  # finished by an earlier run
+        with ShardWriter(out_path, rel_path=rel, split=rel.split("/")[0]) as writer:
+            extra = fn(input_dir / rel, writer)
+            if isinstance(extra, Mapping):
+                for reason, n in extra.items():
+                    writer.reject(str(reason), int(n))
+        write_json_atomic(done_path, writer.summary.to_dict())
+        bar.update(1)
+    bar.close()
+    if rank != 0:
+        return None
+    summaries = _wait_for_all(out_dir, rels, wait_timeout_s, poll_s)
+    extra = dict(extra_index or {})
+    try:  # carry what ingestion rejected, so the final index still accounts for every input file
+        source = read_index(input_dir)
+        extra.setdefault("source_rejected", source.get("rejected", {}))
+        extra.setdefault("source_kind", source.get("kind"))
+    except UserError:
+        pass
+    index = build_index(kind, summaries, **extra)
+    write_index(out_dir, index)
+    return index
+
+
+def _wait_for_all(out_dir: Path, rels: list[str], timeout_s: float | None, poll_s: float) -> list[ShardSummary]:
+    start, last_log = time.monotonic(), 0.0
+    while True:
+        missing = [r for r in rels if not (out_dir / (r + DONE_SUFFIX)).is_file()]
+        if not missing:
+            break
+        waited = time.monotonic() - start
+        if timeout_s is not None and waited > timeout_s:
+            raise UserError(f"{out_dir}: {len(missing)} shard(s) still unfinished after {timeout_s:.0f} s "
+                            f"(e.g. {missing[0]}); did another rank fail? re-run to resume")
+        if waited - last_log > 60:
+            log.info("rank 0 waiting for %d shard(s) from other ranks (e.g. %s)", len(missing), missing[0])
+            last_log = waited
+        time.sleep(poll_s)
+    out = []
+    for r in rels:
+        path = out_dir / (r + DONE_SUFFIX)
+        try:
+            out.append(ShardSummary.from_dict(json.loads(path.read_text())))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise UserError(f"{path}: unreadable shard summary ({exc}); delete it and its shard to redo it")
+    return out
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="shard", dynamic_ncols=True)
