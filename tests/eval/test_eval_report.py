@@ -1,0 +1,74 @@
+import json
+import re
+import shutil
+
+import pytest
+
+from llmtts.cli import main
+from llmtts.errors import UserError
+from llmtts.eval.report import read_metrics, render_report
+from llmtts.eval.tts_eval import evaluate_tts, read_texts
+
+
+def _metrics(path, n, keys, val_every=5):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for step in range(1, n + 1):
+        lines.append(json.dumps({"step": step, "split": "train", "time": 1.0 + step,
+                                 **{k: 10.0 / step + i for i, k in enumerate(keys)}, "lr": 1e-3}))
+        if step % val_every == 0:
+            lines.append(json.dumps({"step": step, "split": "val", "time": 1.0 + step, keys[0]: 12.0 / step}))
+    path.write_text("\n".join(lines) + '\n{"step": 99, "split": "tr')  # torn last line: killed mid-write
+
+
+def test_read_metrics_skips_torn_and_junk_lines(tmp_path):
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"step": 1, "split": "train", "loss": 2.0}\nnot json\n\n{"split": "train"}\n{"step": 2, "lo')
+    assert read_metrics(p) == [{"step": 1, "split": "train", "loss": 2.0}]
+
+
+def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_refs, piper_synth):
+    run = tmp_path / "run"
+    _metrics(run / "codec" / "metrics.jsonl", 20, ["loss", "mel_loss", "codebook_usage"])
+    _metrics(run / "llm" / "metrics.jsonl", 12, ["loss", "audio_acc"])
+    _metrics(run / "decoder_gan" / "metrics.jsonl", 8, ["loss_gen", "loss_disc"])
+    (run / "codec" / "checkpoints" / "step_1").mkdir(parents=True)  # ignored: never a stage
+    (run / "eval" / "codec").mkdir(parents=True)
+    (run / "eval" / "codec" / "codec_eval.json").write_text(json.dumps(
+        {"summary": {"pesq_wb": 1.234, "stoi": 0.567}, "clips": [{"pesq_wb": 1.0}] * 3}))
+    (run / "pipeline.json").write_text(json.dumps(
+        {"steps": [{"name": "corpus", "status": "done", "wall_s": 3.5, "log": "logs/corpus.log"}]}))
+    tts_dir = run / "eval" / "tts"
+    evaluate_tts(piper_synth, read_texts(piper_refs / "metadata.csv"), judge, tts_dir, reference_dir=piper_refs)
+    (tts_dir / "codec").mkdir()
+    shutil.copy(piper_refs / "wavs" / "ref_0000.wav", tts_dir / "codec" / "ref_0000.wav")
+
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    for sec in ("pipeline", "curves", "codec", "tts", "audio", "spectrograms"):
+        assert f'<section id="{sec}">' in page
+    for stage in ("codec", "llm", "decoder_gan"):
+        assert f"<h3>{stage}</h3>" in page
+    assert "checkpoints" not in page
+    assert "summary.pesq_wb" in page and "1.234" in page and "mel_loss" in page
+    assert "logs/corpus.log" in page
+    # 3 curve figures + one spectrogram row per utterance (2), all embedded
+    imgs = re.findall(r'<img src="([^"]*)"', page)
+    assert len(imgs) == 5 and all(s.startswith("data:image/png;base64,") for s in imgs)
+    audios = re.findall(r'<audio [^>]*src="([^"]*)"', page)
+    # ref + synth for both utterances, codec reconstruction for one
+    assert len(audios) == 5 and all(s.startswith("data:audio/wav;base64,") for s in audios)
+    assert page.count("<em>not available</em>") == 1
+    wer_cell = f"{json.loads((tts_dir / 'tts_eval.json').read_text())['summary']['wer']:.4g}"
+    assert f"<td>{wer_cell}</td>" in page
+
+
+def test_report_on_empty_run_says_what_is_missing(tmp_path):
+    page = render_report(tmp_path)
+    assert "No training runs found" in page and "No TTS evaluation found" in page
+    assert "No codec evaluation found" in page and "<img" not in page
+
+
+def test_report_missing_dir_is_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        render_report(tmp_path / "nope")
