@@ -91,7 +91,8 @@ class Stage:
         return {}
 
     def on_eval_end(self, ctx: Any, step: int) -> None:
-        """Rank-0 hook after evaluation: log audio / spectrograms through ``ctx.logger``."""
+        """Hook after evaluation: log audio / spectrograms through ``ctx.logger``. Called on every rank
+        (forwards of FSDP2 / ZeRO-3 models are collective); ``ctx.logger`` writes on rank 0 only."""
 
     # --- export -------------------------------------------------------------------------------
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:

@@ -1,0 +1,194 @@
+"""Checkpoint directories: atomic writes, completeness check, discovery, pruning, export paths.
+
+Layout of one checkpoint (``RUN/checkpoints/step_00000100/``)::
+
+    dcp/              models, optimizers, EMA: torch.distributed.checkpoint (strategies none/ddp/fsdp2;
+                      re-shardable, so a run can resume at another world size)
+    ds_<optimizer>/   DeepSpeed engine checkpoints (strategy deepspeed; same world size to resume)
+    trainer.json      step, schedulers, world size, strategy, resolved config
+    rank_00000.pt     per-rank data position and RNG states (loaded with weights_only=True)
+    COMPLETE          JSON manifest {file: size}, written last; a directory without it is partial
+
+A checkpoint is written into ``checkpoints/.tmp_step_XXXXXXXX`` and renamed when every rank is done,
+so a crash never leaves a directory that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from llmtts.dist import process_group as pg
+from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"
+_STEP_RE = re.compile(r"^step_(\d{8})$")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def resolve_export(path: str | Path) -> Path:
+    """A run directory or its ``export/`` directory -> the export directory (checked to exist)."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{p}: no such run or export directory")
+    if (p / "export").is_dir():
+        p = p / "export"
+    markers = ("model.safetensors", "config.json", "model.safetensors.index.json")
+    if not p.is_dir() or not any((p / m).exists() for m in markers):
+        raise UserError(f"{p}: not an export directory (expected export/ with model.safetensors or config.json; "
+                        "did training finish?)")
+    return p
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """All ``step_XXXXXXXX`` directories under ``root`` (complete or not), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for d in root.iterdir():
+        m = _STEP_RE.match(d.name)
+        if m and d.is_dir():
+            out.append((int(m.group(1)), d))
+    return sorted(out)
+
+
+def check_complete(ckpt: Path) -> str | None:
+    """None when ``ckpt`` is complete, else why not (missing marker, missing or truncated file)."""
+    marker = ckpt / COMPLETE
+    if not marker.is_file():
+        return "no COMPLETE marker (partially written)"
+    try:
+        manifest = json.loads(marker.read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unreadable COMPLETE manifest"
+    for rel, size in files.items():
+        f = ckpt / rel
+        if not f.is_file():
+            return f"missing file {rel}"
+        if f.stat().st_size != size:
+            return f"file {rel} has {f.stat().st_size} bytes, manifest says {size}"
+    return None
+
+
+def find_latest(root: str | Path) -> Path | None:
+    """Newest complete checkpoint; newer partial or corrupt ones are skipped with a warning."""
+    for step, d in reversed(list_checkpoints(root)):
+        why = check_complete(d)
+        if why is None:
+            return d
+        if pg.info().is_main:
+            log.warning("skipping checkpoint %s: %s", d, why)
+    return None
+
+
+def resolve_resume(resume: str, root: Path) -> Path | None:
+    """``auto`` -> newest complete under ``root`` (or None), ``none`` -> None, else a checkpoint path."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        return find_latest(root)
+    p = Path(resume)
+    if (p / "checkpoints").is_dir() and not (p / COMPLETE).exists():  # a run directory
+        found = find_latest(p / "checkpoints")
+        if found is None:
+            raise UserError(f"--resume {resume}: no complete checkpoint in {p / 'checkpoints'}")
+        return found
+    if not p.is_dir():
+        raise UserError(f"--resume {resume}: no such checkpoint directory")
+    why = check_complete(p)
+    if why is not None:
+        raise UserError(f"--resume {resume}: checkpoint is not usable: {why}")
+    return p
+
+
+def _manifest(d: Path) -> dict[str, int]:
+    return {str(f.relative_to(d)): f.stat().st_size for f in sorted(d.rglob("*")) if f.is_file()}
+
+
+@contextmanager
+def atomic_checkpoint(root: Path, step: int) -> Iterator[Path]:
+    """All ranks write into the yielded temporary directory; rank 0 seals and renames it."""
+    root = Path(root)
+    tmp = root / f".tmp_{step_dir_name(step)}"
+    final = root / step_dir_name(step)
+    if pg.info().is_main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    pg.barrier()
+    yield tmp
+    pg.barrier()  # every rank has finished writing
+    if pg.info().is_main:
+        _write_atomic(tmp / COMPLETE, json.dumps({"step": step, "files": _manifest(tmp)}, indent=0))
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (e.g. resumed then stopped at once)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    pg.barrier()
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def clean_partial(root: Path) -> None:
+    """Remove temporary directories left by a crash mid-save (rank 0)."""
+    if not Path(root).is_dir():
+        return
+    for d in Path(root).iterdir():
+        if d.name.startswith(".tmp_step_") and d.is_dir():
+            log.warning("removing partial checkpoint %s", d)
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def prune(root: Path, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete checkpoints (rank 0); never delete the only good one."""
+    complete = [d for _, d in list_checkpoints(root) if check_complete(d) is None]
+    for d in complete[:-keep_last]:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def save_rank_state(ckpt: Path, rank: int, state: dict) -> None:
+    torch.save(state, Path(ckpt) / f"rank_{rank:05d}.pt")
+
+
+def load_rank_state(ckpt: Path, rank: int) -> dict | None:
+    f = Path(ckpt) / f"rank_{rank:05d}.pt"
+    if not f.is_file():
+        return None
+    return torch.load(f, map_location="cpu", weights_only=True)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    _write_atomic(Path(path), json.dumps(obj, indent=1, default=str))

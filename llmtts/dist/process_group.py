@@ -1,0 +1,131 @@
+"""The process group: who am I (rank / world) and how ranks talk, from torchrun or SLURM variables.
+
+torchrun sets ``RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT``. Under ``srun`` (one task per GPU)
+only ``SLURM_*`` exist; we translate them so ``init_process_group("env://")`` works the same way.
+A run that was not launched distributed gets no process group for ``strategy: none`` and a
+one-process group otherwise (so ddp / fsdp2 / deepspeed code paths also run on a laptop).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import socket
+import subprocess
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _first_slurm_host(nodelist: str) -> str:
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             timeout=10, check=True).stdout.split()
+        if out:
+            return out[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    # "node[01-04,07],other" -> "node01" without scontrol.
+    m = re.match(r"([^\[,]+)(?:\[([0-9]+))?", nodelist)
+    return (m.group(1) + (m.group(2) or "")) if m else "127.0.0.1"
+
+
+def _export_slurm_env() -> None:
+    """Translate SLURM task variables into torchrun's, when srun (not torchrun) started us."""
+    env = os.environ
+    if "WORLD_SIZE" in env or int(env.get("SLURM_NTASKS", "1")) <= 1 or "SLURM_PROCID" not in env:
+        return
+    env["RANK"] = env["SLURM_PROCID"]
+    env["WORLD_SIZE"] = env["SLURM_NTASKS"]
+    env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+    env.setdefault("MASTER_ADDR", _first_slurm_host(env.get("SLURM_JOB_NODELIST", env.get("SLURM_NODELIST", "127.0.0.1"))))
+    # A port derived from the job id, so two jobs sharing a node do not collide.
+    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+
+
+def launched_distributed() -> bool:
+    _export_slurm_env()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_process_group(strategy: str = "none", backend: str = "auto", timeout_min: float = 30.0) -> DistInfo:
+    """Create the default process group if the launch or the strategy needs one; idempotent."""
+    if dist.is_available() and dist.is_initialized():
+        return info()
+    multi = launched_distributed()
+    if not multi and strategy == "none":
+        return DistInfo()
+    if not multi:
+        os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend, init_method="env://",
+                            timeout=datetime.timedelta(minutes=timeout_min))
+    return info()
+
+
+def info() -> DistInfo:
+    if dist.is_available() and dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo()
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def destroy_process_group() -> None:
+    if is_dist():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if is_dist() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def _reduce_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def all_reduce(values: list[float], op: str = "mean") -> list[float]:
+    """Reduce a list of floats over ranks (``mean`` / ``sum`` / ``max`` / ``min``), one collective."""
+    if not is_dist() or dist.get_world_size() == 1 or not values:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=_reduce_device())
+    red = {"mean": dist.ReduceOp.SUM, "sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op]
+    dist.all_reduce(t, op=red)
+    if op == "mean":
+        t /= dist.get_world_size()
+    return t.tolist()
+
+
+def broadcast_object(obj, src: int = 0):
+    if not is_dist() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]

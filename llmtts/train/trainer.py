@@ -1,0 +1,477 @@
+"""The one training loop every stage runs in (see ``llmtts.train.stage`` for the stage contract).
+
+``Trainer(stage, cfg, run_dir, resume).fit()`` sets up device, precision and the process group,
+wraps the stage's models for ``parallel.strategy``, builds one AdamW + schedule per optimizer group,
+resumes, loops (grad accumulation, clipping, EMA, logging, eval, checkpoints, stop signals) and
+finally writes ``RUN/export/`` via ``stage.export``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmtts.config import save_config, to_dict
+from llmtts.dist import checkpoint as ckpt_io
+from llmtts.dist import process_group as pg
+from llmtts.dist.parallelize import ParallelContext, unwrap
+from llmtts.dist.signals import REQUEUE_EXIT_CODE, StopFlag
+from llmtts.errors import UserError
+from llmtts.train.context import OptimizerSlot, StepContext
+from llmtts.train.ema import EMA
+from llmtts.train.env_info import env_info
+from llmtts.train.loggers import RunLogger
+from llmtts.train.optim import Schedule, build_adamw, optim_config_for
+from llmtts.train.progress import Progress
+from llmtts.train.stage import Stage
+
+log = logging.getLogger(__name__)
+# DCP without a process group (strategy none) is intended; its warning would repeat at every save.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+
+
+@dataclass
+class FitResult:
+    step: int
+    status: str  # "finished" (max_steps or max_minutes reached) | "stopped" (signal: requeue)
+    exit_code: int
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    val_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def select_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("trainer.device=cuda but no CUDA device is visible")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, stage: Stage, cfg: Any, run_dir: str | Path, resume: str = "auto"):
+        self.stage = stage
+        self.cfg = cfg
+        self.tcfg = cfg.trainer
+        self.pcfg = cfg.parallel
+        self.lcfg = cfg.log
+        self.run_dir = Path(run_dir)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.resume = resume
+        self.step = 0
+        self.ema: EMA | None = None
+        self._last_saved_step = -1
+
+    # ------------------------------------------------------------------------------------------
+    # setup
+    # ------------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        strategy = self.pcfg.strategy
+        self.dist = pg.init_process_group(strategy, self.pcfg.backend)
+        self.rank, self.world = self.dist.rank, self.dist.world_size
+        if strategy == "none" and self.world > 1:
+            raise UserError(f"launched with {self.world} processes but parallel.strategy is 'none'; "
+                            "set parallel.strategy=ddp, fsdp2 or deepspeed")
+        self.device = select_device(self.tcfg.device, self.dist.local_rank)
+        prec = self.tcfg.precision
+        use_bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cuda")
+        self.is_ds = strategy == "deepspeed"
+        self.amp_dtype = torch.bfloat16 if use_bf16 and not self.is_ds else None  # DeepSpeed casts itself
+        if self.tcfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml")
+            ckpt_io.write_json_atomic(self.run_dir / "env.json", env_info(self.world, strategy, self.device))
+            ckpt_io.clean_partial(self.ckpt_root)
+        pg.barrier()
+
+        # Same seed on every rank so replicated / sharded parameters start identical.
+        seed_everything(self.tcfg.seed)
+        models = self.stage.build_models()
+        if not models:
+            raise UserError(f"stage {self.stage.name}: build_models() returned no models")
+        self.stage.models_names = tuple(models)
+        groups = self.stage.optimizer_groups()
+        for opt_name, names in groups.items():
+            for n in names:
+                if n not in models:
+                    raise UserError(f"stage {self.stage.name}: optimizer '{opt_name}' names unknown model '{n}'")
+        if self.is_ds and self.tcfg.ema_decay > 0 and self.pcfg.deepspeed.zero_stage == 3:
+            raise UserError("trainer.ema_decay needs full parameters; not supported with deepspeed.zero_stage=3")
+
+        pctx = ParallelContext(strategy=strategy, device=self.device, rank=self.rank, world_size=self.world,
+                               activation_checkpointing=self.tcfg.activation_checkpointing,
+                               compile=self.tcfg.compile, param_dtype=torch.bfloat16 if use_bf16 else None)
+        self.models = self.stage.parallelize(models, pctx)
+        self.raw = {k: unwrap(m) for k, m in self.models.items()}
+        self.container = nn.ModuleDict(self.raw)  # clean FQNs for checkpoints
+
+        overrides = self.stage.optimizer_overrides()
+        self.slots: dict[str, OptimizerSlot] = {}
+        for opt_name, names in groups.items():
+            seen: set[int] = set()
+            params = []
+            for n in names:
+                for p in self.raw[n].parameters():
+                    if p.requires_grad and id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+            ocfg = optim_config_for(self.tcfg.optim, overrides.get(opt_name, {}))
+            opt = build_adamw(params, ocfg)
+            engine = None
+            if self.is_ds:
+                from llmtts.dist import deepspeed_engine as dse
+
+                module = self.raw[names[0]] if len(names) == 1 else nn.ModuleDict({n: self.raw[n] for n in names})
+                ds_cfg = dse.build_config(self.pcfg.deepspeed.zero_stage, self.pcfg.deepspeed.config_file,
+                                          self.tcfg.grad_accum, self.tcfg.grad_clip, self.world, use_bf16)
+                engine, _ = dse.initialize(module, opt, ds_cfg)
+            sched = Schedule(opt, ocfg, self.tcfg.max_steps)
+            self.slots[opt_name] = OptimizerSlot(opt_name, list(names), opt, sched, params, engine)
+        if self.tcfg.ema_decay > 0:
+            self.ema = EMA(self.raw, self.tcfg.ema_decay)
+
+        self.train_data = self.stage.train_data(self.rank, self.world)
+        resume_from = ckpt_io.resolve_resume(self.resume, self.ckpt_root)
+        if resume_from is not None:
+            self._load(resume_from)
+        else:
+            seed_everything(self.tcfg.seed + 1000 * self.rank)  # distinct dropout / sampling per rank
+
+        self.logger = RunLogger(self.run_dir, self.lcfg, to_dict(self.cfg), enabled=self.dist.is_main,
+                                resume_step=self.step)
+        self.ctx = StepContext(device=self.device, rank=self.rank, world_size=self.world, models=self.models,
+                               slots=self.slots, logger=self.logger, grad_accum=self.tcfg.grad_accum,
+                               grad_clip=self.tcfg.grad_clip, amp_dtype=self.amp_dtype, global_step=self.step)
+        if self.dist.is_main:
+            n_params = sum(p.numel() for m in self.raw.values() for p in m.parameters())
+            log.info("stage %s: %s, world %d, %s, %.2fM parameters%s", self.stage.name, strategy, self.world,
+                     self.device, n_params / 1e6 * (self.world if strategy == "fsdp2" else 1),
+                     f", resumed at step {self.step}" if self.step else "")
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+    # ------------------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        self._setup()
+        try:
+            return self._loop()
+        finally:
+            self.logger.close()
+
+    def _next_batch(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.train_data)  # train_data should cycle; tolerate one that ends
+            try:
+                return next(self._it)
+            except StopIteration:
+                raise UserError(f"stage {self.stage.name}: train_data yielded no batches on rank {self.rank}") from None
+
+    def _set_grad_sync(self, sync: bool) -> None:
+        """Skip the gradient all-reduce on micro-steps that are not the accumulation boundary."""
+        if self.tcfg.grad_accum == 1:
+            return
+        for m in self.models.values():
+            if hasattr(m, "require_backward_grad_sync"):  # DDP
+                m.require_backward_grad_sync = sync
+            elif hasattr(m, "set_requires_gradient_sync"):  # FSDP2
+                m.set_requires_gradient_sync(sync)
+
+    def _loop(self) -> FitResult:
+        t, tcfg = self.tcfg, self.tcfg
+        self._it = iter(self.train_data)
+        start = time.monotonic()
+        last_save = start
+        status = "finished"
+        train_metrics: dict[str, float] = {}
+        val_metrics: dict[str, float] = {}
+        last_eval = -1
+        pbar = Progress(total=t.max_steps, initial=self.step, unit=self.stage.unit,
+                        enabled=self.dist.is_main and self.lcfg.progress)
+        window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
+        for m in self.models.values():
+            m.train()
+        with StopFlag() as stop:
+            while self.step < t.max_steps:
+                acc: dict[str, float] = defaultdict(float)
+                self.ctx.extra = {}
+                for micro in range(t.grad_accum):
+                    self.ctx.micro = micro
+                    self._set_grad_sync(micro == t.grad_accum - 1)
+                    batch = self._next_batch()
+                    out = self.stage.train_step(batch, self.ctx)
+                    for k, v in (out or {}).items():
+                        acc[k] += float(v) / t.grad_accum
+                    window_units += float(self.stage.units_in_batch(batch))
+                self.step += 1
+                self.ctx.global_step = self.step
+                window_steps += 1
+                if self.ema is not None:
+                    self.ema.update()
+                now = time.monotonic()
+                # One small collective decides everything time/signal based, so ranks never disagree.
+                sig, wall, save_due = pg.all_reduce(
+                    [float(stop.requested),
+                     float(tcfg.max_minutes > 0 and now - start >= tcfg.max_minutes * 60),
+                     float(tcfg.save_every_minutes > 0 and now - last_save >= tcfg.save_every_minutes * 60)],
+                    "max")
+                last = self.step >= t.max_steps or sig or wall
+                if self.step % max(1, t.log_every) == 0 or last or self.step == 1:
+                    metrics = dict(acc)
+                    metrics.update(self.ctx.extra)
+                    for name, slot in self.slots.items():
+                        metrics[f"lr/{name}" if len(self.slots) > 1 else "lr"] = slot.schedule.lr
+                    keys = sorted(metrics)
+                    vals = pg.all_reduce([metrics[k] for k in keys] + [window_units], "mean")
+                    train_metrics = dict(zip(keys, vals[:-1]))
+                    dt = max(now - window_t0, 1e-9)
+                    rate = vals[-1] * self.world / dt
+                    train_metrics[f"{self.stage.unit}_per_s"] = rate
+                    train_metrics["steps_per_s"] = window_steps / dt
+                    self.logger.log_metrics(train_metrics, self.step, "train")
+                    pbar.update_metrics(train_metrics, rate)
+                    window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
+                pbar.advance(self.step)
+                if t.eval_every and self.step % t.eval_every == 0 and not last:
+                    val_metrics = self._evaluate() or val_metrics
+                    last_eval = self.step
+                if sig:
+                    status = "stopped"
+                    self._save()
+                    break
+                if wall:
+                    log.info("trainer.max_minutes=%s reached at step %d", tcfg.max_minutes, self.step) if self.dist.is_main else None
+                    break
+                if (t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps) or save_due:
+                    self._save()
+                    last_save = time.monotonic()
+        pbar.close()
+        if status == "finished":
+            if last_eval != self.step:
+                val_metrics = self._evaluate() or val_metrics
+            if self._last_saved_step != self.step:
+                self._save()
+            self._export()
+        if self.dist.is_main:
+            log.info("stage %s %s at step %d", self.stage.name, status, self.step)
+        return FitResult(self.step, status, REQUEUE_EXIT_CODE if status == "stopped" else 0, train_metrics, val_metrics)
+
+    # ------------------------------------------------------------------------------------------
+    # evaluation
+    # ------------------------------------------------------------------------------------------
+    def _evaluate(self) -> dict[str, float] | None:
+        data = self.stage.val_data(self.rank, self.world)
+        if data is None:
+            return None
+        batches = list(islice(iter(data), self.tcfg.eval_batches))
+        # Every rank must run the same number of forwards (FSDP / ZeRO-3 forwards are collective).
+        n = int(pg.all_reduce([float(len(batches))], "min")[0])
+        if n == 0:
+            if self.dist.is_main:
+                log.warning("evaluation skipped at step %d: a rank has no validation batches", self.step)
+            return None
+        for m in self.models.values():
+            m.eval()
+        sums: dict[str, float] = defaultdict(float)
+        with torch.no_grad():
+            for b in batches[:n]:
+                for k, v in (self.stage.eval_step(b, self.ctx) or {}).items():
+                    sums[k] += float(v)
+        keys = sorted(sums)
+        vals = pg.all_reduce([sums[k] / n for k in keys], "mean")
+        metrics = dict(zip(keys, vals))
+        self.logger.log_metrics(metrics, self.step, "val")
+        self.stage.on_eval_end(self.ctx, self.step)
+        for m in self.models.values():
+            m.train()
+        return metrics
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints
+    # ------------------------------------------------------------------------------------------
+    def _dcp_state(self) -> dict:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        state: dict = {}
+        if not self.is_ds:
+            state["models"] = get_model_state_dict(self.container)
+            for name, slot in self.slots.items():
+                state[f"optim.{name}"] = get_optimizer_state_dict(self.container, slot.optimizer)
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def _save(self) -> None:
+        import torch.distributed.checkpoint as dcp
+
+        with ckpt_io.atomic_checkpoint(self.ckpt_root, self.step) as tmp:
+            if self.is_ds:
+                for name, slot in self.slots.items():
+                    slot.engine.save_checkpoint(str(tmp / f"ds_{name}"), tag="state", save_latest=False)
+            state = self._dcp_state()
+            if state:
+                dcp.save(state, checkpoint_id=str(tmp / "dcp"))
+            data_state = self.train_data.state_dict() if hasattr(self.train_data, "state_dict") else {}
+            ckpt_io.save_rank_state(tmp, self.rank, {"data": data_state, "rng": rng_state()})
+            if self.dist.is_main:
+                ckpt_io.write_json_atomic(tmp / "trainer.json", {
+                    "step": self.step,
+                    "world_size": self.world,
+                    "strategy": self.pcfg.strategy,
+                    "zero_stage": self.pcfg.deepspeed.zero_stage if self.is_ds else None,
+                    "has_ema": self.ema is not None,
+                    "schedules": {n: s.schedule.state_dict() for n, s in self.slots.items()},
+                    "config": to_dict(self.cfg),
+                })
+        self._last_saved_step = self.step
+        if self.dist.is_main:
+            ckpt_io.prune(self.ckpt_root, self.tcfg.keep_last)
+        pg.barrier()
+
+    def _load(self, ckpt: Path) -> None:
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        try:
+            meta = json.loads((ckpt / "trainer.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{ckpt}: unreadable trainer.json ({exc})") from None
+        saved_ds = meta["strategy"] == "deepspeed"
+        if saved_ds != self.is_ds:
+            raise UserError(f"{ckpt}: saved with strategy '{meta['strategy']}', cannot resume with "
+                            f"'{self.pcfg.strategy}' (DeepSpeed and DCP checkpoints are not interchangeable)")
+        if self.is_ds and meta["world_size"] != self.world:
+            raise UserError(f"{ckpt}: DeepSpeed checkpoint from {meta['world_size']} ranks cannot resume on "
+                            f"{self.world}; use the same world size (or fsdp2/ddp, which reshard)")
+        if set(meta["schedules"]) != set(self.slots):
+            raise UserError(f"{ckpt}: optimizers {sorted(meta['schedules'])} do not match the stage's {sorted(self.slots)}")
+        if self.is_ds:
+            for name, slot in self.slots.items():
+                path, _ = slot.engine.load_checkpoint(str(ckpt / f"ds_{name}"), tag="state",
+                                                      load_optimizer_states=True, load_lr_scheduler_states=False)
+                if path is None:
+                    raise UserError(f"{ckpt}: DeepSpeed could not load ds_{name}")
+        state = self._dcp_state()
+        if not meta.get("has_ema"):
+            state.pop("ema", None)
+        if state:
+            dcp.load(state, checkpoint_id=str(ckpt / "dcp"))
+        if not self.is_ds:
+            set_model_state_dict(self.container, state["models"])
+            for name, slot in self.slots.items():
+                set_optimizer_state_dict(self.container, slot.optimizer, state[f"optim.{name}"])
+        if self.ema is not None and "ema" not in state:
+            self.ema = EMA(self.raw, self.tcfg.ema_decay)  # restart the average from the loaded weights
+        for name, slot in self.slots.items():
+            slot.schedule.load_state_dict(meta["schedules"][name])
+        self.step = int(meta["step"])
+        self._last_saved_step = self.step
+        same_world = meta["world_size"] == self.world
+        rs = ckpt_io.load_rank_state(ckpt, self.rank) if same_world else None
+        if rs is not None:
+            if rs.get("data") and hasattr(self.train_data, "load_state_dict"):
+                self.train_data.load_state_dict(rs["data"])
+            set_rng_state(rs["rng"])
+        else:
+            if self.dist.is_main:
+                log.warning("%s: saved with %d ranks, resuming on %d: weights, optimizer and schedule restored; "
+                            "data positions and RNG streams start fresh", ckpt, meta["world_size"], self.world)
+            seed_everything(self.tcfg.seed + 1000 * self.rank + self.step)
+        if self.dist.is_main:
+            log.info("resumed from %s (step %d)", ckpt, self.step)
+
+    # ------------------------------------------------------------------------------------------
+    # export
+    # ------------------------------------------------------------------------------------------
+    def _full_state_dicts(self) -> dict[str, dict[str, torch.Tensor]] | None:
+        """Full fp32 CPU weights per model on rank 0 (collective for sharded strategies); EMA if enabled."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for name, m in self.raw.items():
+            if self.pcfg.strategy == "fsdp2":
+                sd = get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            elif self.is_ds:
+                from llmtts.dist.deepspeed_engine import gathered_state_dict
+
+                sd = gathered_state_dict(m, self.pcfg.deepspeed.zero_stage, self.dist.is_main)
+            else:
+                sd = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+            if self.ema is not None:
+                for k, v in self.ema.shadow[name].items():
+                    full = v.full_tensor() if hasattr(v, "full_tensor") else v
+                    if sd is not None:
+                        sd[k] = full.detach().cpu().clone()
+            out[name] = sd
+        return out if self.dist.is_main else None
+
+    def _export(self) -> None:
+        full = self._full_state_dicts()
+        if self.dist.is_main:
+            fresh = self.stage.build_models()
+            for name, m in fresh.items():
+                sd = {k: v.float() if v.is_floating_point() else v for k, v in full[name].items()}
+                m.load_state_dict(sd, strict=True)
+                m.float().eval()
+            final = self.run_dir / "export"
+            tmp = self.run_dir / ".export_tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.stage.export(fresh, tmp)
+            old = self.run_dir / ".export_old"
+            if final.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        pg.barrier()
