@@ -9,8 +9,9 @@ frames of token ``t`` are centred on its samples, and the first/last half token 
 (Soprano instead stretches T states to ``4(T-1)+1`` frames and emits ``S (T-1)`` samples, dropping a token).
 
 Receptive field (``receptive_field_tokens``): the output of token ``t`` depends on tokens
-``t - R .. t + R`` only. R counts the interpolation (1 token), the ConvNeXt stack (embed + blocks, k=7 each:
-3 frames per layer) and the iSTFT overlap (``n_fft / 2`` samples). Streaming decodes chunks with R tokens of
+``t - R .. t + R`` only. R counts the interpolation (up to 1 token), the ConvNeXt stack (embed + blocks,
+k=7 each: 3 frames per layer) and the iSTFT overlap (``n_fft / 2`` samples): R = 8 tokens (0.51 s) for
+configs/decoder/soprano.yaml. Streaming decodes chunks with R tokens of
 context on each side, so concatenated chunks equal the offline output.
 """
 from __future__ import annotations
@@ -27,11 +28,19 @@ CONV_KERNEL = 7  # VocosBackbone's embed and depthwise kernels
 
 
 def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
-    """Tokens of context on each side that can influence a token's samples (a safe upper bound)."""
-    conv_frames = (CONV_KERNEL // 2) * (1 + cfg.num_layers)
-    # Frame f is centred on sample f*hop + hop/2 and spans n_fft samples.
-    istft_frames = math.ceil((cfg.n_fft / 2 + cfg.hop_length / 2) / cfg.hop_length)
-    return math.ceil((conv_frames + istft_frames) / cfg.upsample) + 1
+    """Tokens of context on each side that can influence a token's samples (exact for this architecture)."""
+    k, hop, win, spt = cfg.upsample, cfg.hop_length, cfg.n_fft, cfg.samples_per_token
+    pad = (win - hop) // 2
+    # Token 0 owns samples [0, spt - 1]. iSTFT frame f (after the "same" trim) writes samples
+    # f*hop - pad + 1 .. f*hop - pad + win - 1 (the periodic Hann window is 0 at j = 0).
+    f_lo = math.ceil((-(win - 1) + pad) / hop)
+    f_hi = math.floor((spt - 2 + pad) / hop)
+    conv = (CONV_KERNEL // 2) * (1 + cfg.num_layers)  # embed + one depthwise conv per block
+    f_lo, f_hi = f_lo - conv, f_hi + conv
+    # Linear interpolation (align_corners=False): frame f reads tokens around (f + 0.5) / k - 0.5.
+    t_lo = math.floor((f_lo + 0.5) / k - 0.5)
+    t_hi = math.ceil((f_hi + 0.5) / k - 0.5)
+    return max(-t_lo, t_hi, 0)
 
 
 class HiddenDecoder(nn.Module):
@@ -59,3 +68,12 @@ class HiddenDecoder(nn.Module):
         x = hidden.to(w.dtype).transpose(1, 2)  # [B, d, T]
         x = nn.functional.interpolate(x, scale_factor=self.cfg.upsample, mode="linear", align_corners=False)
         return self.head(self.backbone(x))
+
+
+def shard_precision(hidden: torch.Tensor) -> torch.Tensor:
+    """Round states the way hidden shards store them (float16), back to float32.
+
+    Training reads fp16 shards; the on-the-fly mode and inference pass their fp32 states through this, so
+    the decoder sees bit-identical inputs in all three paths.
+    """
+    return hidden.to(torch.float16).to(torch.float32)

@@ -1,0 +1,90 @@
+"""The decoder's inference checkpoint: ``export/model.safetensors`` + ``export/config.json``.
+
+config.json: ``{"model": <DecoderModelConfig>, "sample_rate", "samples_per_token", "hidden_size",
+"receptive_field_tokens", "llm": {...}}`` — ``llm`` (optional) describes the LLM whose states it was
+trained on (hidden size, vocabulary), so inference can refuse a mismatched pair.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from llmtts.config import ConfigError, _from_dict
+from llmtts.decoder.config import DecoderModelConfig
+from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
+from llmtts.errors import UserError
+
+
+def save_decoder(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | None = None) -> Path:
+    """Write the export atomically (``out_dir.tmp`` renamed over ``out_dir``)."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    cfg = model.cfg
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"))
+    meta = {"model": dataclasses.asdict(cfg), "sample_rate": cfg.sample_rate,
+            "samples_per_token": cfg.samples_per_token, "hidden_size": cfg.hidden_size,
+            "receptive_field_tokens": receptive_field_tokens(cfg), "llm": llm_info or {}}
+    (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+    old = out_dir.with_name(out_dir.name + ".old")
+    if out_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return out_dir
+
+
+def resolve_decoder_dir(path: str | Path) -> Path:
+    """A decoder run directory or its ``export/`` -> the export directory, with a one-line error."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"decoder path {p}: no such run or export directory")
+    if (p / "export").is_dir():
+        p = p / "export"
+    if not (p / "model.safetensors").is_file() or not (p / "config.json").is_file():
+        raise UserError(f"decoder path {p}: not a decoder export (expected model.safetensors + config.json; "
+                        "did `llmtts decoder train` finish?)")
+    return p
+
+
+def read_decoder_config(path: str | Path) -> tuple[DecoderModelConfig, dict]:
+    d = resolve_decoder_dir(path)
+    try:
+        meta = json.loads((d / "config.json").read_text())
+        if not isinstance(meta, dict) or not isinstance(meta.get("model"), dict):
+            raise ValueError("no 'model' object")
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise UserError(f"{d / 'config.json'}: not a decoder config ({exc})") from None
+    try:
+        cfg = _from_dict(DecoderModelConfig, meta["model"], str(d / "config.json"), prefix="model.")
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    return cfg, meta
+
+
+def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[HiddenDecoder, dict]:
+    """``(model, meta)`` in eval mode; weights through safetensors only."""
+    d = resolve_decoder_dir(path)
+    cfg, meta = read_decoder_config(d)
+    model = HiddenDecoder(cfg)
+    try:
+        state = load_file(str(d / "model.safetensors"))
+    except Exception as exc:  # safetensors raises SafetensorError / OSError
+        raise UserError(f"{d / 'model.safetensors'}: unreadable ({exc})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"{d / 'model.safetensors'}: weights do not match config.json "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval(), meta

@@ -1,0 +1,235 @@
+"""Text in, waveform out: ``TTS.load(llm_path, decoder_path)`` then ``synthesize`` / ``synthesize_batch`` /
+``stream``.
+
+Text goes through the LLM's own front end (normaliser + tokenizer from ``frontend.json``), is split into
+sentences (``text.py``), each sentence is generated with a KV cache (``generate.py``) and its hidden
+states are decoded to audio (``llmtts.decoder``); the sentences' audio is concatenated.
+
+Randomness: sentence ``j`` of a text is sampled with its own generator seeded from ``(seed, j)``. A text
+therefore gives the same audio alone, inside ``synthesize_batch`` and through ``stream``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from llmtts.decoder.export import load_decoder
+from llmtts.decoder.model import HiddenDecoder, shard_precision
+from llmtts.errors import UserError
+from llmtts.infer.generate import generate, generate_steps
+from llmtts.infer.sampling import SamplingConfig
+from llmtts.infer.stream import StreamDecoder
+from llmtts.infer.text import is_speakable, split_sentences
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+@dataclass
+class SynthesisOptions:
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    seed: int | None = None  # None = a fresh random seed per call
+    max_tokens: int = 512  # per sentence (Soprano: 512 tokens = 32.8 s at 15.6 tokens/s)
+    # Per-sentence guard against runaway generation: at most this many tokens per text id, plus slack.
+    tokens_per_text_id: float = 4.0
+    min_tokens: int = 1  # [stop] is masked for this many steps: never an empty wav
+    max_chars: int = 300  # sentence length for splitting
+    min_chars: int = 30  # shorter sentences are merged with a neighbour
+    max_text_chars: int = 100_000  # refuse absurd inputs instead of working for hours
+    batch_size: int = 8  # sentences generated together
+    speaker: str | None = None
+
+    def max_new_tokens(self, n_text_ids: int) -> int:
+        return max(self.min_tokens, min(self.max_tokens, math.ceil(self.tokens_per_text_id * n_text_ids) + 16))
+
+
+def _sentence_seed(seed: int, j: int) -> int:
+    return (seed * 1_000_003 + j * 0x9E3779B1) % (2**63 - 1)
+
+
+class TTS:
+    def __init__(self, llm, vocab, frontend, decoder: HiddenDecoder, decoder_meta: dict | None = None):
+        self.llm, self.vocab, self.frontend, self.decoder = llm, vocab, frontend, decoder
+        self.decoder_meta = decoder_meta or {}
+        self.options = SynthesisOptions()
+        self._check_pair()
+        self.last_stats: dict = {}
+
+    # --- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, llm_path: str | Path, decoder_path: str | Path, device: str = "cpu", dtype: str = "fp32") -> "TTS":
+        """``llm_path``/``decoder_path``: run directories or their ``export/``. ``dtype``: LLM weights,
+        ``fp32`` or ``bf16`` (bf16 halves the memory read per token: decode on CPU is bandwidth bound)."""
+        from llmtts.llm import load_llm
+
+        if dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if not Path(llm_path).exists():
+            raise UserError(f"LLM path {llm_path}: no such run or export directory")
+        decoder, meta = load_decoder(decoder_path, device=device)
+        llm, vocab, frontend = load_llm(llm_path, device=device, dtype=DTYPES[dtype])
+        return cls(llm, vocab, frontend, decoder, meta)
+
+    def _check_pair(self) -> None:
+        d_llm = self.llm.config.hidden_size
+        d_dec = self.decoder.cfg.hidden_size
+        if d_llm != d_dec:
+            raise UserError(f"LLM hidden size {d_llm} does not match the decoder's input size {d_dec}: "
+                            "the decoder was trained on another LLM's states (retrain it with dump-hidden of this LLM)")
+        rows = self.llm.lm_head.weight.shape[0]
+        if rows < self.vocab.audio_offset + self.vocab.n_audio:
+            raise UserError(f"LLM has {rows} output rows but its vocabulary needs "
+                            f"{self.vocab.audio_offset + self.vocab.n_audio}")
+        info = self.decoder_meta.get("llm") or {}
+        for key, have in (("n_audio", self.vocab.n_audio), ("vocab_size", rows), ("hidden_size", d_llm)):
+            if key in info and int(info[key]) != have:
+                raise UserError(f"decoder was trained on an LLM with {key}={info[key]}, this LLM has {have}")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.decoder.cfg.sample_rate
+
+    @property
+    def samples_per_token(self) -> int:
+        return self.decoder.cfg.samples_per_token
+
+    # --- text -------------------------------------------------------------------------------------
+    def _encode_sentence(self, sentence: str) -> list[int]:
+        from llmtts.llm.hidden import prompt_ids
+
+        tok = self.frontend.tokenizer
+        symbols = getattr(tok, "symbols", None)
+        if symbols is not None:
+            # Characters the tokenizer has no id for are dropped (logged), not fatal: the normaliser
+            # maps what it can to ASCII, the rest carries no speech.
+            known = set(symbols)
+            kept = "".join(ch for ch in sentence if ch in known)
+            if kept != sentence:
+                dropped = sorted(set(ch for ch in sentence if ch not in known))
+                log.warning("dropped characters the model has no ids for: %s", "".join(dropped)[:40])
+            sentence = kept
+        return prompt_ids(self.vocab, self.frontend, sentence, speaker=self._speaker(), normalized=True)
+
+    def _speaker(self) -> str | None:
+        if self.options.speaker is not None:
+            return self.options.speaker
+        return self.vocab.speakers[0] if self.vocab.speakers else None
+
+    def prepare(self, text: str, options: SynthesisOptions | None = None) -> list[list[int]]:
+        """Text -> one prompt (LLM ids) per sentence; one-line ``UserError`` for unusable text."""
+        o = options or self.options
+        if not isinstance(text, str):
+            raise UserError(f"text must be a string, got {type(text).__name__}")
+        if not text.strip():
+            raise UserError("text is empty or whitespace only: nothing to say")
+        if len(text) > o.max_text_chars:
+            raise UserError(f"text has {len(text)} characters, more than max_text_chars={o.max_text_chars}; "
+                            "split it or raise the limit")
+        normalized = self.frontend.normalize(text)
+        sentences = [s for s in split_sentences(normalized, o.max_chars, o.min_chars)]
+        prompts = []
+        for s in sentences:
+            ids = self._encode_sentence(s)
+            if any(self.vocab.text_offset <= i for i in ids):
+                prompts.append(ids)
+        if not prompts or not any(is_speakable(s) for s in sentences):
+            raise UserError(f"text has no speakable characters after normalisation: {text[:60]!r}")
+        return prompts
+
+    # --- synthesis --------------------------------------------------------------------------------
+    def _options(self, **overrides) -> SynthesisOptions:
+        o = self.options
+        sampling_keys = {f for f in SamplingConfig.__dataclass_fields__}
+        samp = {k: v for k, v in overrides.items() if k in sampling_keys and v is not None}
+        rest = {k: v for k, v in overrides.items() if k not in sampling_keys and v is not None}
+        unknown = set(rest) - set(SynthesisOptions.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown synthesis option(s): {sorted(unknown)}")
+        o = replace(o, sampling=replace(o.sampling, **samp).validate(), **rest)
+        if o.seed is None:
+            o = replace(o, seed=random.SystemRandom().randrange(2**31))
+        if o.max_tokens < 1:
+            raise UserError(f"max_tokens must be >= 1, got {o.max_tokens}")
+        return o
+
+    def _generate(self, prompts: list[list[int]], seeds: list[int], o: SynthesisOptions):
+        kw = dict(stop_id=self.vocab.stop, audio_offset=self.vocab.audio_offset, n_audio=self.vocab.n_audio,
+                  sampling=o.sampling, min_new_tokens=o.min_tokens, pad_id=self.vocab.pad)
+        hidden, codes = [None] * len(prompts), [None] * len(prompts)
+        runaway = 0
+        for b in range(0, len(prompts), o.batch_size):
+            chunk = prompts[b: b + o.batch_size]
+            gens = [torch.Generator().manual_seed(s) for s in seeds[b: b + o.batch_size]]
+            out = generate(self.llm, chunk, max_new_tokens=[o.max_new_tokens(len(p)) for p in chunk],
+                           generators=gens, **kw)
+            for i in range(len(chunk)):
+                hidden[b + i], codes[b + i] = out.hidden[i], out.codes[i]
+                runaway += not out.stopped[i]
+        if runaway:
+            log.warning("%d of %d sentences reached the length limit without a stop token", runaway, len(prompts))
+        self.last_stats = {"sentences": len(prompts), "tokens": sum(len(c) for c in codes), "runaway": runaway}
+        return hidden, codes
+
+    @torch.inference_mode()
+    def decode(self, hidden: torch.Tensor) -> np.ndarray:
+        """Hidden states ``[T, d]`` -> waveform of exactly ``T * samples_per_token`` samples."""
+        dev = next(self.decoder.parameters()).device
+        return self.decoder(shard_precision(hidden).to(dev)[None])[0].cpu().numpy()
+
+    def synthesize(self, text: str, **options) -> tuple[np.ndarray, int]:
+        """``(wav float32 [N], sample_rate)``. Options: see ``SynthesisOptions`` and ``SamplingConfig``."""
+        return self.synthesize_batch([text], **options)[0]
+
+    def synthesize_batch(self, texts: Sequence[str], **options) -> list[tuple[np.ndarray, int]]:
+        """All sentences of all texts are generated in batches of ``batch_size``; each text's result equals
+        ``synthesize(text)`` with the same seed."""
+        o = self._options(**options)
+        if isinstance(texts, str):
+            raise UserError("synthesize_batch takes a list of texts, not a string")
+        prepared = [self.prepare(t, o) for t in texts]
+        flat = [p for ps in prepared for p in ps]
+        seeds = [_sentence_seed(o.seed, j) for ps in prepared for j in range(len(ps))]
+        hidden, _ = self._generate(flat, seeds, o)
+        out, k = [], 0
+        for ps in prepared:
+            wavs = [self.decode(hidden[k + j]) for j in range(len(ps))]
+            k += len(ps)
+            out.append((np.concatenate(wavs).astype(np.float32), self.sample_rate))
+        return out
+
+    def stream(self, text: str, first_chunk: int = 1, max_chunk: int = 32, **options) -> Iterator[np.ndarray]:
+        """Yield float32 audio chunks as tokens are generated; their concatenation equals
+        ``synthesize(text)`` (same options and seed) within float tolerance. ``self.last_stats`` gets
+        ``first_chunk_s`` (latency from the call to the first chunk)."""
+        t0 = time.perf_counter()
+        o = self._options(**options)
+        prompts = self.prepare(text, o)
+        kw = dict(stop_id=self.vocab.stop, audio_offset=self.vocab.audio_offset, n_audio=self.vocab.n_audio,
+                  sampling=o.sampling, min_new_tokens=o.min_tokens, pad_id=self.vocab.pad)
+        stats = {"sentences": len(prompts), "tokens": 0, "first_chunk_s": None}
+        self.last_stats = stats
+        R = self.decoder.receptive_field
+        for j, prompt in enumerate(prompts):
+            sd = StreamDecoder(self.decode, R, self.samples_per_token, first_chunk, max_chunk)
+            gen = torch.Generator().manual_seed(_sentence_seed(o.seed, j))
+            for step in generate_steps(self.llm, [prompt], max_new_tokens=[o.max_new_tokens(len(prompt))],
+                                       generators=[gen], **kw):
+                stats["tokens"] += len(step.emitted)
+                for chunk in sd.push(step.hidden):
+                    if stats["first_chunk_s"] is None:
+                        stats["first_chunk_s"] = time.perf_counter() - t0
+                    yield chunk
+            tail = sd.flush()
+            if tail is not None:
+                if stats["first_chunk_s"] is None:
+                    stats["first_chunk_s"] = time.perf_counter() - t0
+                yield tail
