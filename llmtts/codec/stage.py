@@ -1,0 +1,238 @@
+"""The codec training stage: reconstruction (multi-resolution mel + STFT), then adversarial (MPD + MRD,
+feature matching) from ``gan.start_step`` on. Two optimizers: ``gen`` (the codec) and ``disc``.
+
+Data: audio shards (``llmtts data shards``) read by ``llmtts.data.reader.ShardLoader``; every item is
+resampled to the codec's rate and randomly cropped to ``data.crop_samples`` (rounded down to whole tokens;
+shorter clips are zero-padded), so a batch is a dense ``[B, crop]`` tensor.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmtts.audio import resample
+from llmtts.codec.config import CodecConfig
+from llmtts.codec.export import export_codec
+from llmtts.codec.model import CodecModel
+from llmtts.codec.quantizer import codebook_usage
+from llmtts.errors import UserError
+from llmtts.nn.discriminators import CombinedDiscriminator
+from llmtts.nn.losses import (
+    MultiResolutionMelLoss,
+    MultiResolutionSTFTLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from llmtts.train.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def default_mel_resolutions(n_fft: int) -> list[list[int]]:
+    return [[n_fft // 4, n_fft // 16, 40], [n_fft // 2, n_fft // 8, 64], [n_fft, n_fft // 4, 100]]
+
+
+def default_stft_resolutions(n_fft: int) -> list[list[int]]:
+    return [[n, n // 4, n] for n in (n_fft // 4, n_fft // 2, n_fft)]
+
+
+class CropAudio:
+    """Reader transform: resample to ``sample_rate`` and cut a ``crop`` sample window (random or from the start).
+
+    A class (not a closure) so DataLoader workers can pickle it.
+    """
+
+    def __init__(self, sample_rate: int, crop: int, seed: int, random: bool = True):
+        self.sample_rate, self.crop, self.seed, self.random = sample_rate, crop, seed, random
+        self._rng: np.random.Generator | None = None
+
+    def __call__(self, sample: dict) -> dict | None:
+        wav = resample(sample["audio"], int(sample["sample_rate"]), self.sample_rate)
+        if wav.size == 0:
+            return None
+        if len(wav) > self.crop:
+            if self.random:
+                if self._rng is None:  # seeded lazily so each DataLoader worker gets its own stream
+                    info = torch.utils.data.get_worker_info()
+                    self._rng = np.random.default_rng([self.seed, info.id if info else 0, 0xC0DEC])
+                start = int(self._rng.integers(0, len(wav) - self.crop + 1))
+            else:
+                start = 0
+            wav = wav[start: start + self.crop]
+        elif len(wav) < self.crop:
+            wav = np.pad(wav, (0, self.crop - len(wav)))
+        return {"__key__": sample["__key__"], "audio": wav.astype(np.float32)}
+
+
+class CropLength:
+    def __init__(self, crop: int):
+        self.crop = crop
+
+    def __call__(self, sample: dict) -> int:
+        return self.crop
+
+
+def collate_audio(items: list[dict]) -> torch.Tensor:
+    return torch.from_numpy(np.stack([it["audio"] for it in items]))
+
+
+class CodecStage(Stage):
+    name = "codec"
+    unit = "audio_s"
+
+    def __init__(self, cfg: CodecConfig, run_dir: Path, input_dir: str | Path | None = None):
+        super().__init__(cfg, run_dir)
+        self.input_dir = Path(input_dir) if input_dir is not None else None
+        m = cfg.model
+        self.crop = (cfg.data.crop_samples // m.samples_per_token) * m.samples_per_token
+        if self.crop < m.samples_per_token:
+            raise UserError(f"data.crop_samples={cfg.data.crop_samples} is shorter than one token "
+                            f"(model.samples_per_token={m.samples_per_token})")
+        if self.crop > cfg.data.batch_budget:
+            raise UserError(f"data.batch_budget={cfg.data.batch_budget} cannot hold one crop of {self.crop} samples")
+        self.mel_loss = MultiResolutionMelLoss(m.sample_rate, cfg.loss.mel_resolutions or default_mel_resolutions(m.n_fft))
+        self.stft_loss = MultiResolutionSTFTLoss(cfg.loss.stft_resolutions or default_stft_resolutions(m.n_fft))
+        self._preview: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def gan_enabled(self) -> bool:
+        return self.cfg.gan.start_step >= 0
+
+    # --- models -------------------------------------------------------------------------------
+    def build_models(self) -> dict[str, nn.Module]:
+        models: dict[str, nn.Module] = {"gen": CodecModel(self.cfg.model)}
+        if self.gan_enabled:
+            g = self.cfg.gan
+            models["disc"] = CombinedDiscriminator(
+                periods=tuple(g.periods), resolutions=tuple(tuple(r) for r in g.resolutions)
+                or tuple(tuple(r) for r in default_stft_resolutions(self.cfg.model.n_fft)),
+                channels=g.channels, max_channels=g.max_channels)
+        return models
+
+    def parallelize(self, models: dict[str, nn.Module], pctx: Any) -> dict[str, nn.Module]:
+        from llmtts.codec.parallelize import parallelize_codec
+
+        return parallelize_codec(models, pctx)
+
+    def optimizer_groups(self) -> dict[str, list[str]]:
+        groups = {"gen": ["gen"]}
+        if self.gan_enabled:
+            groups["disc"] = ["disc"]
+        return groups
+
+    def optimizer_overrides(self) -> dict[str, dict]:
+        return {"disc": {"lr": self.cfg.gan.disc_lr}} if self.gan_enabled else {}
+
+    # --- data ---------------------------------------------------------------------------------
+    def _require_input(self) -> Path:
+        if self.input_dir is None:
+            raise UserError("codec training needs --input-dir SHARDS (audio shards from `llmtts data shards`)")
+        return self.input_dir
+
+    def _loader(self, split: str, rank: int, world_size: int, train: bool):
+        from llmtts.data.reader import ShardLoader
+
+        d = self.cfg.data
+        transform = CropAudio(self.cfg.model.sample_rate, self.crop, d.seed + 7919 * rank, random=train)
+        return ShardLoader.from_config(self._require_input(), split, rank, world_size, d, train=train,
+                                       length_fn=CropLength(self.crop), collate_fn=collate_audio,
+                                       fields=["audio"], transform=transform)
+
+    def train_data(self, rank: int, world_size: int):
+        return self._loader(self.cfg.data.train_split, rank, world_size, train=True)
+
+    def val_data(self, rank: int, world_size: int):
+        try:
+            return self._loader(self.cfg.data.val_split, rank, world_size, train=False)
+        except UserError as exc:  # no validation split: train without evaluation
+            log.warning("codec: no validation data (%s)", exc)
+            return None
+
+    def units_in_batch(self, batch: torch.Tensor) -> float:
+        return batch.numel() / self.cfg.model.sample_rate
+
+    # --- steps --------------------------------------------------------------------------------
+    def _recon_losses(self, out, ctx) -> tuple[torch.Tensor, dict[str, float]]:
+        self.mel_loss.to(ctx.device)
+        self.stft_loss.to(ctx.device)
+        mel = self.mel_loss(out.wav.float(), out.target.float())
+        sc, mag = self.stft_loss.parts(out.wav.float(), out.target.float())
+        lc = self.cfg.loss
+        loss = lc.mel_weight * mel + lc.stft_weight * (sc + mag)
+        return loss, {"mel": mel.item(), "stft_sc": sc.item(), "stft_mag": mag.item()}
+
+    def gan_active(self, step: int) -> bool:
+        return self.gan_enabled and step >= self.cfg.gan.start_step
+
+    def train_step(self, batch: torch.Tensor, ctx) -> dict[str, float]:
+        wav = batch.to(ctx.device, non_blocking=True)
+        gen = ctx.models["gen"]
+        g = self.cfg.gan
+        use_gan = self.gan_active(ctx.step)
+        with ctx.autocast():
+            out = gen(wav)
+        metrics: dict[str, float] = {}
+        if use_gan:
+            disc = ctx.models["disc"]
+            n = wav.shape[0]
+            # Real and generated audio in one forward: DDP allows one forward per backward.
+            with ctx.autocast():
+                logits, _ = disc(torch.cat([out.target, out.wav.detach().to(out.target.dtype)]))
+                loss_d = discriminator_loss([lg[:n] for lg in logits], [lg[n:] for lg in logits], g.kind)
+            ctx.backward(loss_d, "disc")
+            ctx.step("disc")
+            metrics["loss_disc"] = loss_d.item()
+        with ctx.autocast():
+            loss_g, parts = self._recon_losses(out, ctx)
+            if use_gan:
+                with ctx.frozen("disc"):
+                    logits, fmaps = disc(torch.cat([out.target, out.wav.to(out.target.dtype)]))
+                adv = generator_loss([lg[n:] for lg in logits], g.kind)
+                fm = feature_matching_loss([[f[:n] for f in fs] for fs in fmaps], [[f[n:] for f in fs] for fs in fmaps])
+                loss_g = loss_g + g.adv_weight * adv + g.feature_matching_weight * fm
+                metrics.update(adv=adv.item(), feature_matching=fm.item())
+        ctx.backward(loss_g, "gen")
+        ctx.step("gen")
+        metrics.update(parts)
+        metrics["loss"] = loss_g.item()
+        metrics.update(codebook_usage(out.codes, self._codebook_size(ctx)))
+        return metrics
+
+    def _codebook_size(self, ctx) -> int:
+        from llmtts.dist.parallelize import unwrap
+
+        return unwrap(ctx.models["gen"]).quantizer.codebook_size
+
+    @torch.no_grad()
+    def eval_step(self, batch: torch.Tensor, ctx) -> dict[str, float]:
+        wav = batch.to(ctx.device)
+        with ctx.autocast():
+            out = ctx.models["gen"](wav)
+        loss, parts = self._recon_losses(out, ctx)
+        if self._preview is None:
+            self._preview = (out.target[0].float().cpu(), out.wav[0].float().cpu())
+        parts["loss"] = loss.item()
+        parts.update(codebook_usage(out.codes, self._codebook_size(ctx)))
+        return parts
+
+    def on_eval_end(self, ctx, step: int) -> None:
+        if self._preview is None:
+            return
+        target, recon = self._preview
+        self._preview = None
+        sr = self.cfg.model.sample_rate
+        ctx.logger.log_audio("codec/target", target, sr, step)
+        ctx.logger.log_audio("codec/reconstruction", recon, sr, step)
+        mel = self.mel_loss.mels[-1].cpu()
+        ctx.logger.log_spectrogram("codec/target_mel", mel(target[None])[0], step)
+        ctx.logger.log_spectrogram("codec/reconstruction_mel", mel(recon[None])[0], step)
+
+    # --- export -------------------------------------------------------------------------------
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        export_codec(models["gen"], out_dir)
