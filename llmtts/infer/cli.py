@@ -1,0 +1,91 @@
+"""``llmtts synthesize``: text in, wav out — one text, a file of texts (one per line), or streamed."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="the text to speak")
+    src.add_argument("--text-file", help="a UTF-8 file with one text per line (blank lines skipped)")
+    p.add_argument("--llm-path", required=True, help="LLM run directory or its export/")
+    p.add_argument("--decoder-path", required=True, help="decoder run directory or its export/")
+    p.add_argument("--out", help="output wav (with --text)")
+    p.add_argument("--out-dir", help="output directory (with --text-file): 000000.wav, 000001.wav ...")
+    p.add_argument("--stream", action="store_true",
+                   help="generate and decode chunk by chunk (prints first-chunk latency); same audio as offline")
+    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.7)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default 0.95)")
+    p.add_argument("--top-k", type=int, default=None, help="0 = off (default)")
+    p.add_argument("--repetition-penalty", type=float, default=None, help=">= 1.0 (default 1.2)")
+    p.add_argument("--seed", type=int, default=None, help="fixed seed: the same text gives the same audio")
+    p.add_argument("--max-tokens", type=int, default=None, help="max audio tokens per sentence (default 512)")
+    p.add_argument("--batch-size", type=int, default=None, help="sentences generated together (default 8)")
+    p.add_argument("--speaker", default=None, help="speaker name (multi-speaker models)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="LLM weight precision")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    p.set_defaults(func=run)
+
+
+def _options(args) -> dict:
+    return {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "repetition_penalty": args.repetition_penalty, "seed": args.seed, "max_tokens": args.max_tokens,
+            "batch_size": args.batch_size, "speaker": args.speaker}
+
+
+def run(args) -> int:
+    import numpy as np
+    import torch
+
+    from llmtts.audio import save_wav
+    from llmtts.infer.tts import TTS
+
+    if args.text is not None and not args.out:
+        raise UserError("--text needs --out FILE.wav")
+    if args.text_file is not None and not args.out_dir:
+        raise UserError("--text-file needs --out-dir DIR")
+    texts: list[str]
+    if args.text_file is not None:
+        f = Path(args.text_file)
+        if not f.is_file():
+            raise UserError(f"--text-file {f}: no such file")
+        try:
+            texts = [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as exc:
+            raise UserError(f"--text-file {f}: not UTF-8 text ({exc})") from None
+        if not texts:
+            raise UserError(f"--text-file {f}: no non-empty lines")
+    else:
+        texts = [args.text]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tts = TTS.load(args.llm_path, args.decoder_path, device=args.device, dtype=args.dtype)
+    opts = _options(args)
+    outs = [Path(args.out)] if args.text is not None else [Path(args.out_dir) / f"{i:06d}.wav" for i in range(len(texts))]
+    t0 = time.perf_counter()
+    total_s = 0.0
+    if args.stream:
+        for text, out in zip(texts, outs):
+            chunks = list(tts.stream(text, **opts))
+            wav = np.concatenate(chunks)
+            save_wav(out, wav, tts.sample_rate)
+            total_s += len(wav) / tts.sample_rate
+            print(f"{out}: {len(wav) / tts.sample_rate:.2f} s in {len(chunks)} chunks, "
+                  f"first chunk after {tts.last_stats['first_chunk_s'] * 1000:.0f} ms")
+    else:
+        results = tts.synthesize_batch(texts, **opts)
+        for (wav, sr), out in zip(results, outs):
+            save_wav(out, wav, sr)
+            total_s += len(wav) / sr
+            print(f"{out}: {len(wav) / sr:.2f} s")
+    took = time.perf_counter() - t0
+    print(f"{len(texts)} text(s), {total_s:.2f} s of audio in {took:.2f} s ({total_s / max(took, 1e-9):.1f}x real time)")
+    return 0
