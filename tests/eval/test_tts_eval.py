@@ -75,3 +75,24 @@ def test_bad_asr_dir_is_one_line_error(tmp_path, capsys):
                "--asr", str(tmp_path / "nope")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("llmtts: error:") and "nope" in err and "\n" not in err
+
+
+def test_codec_reconstructions_saved_at_codec_rate(judge, piper_refs, piper_synth, tmp_path):
+    import yaml
+
+    from llmtts.codec.config import CodecModelConfig
+    from llmtts.codec.export import export_codec
+    from llmtts.codec.model import CodecModel
+    from llmtts.eval.tts_eval import codec_reconstructor
+
+    from pathlib import Path
+
+    model_cfg = yaml.safe_load((Path(__file__).parents[2] / "configs/codec/tiny.yaml").read_text())["model"]
+    export_codec(CodecModel(CodecModelConfig(**model_cfg)).eval(), tmp_path / "codec" / "export")
+    rec = codec_reconstructor(str(tmp_path / "codec"))
+    utts = read_texts(piper_refs / "metadata.csv")[:1]
+    evaluate_tts(piper_synth, utts, judge, tmp_path / "ev", reference_dir=piper_refs, reconstruct=rec)
+    out = sf.info(tmp_path / "ev" / "codec" / f"{utts[0].id}.wav")
+    ref = sf.info(piper_refs / "wavs" / f"{utts[0].id}.wav")
+    assert out.samplerate == model_cfg["sample_rate"]
+    assert out.frames == pytest.approx(ref.frames * model_cfg["sample_rate"] / ref.samplerate, abs=2)
