@@ -241,6 +241,42 @@ def _export_done(run_dir: Path) -> Callable[[], bool]:
     return lambda: (run_dir / "export" / "config.json").is_file()
 
 
+# Stage config classes, to validate each step's config + overrides before anything runs (a typo in
+# decoder_gan.overrides must fail now, not after 10 minutes of codec and LLM training).
+STAGE_CONFIG_CLASSES = {
+    "codec": "llmtts.codec.config:CodecConfig",
+    "llm": "llmtts.llm.config:LLMConfig",
+    "decoder_recon": "llmtts.decoder.config:DecoderConfig",
+    "decoder_gan": "llmtts.decoder.config:DecoderConfig",
+}
+
+
+def validate(cfg: PipelineConfig) -> None:
+    import importlib
+
+    loaded = {}
+    for section, spec in STAGE_CONFIG_CLASSES.items():
+        sec: StageSection = getattr(cfg, section)
+        mod_name, cls_name = spec.split(":")
+        try:
+            cls = getattr(importlib.import_module(mod_name), cls_name)
+        except (ImportError, AttributeError):
+            continue  # that stage is not installed; its step will say so
+        try:
+            loaded[section] = load_config(cls, resolve_config_path(sec.config) or None, sec.overrides)
+        except UserError as exc:
+            raise UserError(f"pipeline {section}: {exc}") from None
+    codec = loaded.get("codec")
+    sr = getattr(getattr(codec, "model", None), "sample_rate", None)
+    if sr is not None and sr != cfg.shards.sample_rate:
+        raise UserError(f"pipeline: shards.sample_rate={cfg.shards.sample_rate} but the codec config "
+                        f"({cfg.codec.config}) has model.sample_rate={sr}: set them equal")
+    if cfg.corpus.input_dir and not Path(cfg.corpus.input_dir).is_dir():
+        raise UserError(f"pipeline: corpus.input_dir {cfg.corpus.input_dir}: directory not found")
+    if not cfg.corpus.input_dir and cfg.corpus.num_utterances < 2:
+        raise UserError("pipeline: corpus.num_utterances must be >= 2 (train and validation need audio)")
+
+
 # ----------------------------------------------------------------------------- runner
 class Runner:
     """Runs steps in order with markers, logs and a state file (``RUN/pipeline.json``)."""
@@ -359,6 +395,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.run_root:
         overrides.append(f"run_root={args.run_root}")
     cfg = load_config(PipelineConfig, resolve_config_path(args.config), overrides)
+    validate(cfg)
     steps = build_steps(cfg)
     root = Path(cfg.run_root)
     if args.dry_run:

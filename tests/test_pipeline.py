@@ -81,3 +81,19 @@ def test_build_steps_chain_every_stage_in_order(tmp_path):
     cfg.eval.texts = str(tmp_path / "t.txt")
     names = [s.name for s in build_steps(cfg)]
     assert "corpus" not in names and "references" not in names
+
+
+def test_validate_fails_fast_on_stage_config_typos(tmp_path):
+    from llmtts.pipeline import validate
+
+    cfg = PipelineConfig(run_root=str(tmp_path))
+    for sec in (cfg.llm, cfg.decoder_recon, cfg.decoder_gan):
+        sec.config = ""  # class defaults: this test is about the codec section
+    validate(cfg)  # consistent
+    cfg.codec.overrides = ["trainer.max_stepz=3"]
+    with pytest.raises(UserError, match=r"pipeline codec: .*max_stepz"):
+        validate(cfg)
+    cfg.codec.overrides = []
+    cfg.shards.sample_rate = 22050
+    with pytest.raises(UserError, match="sample_rate"):
+        validate(cfg)
