@@ -1,0 +1,115 @@
+"""``llmtts codec encode`` on real WebDataset shards: layout, determinism, 2 ranks == 1 rank, resume,
+corrupt samples skipped and counted."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec_shards_helper import write_audio_shards
+from llmtts.audio import resample
+from llmtts.cli import main as cli_main
+from llmtts.codec.config import CodecConfig
+from llmtts.codec.encode import encode_shards
+from llmtts.codec.export import export_codec, load_codec
+from llmtts.codec.model import CodecModel
+from llmtts.config import load_config
+from llmtts.data.parallel_map import iter_shard
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "codec"
+
+
+@pytest.fixture(scope="module")
+def codec_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = CodecModel(load_config(CodecConfig, CONFIGS / "tiny.yaml").model)
+    with torch.no_grad():  # spread the untrained latent so codes vary from frame to frame
+        model.to_latent.weight.mul_(30)
+    return export_codec(model, tmp_path_factory.mktemp("codec") / "export")
+
+
+def _tars(d: Path) -> dict[str, bytes]:
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.glob("*/*.tar"))}
+
+
+def _samples(d: Path) -> dict[str, dict]:
+    return {s["__key__"]: s for p in sorted(d.glob("*/*.tar")) for s in iter_shard(p)}
+
+
+def test_load_codec_accepts_run_dir_and_export_dir(codec_dir):
+    a, b = load_codec(codec_dir), load_codec(codec_dir.parent)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    meta = json.loads((codec_dir / "config.json").read_text())
+    assert meta["samples_per_token"] == 1024 and meta["codebook"]["codebook_size"] == 1000
+    assert meta["codebook"]["layout"] == "[T]"
+
+
+def test_encode_layout_and_determinism(codec_dir, audio_shards, tmp_path):
+    index = encode_shards(codec_dir, audio_shards, tmp_path / "a", batch_size=3, device="cpu", progress=False)
+    encode_shards(codec_dir, audio_shards, tmp_path / "b", batch_size=3, device="cpu", progress=False)
+    assert index["kind"] == "tokens" and index["totals"]["num_samples"] == 14 and index["num_rejected"] == 0
+    assert _tars(tmp_path / "a") == _tars(tmp_path / "b")  # byte-identical shards
+    model = load_codec(codec_dir)
+    inputs = _samples(audio_shards)
+    out = _samples(tmp_path / "a")
+    assert set(out) == set(inputs)
+    distinct = set()
+    for key, s in out.items():
+        meta, codes = s["json"], s["codes"]
+        ref = resample(inputs[key]["audio"], inputs[key]["sample_rate"], 16000)
+        assert meta["num_samples"] == len(ref) and s["sample_rate"] == meta["sample_rate"] == 16000
+        assert meta["n_tokens"] == math.ceil(len(ref) / 1024) == codes.shape[0] and codes.ndim == 1
+        assert codes.dtype == np.int16 and len(s["audio"]) == meta["n_tokens"] * 1024 == meta["n_tokens"] * meta["samples_per_token"]
+        assert np.abs(s["audio"][: len(ref)] - np.clip(ref, -1, 1)).max() < 1e-3  # 16-bit FLAC
+        assert not s["audio"][len(ref):].any()
+        assert meta["text"] == inputs[key]["json"]["text"]
+        # batched encoding gives the same codes as encoding the clip alone
+        with torch.no_grad():
+            assert np.array_equal(model.encode(torch.from_numpy(ref)[None])[0].numpy(), codes)
+        distinct.update(codes.tolist())
+    assert len(distinct) > 5
+
+
+def test_two_ranks_equal_one_rank_and_resume(codec_dir, audio_shards, tmp_path):
+    encode_shards(codec_dir, audio_shards, tmp_path / "one", batch_size=4, device="cpu", progress=False)
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "llmtts.cli", "codec", "encode", "--codec-path", str(codec_dir), "--input-dir",
+             str(audio_shards), "--out", str(tmp_path / "two"), "--batch-size", "4", "--device", "cpu",
+             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0, out
+    assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
+    assert json.loads((tmp_path / "two" / "index.json").read_text())["totals"]["num_samples"] == 14
+    # resume: finished shards are skipped, a missing one is redone identically
+    done = tmp_path / "two" / "train" / "shard-000000.tar"
+    redo = tmp_path / "two" / "train" / "shard-000001.tar"
+    mtime = done.stat().st_mtime_ns
+    redo.unlink()
+    encode_shards(codec_dir, audio_shards, tmp_path / "two", batch_size=4, device="cpu", progress=False)
+    assert done.stat().st_mtime_ns == mtime
+    assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
+
+
+def test_corrupt_sample_is_skipped_and_counted(codec_dir, tmp_path):
+    shards = write_audio_shards(tmp_path / "audio", {"train": [3, 2]}, corrupt={"utt0001"})
+    index = encode_shards(codec_dir, shards, tmp_path / "tok", batch_size=2, device="cpu", progress=False)
+    assert index["rejected"] == {"bad_flac": 1} and index["num_rejected"] == 1
+    assert index["totals"]["num_samples"] == 4
+    assert "utt0001" not in _samples(tmp_path / "tok")
+
+
+def test_encode_cli_bad_codec_path_is_one_line_error(tmp_path, audio_shards, capsys):
+    rc = cli_main(["codec", "encode", "--codec-path", str(tmp_path / "nope"), "--input-dir", str(audio_shards),
+                   "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nope" in err and len(err.strip().splitlines()) == 1
