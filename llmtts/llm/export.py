@@ -15,13 +15,16 @@ from llmtts.llm.tokenizer import Frontend
 from llmtts.llm.vocab import Vocab
 
 
-def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path) -> Path:
-    """Write the export atomically: into ``out_dir.tmp`` first, then renamed over ``out_dir``."""
+def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, atomic: bool = True) -> Path:
+    """Write the export; ``atomic``: into ``out_dir.tmp`` first, then renamed over ``out_dir`` (the
+    trainer already hands stages a temporary directory, so it passes ``atomic=False``)."""
     out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
+    tmp = out_dir.with_name(out_dir.name + ".tmp") if atomic else out_dir
+    if not atomic:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    elif tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp.mkdir(parents=True, exist_ok=True)
     if model.get_input_embeddings().weight.shape[0] < vocab.size:
         raise UserError(f"model has {model.get_input_embeddings().weight.shape[0]} embedding rows "
                         f"but the vocabulary needs {vocab.size}")
@@ -32,6 +35,8 @@ def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path) ->
         model.config.use_cache = False
     vocab.save(tmp / "vocab.json")
     frontend.save(tmp)
+    if not atomic:
+        return out_dir
     old = out_dir.with_name(out_dir.name + ".old")
     if out_dir.exists():
         if old.exists():

@@ -1,0 +1,61 @@
+"""``llmtts llm train`` and ``llmtts llm dump-hidden``."""
+from __future__ import annotations
+
+import argparse
+
+
+def _train(args: argparse.Namespace) -> int:
+    from llmtts.errors import UserError
+    from llmtts.llm.config import LLMConfig
+    from llmtts.train.entry import run_training
+
+    if bool(args.from_scratch) == bool(args.init_from):
+        raise UserError("choose exactly one of --from-scratch or --init-from PATH")
+    # The choice is recorded in the run's config.yaml (overrides come after the YAML file).
+    flags = ["from_scratch=true"] if args.from_scratch else [f"init_from={args.init_from}"]
+    if args.tokenizer:
+        flags.append(f"vocab.tokenizer={args.tokenizer}")
+    args.overrides = flags + list(args.overrides or [])
+
+    def factory(cfg, a):
+        from llmtts.llm.stage import LLMStage
+
+        return LLMStage(cfg, a.save_dir, a.input_dir)
+
+    return run_training(args, LLMConfig, factory)
+
+
+def _dump(args: argparse.Namespace) -> int:
+    from llmtts.llm.dump import dump_hidden
+
+    dump_hidden(args.llm_path, args.input_dir, args.out, device=args.device, dtype=args.dtype,
+                batch_tokens=args.batch_tokens, splits=args.splits or None)
+    return 0
+
+
+def register(sub) -> None:
+    from llmtts.train.entry import add_train_args
+
+    p = sub.add_parser("train", help="train the text -> audio-token LLM on token shards",
+                       description="Train the Qwen3 LLM on token shards (from `llmtts codec encode`).")
+    add_train_args(p, input_required=True)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--from-scratch", action="store_true", help="initialise from the config's model section")
+    g.add_argument("--init-from", default="", metavar="PATH",
+                   help="start from a local Hugging Face Qwen3 directory (embeddings remapped to our vocabulary)")
+    p.add_argument("--tokenizer", default="", metavar="PATH",
+                   help="local Hugging Face tokenizer directory instead of the character tokenizer")
+    p.set_defaults(func=_train)
+
+    d = sub.add_parser("dump-hidden", help="write the LLM's hidden state for every audio token (decoder training data)",
+                       description="Teacher-forced final-layer (post-norm) hidden states, one fp16 vector per audio "
+                                   "token, into hidden shards. Parallel over ranks (torchrun/SLURM), resumable.")
+    d.add_argument("--llm-path", required=True, help="LLM run directory or its export/ directory")
+    d.add_argument("--input-dir", required=True, help="token shard directory")
+    d.add_argument("--out", required=True, help="output hidden shard directory")
+    d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    d.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="forward precision (auto: bf16 on GPU, fp32 on CPU); stored as fp16 either way")
+    d.add_argument("--batch-tokens", type=int, default=8192, help="tokens per packed forward")
+    d.add_argument("--splits", nargs="*", default=None, help="only these splits (default: all)")
+    d.set_defaults(func=_dump)

@@ -1,0 +1,58 @@
+"""``LLMConfig``: everything ``llmtts llm train`` reads (YAML + dotted overrides)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmtts.llm.model import LLMModelConfig
+from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
+
+
+@dataclass
+class VocabConfig:
+    # Audio codes of the codec (one FSQ codebook). 0 = read ``codebook_size`` from the token shards'
+    # index.json.
+    n_audio: int = 0
+    # Speaker tokens, in this order (ids follow it). Empty = no speaker token; a sample whose speaker
+    # is not listed is skipped (counted) when the list is non-empty.
+    speakers: list[str] = field(default_factory=list)
+    # "chars" (one id per character) or a local Hugging Face tokenizer directory.
+    tokenizer: str = "chars"
+    # "english" or "none" (applied at inference; training uses the shards' normalized_text).
+    normalizer: str = "english"
+
+
+@dataclass
+class PackingConfig:
+    # Pack several utterances per row (block-diagonal attention); false = one utterance per row, padded.
+    enabled: bool = True
+    # Tokens per packed row; also the longest utterance trained on (longer ones are skipped, counted).
+    row_length: int = 2048
+
+
+@dataclass
+class LLMDataConfig(DataConfig):
+    # batch_budget / max_item_length are in tokens here (text + audio + specials).
+    batch_budget: int = 16384
+    max_batch_size: int = 64
+
+
+@dataclass
+class LLMConfig:
+    model: LLMModelConfig = field(default_factory=LLMModelConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    data: LLMDataConfig = field(default_factory=LLMDataConfig)
+    packing: PackingConfig = field(default_factory=PackingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    # Weight of the loss on text-side targets (text_start, text ids, speech_start); audio + stop weigh 1.
+    text_loss_weight: float = 0.0
+    # Set by the CLI: exactly one of these ("" = unset).
+    from_scratch: bool = False
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        if self.text_loss_weight < 0:
+            raise ValueError("text_loss_weight must be >= 0")
+        if self.packing.row_length < 8:
+            raise ValueError("packing.row_length must be >= 8")

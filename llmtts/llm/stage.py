@@ -1,0 +1,142 @@
+"""The LLM training stage for the shared trainer: token shards in, HF export + vocab out."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llmtts.data.reader import ShardLoader
+from llmtts.data.shards import list_shards
+from llmtts.errors import UserError
+from llmtts.llm.config import LLMConfig
+from llmtts.llm.data import Collate, SampleToSegment, check_token_shards, n_audio_from_index, segment_length
+from llmtts.llm.export import save_export
+from llmtts.llm.loss import lm_loss
+from llmtts.llm.model import build_model
+from llmtts.llm.packing import LMBatch
+from llmtts.llm.tokenizer import build_frontend
+from llmtts.llm.vocab import Vocab, round_up
+from llmtts.train.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
+
+
+def resolve_vocab(cfg: LLMConfig, index: dict, input_dir: Path, frontend) -> Vocab:
+    n_audio = cfg.vocab.n_audio or n_audio_from_index(index, input_dir)
+    symbols = getattr(frontend.tokenizer, "symbols", ())
+    return Vocab(n_audio=n_audio, n_text=len(frontend.tokenizer), speakers=tuple(cfg.vocab.speakers),
+                 text_symbols=tuple(symbols), size=0)
+
+
+def embedding_rows(cfg: LLMConfig, vocab: Vocab) -> int:
+    rows = cfg.model.vocab_size or round_up(vocab.used)
+    if rows < vocab.used:
+        raise UserError(f"model.vocab_size={rows} is smaller than the {vocab.used} ids the vocabulary needs "
+                        f"({vocab.n_audio} audio + {vocab.n_text} text + {len(vocab.speakers)} speakers + 4 specials)")
+    return rows
+
+
+class LLMStage(Stage):
+    name = "llm"
+    unit = "tok"
+
+    def __init__(self, cfg: LLMConfig, run_dir: Path, input_dir: str | Path):
+        super().__init__(cfg, run_dir)
+        if cfg.from_scratch == bool(cfg.init_from):
+            raise UserError("choose exactly one of --from-scratch or --init-from PATH")
+        self.input_dir = Path(input_dir)
+        index = check_token_shards(self.input_dir)
+        self.frontend = build_frontend(cfg.vocab.tokenizer, cfg.vocab.normalizer)
+        vocab = resolve_vocab(cfg, index, self.input_dir, self.frontend)
+        vocab = Vocab(n_audio=vocab.n_audio, n_text=vocab.n_text, speakers=vocab.speakers,
+                      text_symbols=vocab.text_symbols, size=embedding_rows(cfg, vocab))
+        # The run's vocabulary is fixed at its first start; a resume must not silently change ids.
+        saved = self.run_dir / "vocab.json"
+        if saved.is_file():
+            old = Vocab.load(saved)
+            if old != vocab:
+                raise UserError(f"{saved}: this run was started with a different vocabulary "
+                                f"({old.to_json()['n_audio']} audio, {old.n_text} text, speakers {list(old.speakers)}, "
+                                f"{old.size} rows) than the config gives now; use a new --save-dir")
+        elif _is_main_process():
+            vocab.save(saved)
+        self.vocab = vocab
+        self.max_length = cfg.packing.row_length if cfg.packing.enabled else cfg.data.batch_budget
+        if cfg.data.max_item_length:
+            self.max_length = min(self.max_length, cfg.data.max_item_length)
+        self._hf_config = None
+        self.init_report = ""
+
+    # --- models ---------------------------------------------------------------------------------
+    def build_models(self) -> dict[str, nn.Module]:
+        if self._hf_config is not None:  # later calls (the trainer's export) need the shape only
+            from transformers import Qwen3ForCausalLM
+
+            model = Qwen3ForCausalLM(self._hf_config)
+        elif self.cfg.init_from:
+            from llmtts.llm.init import init_from
+
+            model, self.init_report = init_from(self.cfg.init_from, self.vocab, self.vocab.size,
+                                                self.cfg.model.attn_implementation)
+        else:
+            model = build_model(self.cfg.model, self.vocab.size)
+        model.config.use_cache = False  # packed rows need the no-cache mask path
+        self._hf_config = model.config
+        return {"model": model}
+
+    def parallelize(self, models, pctx):
+        from llmtts.llm.parallelize import parallelize_llm
+
+        return parallelize_llm(models, pctx)
+
+    # --- data -----------------------------------------------------------------------------------
+    def _loader(self, split: str, rank: int, world_size: int, train: bool) -> ShardLoader:
+        return ShardLoader.from_config(
+            self.input_dir, split, rank, world_size, self.cfg.data, train=train,
+            length_fn=segment_length, collate_fn=Collate(self.cfg.packing.enabled, self.cfg.packing.row_length),
+            fields=("codes",), transform=SampleToSegment(self.vocab, self.frontend, self.max_length,
+                                                         bool(self.vocab.speakers)))
+
+    def train_data(self, rank: int, world_size: int):
+        return self._loader(self.cfg.data.train_split, rank, world_size, train=True)
+
+    def val_data(self, rank: int, world_size: int):
+        if not list_shards(self.input_dir, self.cfg.data.val_split):
+            return None
+        # A fresh loader per evaluation: every evaluation scores the same batches.
+        return self._loader(self.cfg.data.val_split, rank, world_size, train=False)
+
+    def units_in_batch(self, batch: LMBatch) -> float:
+        return float(batch.n_real)
+
+    # --- steps ----------------------------------------------------------------------------------
+    def _forward(self, batch: LMBatch, ctx):
+        b = batch.to(ctx.device)
+        model = ctx.models["model"]
+        audio_range = (self.vocab.audio_offset, self.vocab.audio_offset + self.vocab.n_audio)
+        with ctx.autocast():
+            # No attention_mask: packed rows get their block-diagonal mask from the position ids.
+            logits = model(input_ids=b.input_ids, position_ids=b.position_ids, use_cache=False).logits
+        return lm_loss(logits, b, self.cfg.text_loss_weight, audio_range)
+
+    def train_step(self, batch: LMBatch, ctx) -> dict[str, float]:
+        loss, metrics = self._forward(batch, ctx)
+        ctx.backward(loss)
+        ctx.step()
+        return {"loss": float(loss.detach()), **metrics}
+
+    @torch.no_grad()
+    def eval_step(self, batch: LMBatch, ctx) -> dict[str, float]:
+        loss, metrics = self._forward(batch, ctx)
+        return {"loss": float(loss.detach()), **metrics}
+
+    # --- export ---------------------------------------------------------------------------------
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        save_export(models["model"], self.vocab, self.frontend, out_dir, atomic=False)
