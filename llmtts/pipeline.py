@@ -138,8 +138,9 @@ def launch_argv(cfg: PipelineConfig, args: list[str]) -> list[str]:
         argv += ["--nproc-per-node", str(la.nproc_per_node)]
         if la.nodes != 1:
             argv += ["--nodes", str(la.nodes)]
-    if la.mode == "slurm" and la.cluster:
-        argv += ["--cluster", la.cluster]
+    if la.mode == "slurm":
+        # one step at a time: block until the job ends (exit status 1 when it failed)
+        argv += ["--wait"] + (["--cluster", resolve_config_path(la.cluster)] if la.cluster else [])
     return argv + list(la.extra) + args
 
 
