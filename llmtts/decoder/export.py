@@ -21,6 +21,18 @@ from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
 from llmtts.errors import UserError
 
 
+def write_decoder_files(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | None = None) -> None:
+    """model.safetensors + config.json into an existing (temporary) directory."""
+    out_dir = Path(out_dir)
+    cfg = model.cfg
+    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "model.safetensors"))
+    meta = {"model": dataclasses.asdict(cfg), "sample_rate": cfg.sample_rate,
+            "samples_per_token": cfg.samples_per_token, "hidden_size": cfg.hidden_size,
+            "receptive_field_tokens": receptive_field_tokens(cfg), "llm": llm_info or {}}
+    (out_dir / "config.json").write_text(json.dumps(meta, indent=1))
+
+
 def save_decoder(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | None = None) -> Path:
     """Write the export atomically (``out_dir.tmp`` renamed over ``out_dir``)."""
     out_dir = Path(out_dir)
@@ -28,13 +40,7 @@ def save_decoder(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | Non
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    cfg = model.cfg
-    state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"))
-    meta = {"model": dataclasses.asdict(cfg), "sample_rate": cfg.sample_rate,
-            "samples_per_token": cfg.samples_per_token, "hidden_size": cfg.hidden_size,
-            "receptive_field_tokens": receptive_field_tokens(cfg), "llm": llm_info or {}}
-    (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+    write_decoder_files(model, tmp, llm_info)
     old = out_dir.with_name(out_dir.name + ".old")
     if out_dir.exists():
         if old.exists():

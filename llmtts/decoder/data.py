@@ -1,0 +1,128 @@
+"""Decoder training data: (hidden states, aligned waveform) crops from shards.
+
+Two sources, one batch type:
+
+* hidden shards (``llmtts llm dump-hidden``): ``hidden.npy`` float16 ``[T, d]`` + the flac, zero-padded to
+  ``T * samples_per_token`` samples;
+* token shards + a frozen LLM (``--llm-path``, on-the-fly mode): the stage computes the same states with
+  ``llmtts.llm.hidden.audio_hidden_states`` and rounds them to float16 (``shard_precision``), i.e. exactly
+  what dump-hidden would have stored.
+
+The reader transform picks a crop window of at most ``crop_tokens`` tokens (random in training, from the
+start in evaluation); ``collate`` trims a batch to its shortest item (the reader buckets by length, so
+little is lost) so audio is a dense ``[B, C * samples_per_token]`` tensor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+# Skipped-sample reasons (the reader counts a transform's exception by its class name).
+class AudioTokenMismatch(Exception):
+    pass
+
+
+class WrongSampleRate(Exception):
+    pass
+
+
+class HiddenSizeMismatch(Exception):
+    pass
+
+
+@dataclass
+class Item:
+    key: str
+    audio: np.ndarray  # [n * spt] float32
+    start: int  # crop start in tokens
+    n: int  # crop length in tokens
+    hidden: np.ndarray | None = None  # [n, d] float16 (hidden mode)
+    # On-the-fly mode: the whole utterance (the LLM is causal: a crop's states depend on the full prefix).
+    codes: np.ndarray | None = None
+    text: str = ""
+    speaker: str = ""
+
+
+@dataclass
+class Batch:
+    audio: torch.Tensor  # [B, C * spt]
+    items: list[Item]
+    n: int  # C: tokens per item
+    hidden: torch.Tensor | None = None  # [B, C, d] float32 (hidden mode)
+
+
+class CropTokens:
+    """Reader transform: check a sample and cut a token-aligned crop (picklable for DataLoader workers)."""
+
+    def __init__(self, samples_per_token: int, sample_rate: int, crop_tokens: int, hidden_size: int,
+                 mode: str, seed: int, random: bool = True):
+        self.spt, self.sr, self.crop, self.d = samples_per_token, sample_rate, crop_tokens, hidden_size
+        self.mode, self.seed, self.random = mode, seed, random
+        self._rng: np.random.Generator | None = None
+
+    def _start(self, total: int) -> int:
+        if not self.random or total <= self.crop:
+            return 0
+        if self._rng is None:  # lazily, so each DataLoader worker gets its own stream
+            info = torch.utils.data.get_worker_info()
+            self._rng = np.random.default_rng([self.seed, info.id if info else 0, 0xDEC0])
+        return int(self._rng.integers(0, total - self.crop + 1))
+
+    def __call__(self, sample: dict) -> dict | None:
+        if int(sample["sample_rate"]) != self.sr:
+            raise WrongSampleRate(f"{sample['__key__']}: {sample['sample_rate']} Hz, decoder wants {self.sr}")
+        audio = sample["audio"]
+        if self.mode == "hidden":
+            hidden = np.asarray(sample["hidden"])
+            if hidden.ndim != 2 or hidden.shape[1] != self.d:
+                raise HiddenSizeMismatch(f"{sample['__key__']}: hidden {hidden.shape}, decoder wants [T, {self.d}]")
+            total = hidden.shape[0]
+        else:
+            codes = np.asarray(sample["codes"])
+            total = codes.shape[0]
+        if total == 0:
+            return None
+        if len(audio) < total * self.spt:  # shards pad to whole tokens; shorter means misaligned
+            raise AudioTokenMismatch(f"{sample['__key__']}: {len(audio)} samples for {total} tokens")
+        start = self._start(total)
+        n = min(self.crop, total)
+        item = Item(key=sample["__key__"], audio=np.ascontiguousarray(audio[start * self.spt:(start + n) * self.spt]),
+                    start=start, n=n)
+        if self.mode == "hidden":
+            item.hidden = np.ascontiguousarray(hidden[start:start + n])
+        else:
+            meta = sample["json"]
+            item.codes, item.text, item.speaker = codes, str(meta.get("normalized_text", "")), str(meta.get("speaker", ""))
+        return {"__key__": item.key, "item": item}
+
+
+class ItemSamples:
+    """length_fn: audio samples of the crop (the unit of ``data.batch_budget``)."""
+
+    def __init__(self, samples_per_token: int):
+        self.spt = samples_per_token
+
+    def __call__(self, sample: dict) -> int:
+        return sample["item"].n * self.spt
+
+
+class Collate:
+    def __init__(self, samples_per_token: int):
+        self.spt = samples_per_token
+
+    def __call__(self, samples: list[dict]) -> Batch:
+        items = [s["item"] for s in samples]
+        n = min(it.n for it in items)
+        for it in items:  # trim from the end: the start was already random
+            it.n = n
+            it.audio = it.audio[: n * self.spt]
+            if it.hidden is not None:
+                it.hidden = it.hidden[:n]
+        audio = torch.from_numpy(np.stack([it.audio for it in items]))
+        hidden = None
+        if items[0].hidden is not None:
+            hidden = torch.from_numpy(np.stack([it.hidden for it in items])).float()
+        return Batch(audio=audio, items=items, n=n, hidden=hidden)

@@ -1,0 +1,273 @@
+"""The decoder training stage (stage 3): LLM hidden states -> waveform.
+
+* ``stage: recon``: multi-resolution mel L1 + multi-resolution STFT (spectral convergence + log magnitude) on
+  long crops (``recon_crop_tokens``).
+* ``stage: gan``: the same plus MPD + MRD discriminators (hinge or LSGAN) and feature matching on short
+  random crops (``gan_crop_tokens``), starting from a recon run (``init_from``). The discriminator and its
+  optimizer are trained models of the core, so they are checkpointed and resumed with everything else.
+
+Inputs come from hidden shards, or — on-the-fly mode, ``llm_path`` set — from token shards through the
+frozen LLM; ``data.py`` explains why both give identical decoder inputs.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from llmtts.data.shards import read_index
+from llmtts.decoder.config import DecoderConfig
+from llmtts.decoder.data import Batch, Collate, CropTokens, ItemSamples
+from llmtts.decoder.export import load_decoder, write_decoder_files
+from llmtts.decoder.model import HiddenDecoder, shard_precision
+from llmtts.errors import UserError
+from llmtts.nn.discriminators import CombinedDiscriminator
+from llmtts.nn.losses import (
+    MultiResolutionMelLoss,
+    MultiResolutionSTFTLoss,
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+)
+from llmtts.train.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def default_mel_resolutions(n_fft: int) -> list[list[int]]:
+    return [[n_fft // 4, n_fft // 16, 40], [n_fft // 2, n_fft // 8, 64], [n_fft, n_fft // 4, 100]]
+
+
+def default_stft_resolutions(n_fft: int) -> list[list[int]]:
+    return [[n, n // 4, n] for n in (n_fft // 4, n_fft // 2, n_fft)]
+
+
+class FrozenLLMStates:
+    """On-the-fly mode: the decoder inputs of a batch, computed by the frozen LLM exactly as dump-hidden does
+    (teacher-forced whole utterance, post-norm states, one per audio token, rounded to float16)."""
+
+    def __init__(self, llm_path: str | Path):
+        from llmtts.llm import load_llm
+
+        self.model, self.vocab, self.frontend = load_llm(llm_path)
+        self.model.requires_grad_(False)
+
+    @property
+    def info(self) -> dict:
+        return {"hidden_size": self.model.config.hidden_size, "n_audio": self.vocab.n_audio,
+                "vocab_size": self.model.lm_head.weight.shape[0]}
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch, device: torch.device) -> torch.Tensor:
+        from llmtts.llm.hidden import audio_hidden_states, training_ids
+
+        self.model.to(device)
+        out = []
+        for it in batch.items:
+            codes = it.codes.reshape(-1) if it.codes.ndim == 2 and it.codes.shape[1] == 1 else it.codes
+            speaker = it.speaker if self.vocab.speakers else None
+            ids, n_prompt = training_ids(self.vocab, self.frontend, it.text, codes, speaker=speaker)
+            h = audio_hidden_states(self.model, ids, n_prompt)
+            out.append(shard_precision(h[it.start: it.start + batch.n]))
+        return torch.stack(out)
+
+
+class DecoderStage(Stage):
+    name = "decoder"
+    unit = "audio_s"
+
+    def __init__(self, cfg: DecoderConfig, run_dir: Path, input_dir: str | Path | None = None):
+        super().__init__(cfg, run_dir)
+        m = cfg.model
+        self.input_dir = Path(input_dir) if input_dir is not None else None
+        self.mode = "llm" if cfg.llm_path else "hidden"
+        self.gan = cfg.stage == "gan"
+        if self.gan and not cfg.init_from:
+            log.warning("decoder: stage gan without --init-from: the generator starts from scratch "
+                        "(train stage recon first and pass its run directory)")
+        self.mel_res = cfg.loss.mel_resolutions or default_mel_resolutions(m.n_fft)
+        self.stft_res = cfg.loss.stft_resolutions or default_stft_resolutions(m.n_fft)
+        self.mel_loss = MultiResolutionMelLoss(m.sample_rate, self.mel_res)
+        self.stft_loss = MultiResolutionSTFTLoss(self.stft_res)
+        # torch.stft(center=True) reflect-pads n_fft/2: a crop must be longer than that.
+        longest = max(r[0] for r in self.mel_res + self.stft_res)
+        self.min_tokens = math.floor(longest / 2 / m.samples_per_token) + 1
+        if cfg.crop_tokens < self.min_tokens:
+            raise UserError(f"crop of {cfg.crop_tokens} tokens is shorter than the loss' longest STFT "
+                            f"({longest}) needs: use at least {self.min_tokens} tokens")
+        self.states = FrozenLLMStates(cfg.llm_path) if self.mode == "llm" else None
+        if self.states is not None and self.states.info["hidden_size"] != m.hidden_size:
+            raise UserError(f"--llm-path {cfg.llm_path}: hidden size {self.states.info['hidden_size']} but "
+                            f"model.hidden_size={m.hidden_size}")
+        self._index: dict | None = None
+        self._preview: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # --- input checks -------------------------------------------------------------------------
+    def _require_input(self) -> Path:
+        if self.input_dir is None:
+            raise UserError("decoder training needs --input-dir (hidden shards from `llmtts llm dump-hidden`, or "
+                            "token shards with --llm-path)")
+        if self._index is None:
+            index = read_index(self.input_dir)
+            want = ("hidden",) if self.mode == "hidden" else ("tokens", "hidden")
+            if index["kind"] not in want:
+                hint = ("make them with `llmtts llm dump-hidden`, or pass --llm-path to compute states on the fly"
+                        if self.mode == "hidden" else "make them with `llmtts codec encode`")
+                raise UserError(f"{self.input_dir}/index.json: kind '{index['kind']}', expected {' or '.join(want)} "
+                                f"shards ({hint})")
+            m = self.cfg.model
+            for key, have in (("sample_rate", m.sample_rate), ("samples_per_token", m.samples_per_token),
+                              ("hidden_size", m.hidden_size)):
+                if key in index and int(index[key]) != have:
+                    raise UserError(f"{self.input_dir}/index.json: {key}={index[key]} but the decoder config has "
+                                    f"model.{key}={have}")
+            self._index = index
+        return self.input_dir
+
+    def llm_info(self) -> dict:
+        if self.states is not None:
+            return self.states.info
+        # dump-hidden carries the token index's facts: the LLM's width and its number of audio codes.
+        index = self._index or {}
+        info = {}
+        if isinstance(index.get("hidden_size"), int):
+            info["hidden_size"] = index["hidden_size"]
+        if isinstance(index.get("codebook_size"), int):
+            info["n_audio"] = index["codebook_size"]
+        return info
+
+    # --- models -------------------------------------------------------------------------------
+    def build_models(self) -> dict[str, nn.Module]:
+        gen = HiddenDecoder(self.cfg.model)
+        if self.cfg.init_from:
+            init, _ = load_decoder(self.cfg.init_from)
+            if init.cfg != self.cfg.model:
+                raise UserError(f"--init-from {self.cfg.init_from}: its model config differs from this run's "
+                                f"({init.cfg} vs {self.cfg.model})")
+            gen.load_state_dict(init.state_dict())
+        models: dict[str, nn.Module] = {"gen": gen}
+        if self.gan:
+            g = self.cfg.gan
+            res = g.resolutions or default_stft_resolutions(self.cfg.model.n_fft)
+            models["disc"] = CombinedDiscriminator(periods=tuple(g.periods), resolutions=tuple(tuple(r) for r in res),
+                                                   channels=g.channels)
+        return models
+
+    def parallelize(self, models: dict[str, nn.Module], pctx: Any) -> dict[str, nn.Module]:
+        from llmtts.decoder.parallelize import parallelize_decoder
+
+        return parallelize_decoder(models, pctx)
+
+    def optimizer_groups(self) -> dict[str, list[str]]:
+        return {"gen": ["gen"], "disc": ["disc"]} if self.gan else {"gen": ["gen"]}
+
+    def optimizer_overrides(self) -> dict[str, dict]:
+        return {"disc": {"lr": self.cfg.gan.disc_lr}} if self.gan and self.cfg.gan.disc_lr > 0 else {}
+
+    # --- data ---------------------------------------------------------------------------------
+    def loader(self, split: str, rank: int, world_size: int, train: bool, crop_tokens: int | None = None):
+        from llmtts.data.reader import ShardLoader
+
+        m, d = self.cfg.model, self.cfg.data
+        fields = ["audio", "hidden"] if self.mode == "hidden" else ["audio", "codes"]
+        transform = CropTokens(m.samples_per_token, m.sample_rate, crop_tokens or self.cfg.crop_tokens,
+                               m.hidden_size, self.mode, d.seed + 7919 * rank, random=train)
+        return ShardLoader.from_config(self._require_input(), split, rank, world_size, d, train=train,
+                                       length_fn=ItemSamples(m.samples_per_token),
+                                       collate_fn=Collate(m.samples_per_token), fields=fields, transform=transform)
+
+    def train_data(self, rank: int, world_size: int):
+        return self.loader(self.cfg.data.train_split, rank, world_size, train=True)
+
+    def val_data(self, rank: int, world_size: int):
+        try:
+            return self.loader(self.cfg.data.val_split, rank, world_size, train=False,
+                               crop_tokens=self.cfg.recon_crop_tokens)
+        except UserError as exc:
+            log.warning("decoder: no validation data (%s)", exc)
+            return None
+
+    def units_in_batch(self, batch: Batch) -> float:
+        return batch.audio.numel() / self.cfg.model.sample_rate
+
+    def inputs(self, batch: Batch, device: torch.device) -> torch.Tensor:
+        """The decoder input ``[B, C, d]`` of a batch, in either mode."""
+        if batch.hidden is not None:
+            return batch.hidden.to(device, non_blocking=True)
+        if self.states is None:
+            raise UserError("batch has no hidden states and no --llm-path was given")
+        return self.states(batch, device)
+
+    # --- steps --------------------------------------------------------------------------------
+    def _recon(self, wav: torch.Tensor, target: torch.Tensor, device) -> tuple[torch.Tensor, dict[str, float]]:
+        self.mel_loss.to(device)
+        self.stft_loss.to(device)
+        mel = self.mel_loss(wav.float(), target.float())
+        sc, mag = self.stft_loss.parts(wav.float(), target.float())
+        lc = self.cfg.loss
+        loss = lc.mel_weight * mel + lc.stft_weight * (sc + mag)
+        return loss, {"mel": mel.item(), "stft_sc": sc.item(), "stft_mag": mag.item()}
+
+    def train_step(self, batch: Batch, ctx) -> dict[str, float]:
+        hidden = self.inputs(batch, ctx.device)
+        target = batch.audio.to(ctx.device, non_blocking=True)
+        gen = ctx.models["gen"]
+        g = self.cfg.gan
+        with ctx.autocast():
+            wav = gen(hidden)
+        metrics: dict[str, float] = {}
+        n = target.shape[0]
+        if self.gan:
+            disc = ctx.models["disc"]
+            # Real and generated in one forward: DDP allows one forward per backward.
+            with ctx.autocast():
+                logits, _ = disc(torch.cat([target, wav.detach()]))
+                loss_d = discriminator_loss([lg[:n] for lg in logits], [lg[n:] for lg in logits], g.kind)
+            ctx.backward(loss_d, "disc")
+            ctx.step("disc")
+            metrics["loss_disc"] = loss_d.item()
+        with ctx.autocast():
+            loss, parts = self._recon(wav, target, ctx.device)
+            if self.gan and ctx.global_step >= g.disc_warmup_steps:
+                with ctx.frozen("disc"):
+                    logits, fmaps = disc(torch.cat([target, wav]))
+                adv = generator_loss([lg[n:] for lg in logits], g.kind)
+                fm = feature_matching_loss([[f[:n] for f in fs] for fs in fmaps], [[f[n:] for f in fs] for fs in fmaps])
+                loss = loss + g.adv_weight * adv + g.fm_weight * fm
+                metrics.update(adv=adv.item(), feature_matching=fm.item())
+        ctx.backward(loss, "gen")
+        ctx.step("gen")
+        metrics.update(parts)
+        metrics["loss"] = loss.item()
+        return metrics
+
+    @torch.no_grad()
+    def eval_step(self, batch: Batch, ctx) -> dict[str, float]:
+        target = batch.audio.to(ctx.device)
+        with ctx.autocast():
+            wav = ctx.models["gen"](self.inputs(batch, ctx.device))
+        loss, parts = self._recon(wav, target, ctx.device)
+        if self._preview is None:
+            self._preview = (target[0].float().cpu(), wav[0].float().cpu())
+        parts["loss"] = loss.item()
+        return parts
+
+    def on_eval_end(self, ctx, step: int) -> None:
+        if self._preview is None:
+            return
+        target, recon = self._preview
+        self._preview = None
+        sr = self.cfg.model.sample_rate
+        ctx.logger.log_audio("decoder/target", target, sr, step)
+        ctx.logger.log_audio("decoder/output", recon, sr, step)
+        mel = self.mel_loss.mels[-1].cpu()
+        ctx.logger.log_spectrogram("decoder/target_mel", mel(target[None])[0], step)
+        ctx.logger.log_spectrogram("decoder/output_mel", mel(recon[None])[0], step)
+
+    # --- export -------------------------------------------------------------------------------
+    def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
+        write_decoder_files(models["gen"], out_dir, self.llm_info())
