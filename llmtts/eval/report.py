@@ -193,7 +193,6 @@ def section_curves(root: Path) -> str:
             ax.legend(fontsize=7)
         for ax in list(axes.flat)[len(keys):]:
             ax.axis("off")
-        fig.suptitle(label)
         parts.append(f"<h3>{html.escape(label)}</h3>{_png(fig)}"
                      + _table(["metric", "split", "last step", "last value"], final))
     return "\n".join(parts)
@@ -311,8 +310,7 @@ def section_spectrograms(rows) -> str:
             ax.set_xlabel("s", fontsize=8)
             ax.set_ylabel("mel bin", fontsize=8)
             ax.tick_params(labelsize=7)
-        fig.suptitle(uid, fontsize=10)
-        parts.append(_png(fig))
+        parts.append(f"<h4>{html.escape(uid)}</h4>{_png(fig)}")
     return "\n".join(parts) or "<p>No audio to show.</p>"
 
 
