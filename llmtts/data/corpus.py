@@ -1,0 +1,120 @@
+"""The built-in corpus: project-written sentences rendered by an offline voice, in LJSpeech layout.
+
+    OUT/metadata.csv   id|text|normalized_text          (LJSpeech format, no header)
+    OUT/speakers.csv   id|speaker                       (side file: eSpeak renders several speakers)
+    OUT/wavs/ID.wav    16-bit mono WAV at the voice's rate (22,050 Hz)
+    OUT/corpus.json    settings + totals; written last, so its presence means "complete"
+
+Deterministic: the seed picks the sentences, the speaker and a speaking rate per utterance, and both
+voices render reproducibly, so the same arguments give byte-identical files.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from llmtts.audio import save_wav
+from llmtts.data.shards import write_json_atomic
+from llmtts.data.voices import get_voice
+from llmtts.errors import UserError
+from llmtts.text.normalize import normalize_text
+
+log = logging.getLogger(__name__)
+CORPUS_VERSION = 1
+PEAK = 0.9
+RATE_RANGE = (0.9, 1.1)
+
+
+def load_sentences() -> list[str]:
+    """The project's sentence set (``llmtts/data/sentences.txt``), in file order."""
+    text = resources.files("llmtts.data").joinpath("sentences.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...]) -> list[dict]:
+    """Which sentence, speaker and speaking rate each utterance gets (a pure function of the seed)."""
+    sentences = load_sentences()
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    while len(order) < num_utterances:  # more utterances than sentences: reshuffle and repeat
+        order += rng.permutation(len(sentences)).tolist()
+    plan = []
+    for i in range(num_utterances):
+        spk = speakers[int(rng.integers(len(speakers)))]
+        rate = round(float(rng.uniform(*RATE_RANGE)), 2)
+        text = sentences[order[i]]
+        plan.append({"id": f"utt_{i + 1:06d}", "text": text, "normalized_text": normalize_text(text),
+                     "speaker": spk, "rate": rate})
+    return plan
+
+
+def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper", seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete."""
+    if num_utterances < 1:
+        raise UserError(f"--num-utterances must be >= 1, got {num_utterances}")
+    out_dir = Path(out_dir)
+    settings = {"version": CORPUS_VERSION, "voice": voice, "seed": seed, "num_utterances": num_utterances}
+    done = out_dir / "corpus.json"
+    if done.is_file():
+        try:
+            old = json.loads(done.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if all(old.get(k) == v for k, v in settings.items()):
+            log.info("corpus in %s is already complete (%d utterances)", out_dir, num_utterances)
+            return old
+        done.unlink()  # different settings: re-render below
+    synth = get_voice(voice)
+    plan = plan_corpus(num_utterances, seed, tuple(synth.speakers))
+    wav_dir = out_dir / "wavs"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    keep = {p["id"] + ".wav" for p in plan}
+    for stale in wav_dir.glob("utt_*.wav"):  # left by an earlier, larger corpus in the same place
+        if stale.name not in keep:
+            stale.unlink()
+    seconds = 0.0
+    bar = _bar(len(plan), progress)
+    for item in plan:
+        # The voice reads the normalised text (case kept for prosody) so the audio says exactly what
+        # normalized_text says, e.g. "$3.50" as "three dollars fifty cents".
+        wav = synth.synthesize(normalize_text(item["text"], lowercase=False), item["speaker"], item["rate"])
+        if wav.size == 0:
+            raise UserError(f"voice '{voice}' produced no audio for: {item['text']!r}")
+        peak = float(np.abs(wav).max())
+        if peak > 0:
+            wav = wav * (PEAK / peak)
+        save_wav(wav_dir / (item["id"] + ".wav"), wav, synth.sample_rate)
+        seconds += wav.size / synth.sample_rate
+        bar.update(1)
+        bar.set_postfix_str(f"{seconds:.0f} s audio")
+    bar.close()
+    _write_text(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
+    _write_text(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))
+    info = dict(settings, sample_rate=synth.sample_rate, seconds=round(seconds, 3),
+                speakers=sorted({p["speaker"] for p in plan}))
+    write_json_atomic(done, info)
+    return info
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix_str(self, s: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc="corpus", unit="utt", dynamic_ncols=True)
