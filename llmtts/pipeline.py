@@ -320,6 +320,18 @@ class Runner:
             raise UserError(f"--until {until}: unknown step (steps: {', '.join(names)})")
         self.logs.mkdir(parents=True, exist_ok=True)
         self.marks.mkdir(parents=True, exist_ok=True)
+        # Two pipelines on one run root would train into the same directories: refuse the second. flock is
+        # released by the kernel when this process dies, so a crash never leaves a stale lock.
+        import fcntl
+
+        with open(self.marks / "lock", "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UserError(f"{self.root}: another `llmtts pipeline` is running on this run root") from None
+            self._run_steps(until)
+
+    def _run_steps(self, until: str | None) -> None:
         n = len(self.steps)
         for i, step in enumerate(self.steps):
             st = self.state[i]

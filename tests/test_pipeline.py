@@ -97,3 +97,15 @@ def test_validate_fails_fast_on_stage_config_typos(tmp_path):
     cfg.shards.sample_rate = 22050
     with pytest.raises(UserError, match="sample_rate"):
         validate(cfg)
+
+
+def test_second_pipeline_on_same_root_is_refused(tmp_path):
+    import fcntl
+
+    (tmp_path / ".pipeline").mkdir()
+    with open(tmp_path / ".pipeline" / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        step = Step("x", [sys.executable, "-c", "pass"], lambda: True)
+        with pytest.raises(UserError, match="another `llmtts pipeline` is running"):
+            Runner(tmp_path, [step], echo=lambda m: None).run()
+    Runner(tmp_path, [step], echo=lambda m: None).run()  # released: runs
