@@ -174,7 +174,7 @@ class CodecStage(Stage):
         wav = batch.to(ctx.device, non_blocking=True)
         gen = ctx.models["gen"]
         g = self.cfg.gan
-        use_gan = self.gan_active(ctx.step)
+        use_gan = self.gan_active(ctx.global_step)
         with ctx.autocast():
             out = gen(wav)
         metrics: dict[str, float] = {}

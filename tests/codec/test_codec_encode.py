@@ -14,24 +14,9 @@ import torch
 from codec_shards_helper import write_audio_shards
 from llmtts.audio import resample
 from llmtts.cli import main as cli_main
-from llmtts.codec.config import CodecConfig
 from llmtts.codec.encode import encode_shards
-from llmtts.codec.export import export_codec, load_codec
-from llmtts.codec.model import CodecModel
-from llmtts.config import load_config
+from llmtts.codec.export import load_codec
 from llmtts.data.parallel_map import iter_shard
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "codec"
-
-
-@pytest.fixture(scope="module")
-def codec_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = CodecModel(load_config(CodecConfig, CONFIGS / "tiny.yaml").model)
-    with torch.no_grad():  # spread the untrained latent so codes vary from frame to frame
-        model.to_latent.weight.mul_(30)
-    return export_codec(model, tmp_path_factory.mktemp("codec") / "export")
-
 
 def _tars(d: Path) -> dict[str, bytes]:
     return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.glob("*/*.tar"))}
