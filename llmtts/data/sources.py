@@ -1,0 +1,161 @@
+"""Finding utterances in a dataset on disk: LJSpeech, LibriTTS(-R) trees and JSONL manifests.
+
+Each reader returns the utterances it found plus the ones it could not use, by reason, without
+opening any audio (that happens in the ingestion workers).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmtts.errors import UserError
+
+FORMATS = ("ljspeech", "libritts", "manifest")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+@dataclass
+class Utterance:
+    key: str  # shard key: letters, digits, '_' and '-'
+    audio: str  # absolute path
+    text: str
+    speaker: str
+    source: str  # audio path relative to the input (as written in the sample's json)
+    # The dataset's own normalised text if it has one (LJSpeech column 3, LibriTTS .normalized.txt);
+    # ingestion still runs llmtts.text over it so every dataset ends with the same alphabet.
+    normalized_text: str | None = None
+
+
+@dataclass
+class Reject:
+    key: str
+    path: str
+    reason: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {"id": self.key, "path": self.path, "reason": self.reason, "detail": self.detail}
+
+
+def safe_key(raw: str) -> str:
+    return _UNSAFE.sub("_", raw) or "_"
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def read_ljspeech(root: Path) -> tuple[list[Utterance], list[Reject]]:
+    """``metadata.csv`` (``id|text[|normalized_text]``) + ``wavs/ID.wav``; optional ``speakers.csv``
+    (``id|speaker``, written by ``llmtts data corpus``); otherwise one speaker named after the directory."""
+    meta = root / "metadata.csv"
+    if not meta.is_file():
+        raise UserError(f"{root}: no metadata.csv (LJSpeech layout: metadata.csv + wavs/)")
+    speakers: dict[str, str] = {}
+    spk_file = root / "speakers.csv"
+    if spk_file.is_file():
+        for line in spk_file.read_text(encoding="utf-8").splitlines():
+            if "|" in line:
+                k, v = line.split("|", 1)
+                speakers[k.strip()] = v.strip()
+    default_speaker = root.resolve().name
+    utts, rejects = [], []
+    for n, line in enumerate(meta.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        cols = line.split("|")
+        uid = cols[0].strip()
+        if len(cols) < 2 or not uid:
+            rejects.append(Reject(uid or f"line{n}", str(meta), "bad_metadata", f"line {n}: expected id|text"))
+            continue
+        wav = root / "wavs" / f"{uid}.wav"
+        text = cols[1].strip()
+        norm = cols[2].strip() if len(cols) > 2 and cols[2].strip() else None
+        utts.append(Utterance(safe_key(uid), str(wav), text, speakers.get(uid, default_speaker), _rel(wav, root), norm))
+    return utts, rejects
+
+
+def read_libritts(root: Path) -> tuple[list[Utterance], list[Reject]]:
+    """``**/*.wav`` beside ``*.normalized.txt`` and/or ``*.original.txt``; speaker = first field of the
+    LibriTTS id (``19_198_000000_000000``) or else the grandparent directory (SPEAKER/CHAPTER/x.wav)."""
+    utts, rejects = [], []
+    wavs = sorted(root.rglob("*.wav"))
+    if not wavs:
+        raise UserError(f"{root}: no *.wav files found (LibriTTS layout: SPEAKER/CHAPTER/ID.wav + ID.normalized.txt)")
+    for wav in wavs:
+        stem = wav.name[:-4]
+        norm_f, orig_f = wav.with_name(stem + ".normalized.txt"), wav.with_name(stem + ".original.txt")
+        if not norm_f.is_file() and not orig_f.is_file():
+            rejects.append(Reject(safe_key(stem), str(wav), "missing_text", "no .normalized.txt or .original.txt"))
+            continue
+        try:
+            norm = norm_f.read_text(encoding="utf-8").strip() if norm_f.is_file() else None
+            orig = orig_f.read_text(encoding="utf-8").strip() if orig_f.is_file() else None
+        except (OSError, UnicodeDecodeError) as exc:
+            rejects.append(Reject(safe_key(stem), str(wav), "bad_text", str(exc)))
+            continue
+        parts = stem.split("_")
+        speaker = parts[0] if len(parts) >= 2 and parts[0].isdigit() else wav.parent.parent.name
+        utts.append(Utterance(safe_key(stem), str(wav), orig or norm or "", speaker, _rel(wav, root), norm))
+    return utts, rejects
+
+
+def read_manifest(path: Path) -> tuple[list[Utterance], list[Reject]]:
+    """JSON lines ``{"audio": path, "text": ..., "speaker": ..., "id"?: ..., "normalized_text"?: ...}``;
+    relative audio paths are resolved against the manifest's directory. ``path`` is the ``.jsonl`` file
+    or a directory holding exactly one."""
+    if path.is_dir():
+        found = sorted(path.glob("*.jsonl"))
+        if len(found) != 1:
+            raise UserError(f"{path}: expected exactly one *.jsonl manifest in the directory, found {len(found)}")
+        path = found[0]
+    if not path.is_file():
+        raise UserError(f"manifest not found: {path}")
+    base = path.parent
+    utts, rejects = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("audio"), str):
+                raise ValueError("needs an 'audio' path")
+        except ValueError as exc:
+            rejects.append(Reject(f"line{n}", str(path), "bad_manifest_line", f"line {n}: {exc}"))
+            continue
+        audio = Path(row["audio"])
+        audio = audio if audio.is_absolute() else base / audio
+        uid = str(row.get("id") or Path(row["audio"]).with_suffix("").as_posix())
+        utts.append(Utterance(safe_key(uid), str(audio), str(row.get("text") or "").strip(),
+                              str(row.get("speaker") or "unknown"), _rel(audio, base),
+                              row.get("normalized_text") or None))
+    return utts, rejects
+
+
+def read_source(input_dir: str | Path, fmt: str) -> tuple[list[Utterance], list[Reject]]:
+    """Utterances of a dataset, de-duplicated by key (later duplicates are rejected)."""
+    root = Path(input_dir)
+    if not root.exists():
+        raise UserError(f"input not found: {root}")
+    if fmt == "ljspeech":
+        utts, rejects = read_ljspeech(root)
+    elif fmt == "libritts":
+        utts, rejects = read_libritts(root)
+    elif fmt == "manifest":
+        utts, rejects = read_manifest(root)
+    else:
+        raise UserError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    seen: set[str] = set()
+    unique = []
+    for u in utts:
+        if u.key in seen:
+            rejects.append(Reject(u.key, u.audio, "duplicate_id"))
+            continue
+        seen.add(u.key)
+        unique.append(u)
+    return unique, rejects
