@@ -1,0 +1,89 @@
+"""Decoder model: exact output length, receptive field, export round trip."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmtts.decoder.config import DecoderModelConfig
+from llmtts.decoder.export import load_decoder, save_decoder
+from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
+from llmtts.errors import UserError
+
+
+def tiny_cfg(**kw) -> DecoderModelConfig:
+    base = dict(hidden_size=16, sample_rate=16000, samples_per_token=256, upsample=4, dim=16, intermediate_dim=32,
+                num_layers=2, n_fft=256, hop_length=64)
+    base.update(kw)
+    return DecoderModelConfig(**base)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 33])
+def test_output_is_exactly_T_times_samples_per_token(T):
+    m = HiddenDecoder(tiny_cfg()).eval()
+    with torch.no_grad():
+        y = m(torch.randn(2, T, 16))
+    assert y.shape == (2, T * 256)
+    assert torch.isfinite(y).all()
+
+
+def test_other_hop_and_upsample_also_exact():
+    cfg = tiny_cfg(samples_per_token=300, upsample=3, hop_length=100, n_fft=300)
+    with torch.no_grad():
+        assert HiddenDecoder(cfg)(torch.randn(1, 5, 16)).shape == (1, 1500)
+
+
+def test_config_rejects_inconsistent_frame_arithmetic():
+    with pytest.raises(ValueError, match="samples_per_token"):
+        tiny_cfg(upsample=3)
+
+
+def test_soprano_receptive_field_is_8_tokens():
+    from llmtts.config import load_config
+    from llmtts.decoder.config import DecoderConfig
+
+    cfg = load_config(DecoderConfig, "configs/decoder/soprano.yaml")
+    assert (cfg.model.hidden_size, cfg.model.sample_rate, cfg.model.samples_per_token) == (512, 32000, 2048)
+    assert receptive_field_tokens(cfg.model) == 8
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+def test_a_token_influences_only_its_receptive_field(num_layers):
+    cfg = tiny_cfg(num_layers=num_layers)
+    torch.manual_seed(0)
+    m = HiddenDecoder(cfg).double().eval()
+    # Strong residual branches so influence reaches as far as it can (default init damps it to ~0).
+    for b in m.backbone.blocks:
+        b.gamma.data.fill_(1.0)
+    R, T, j = receptive_field_tokens(cfg), 30, 15
+    h = torch.randn(1, T, 16, dtype=torch.double)
+    h2 = h.clone()
+    h2[0, j] += 1.0
+    with torch.no_grad():
+        diff = (m(h2) - m(h)).abs().reshape(T, -1).amax(1)
+    touched = (diff > 0).nonzero().flatten()
+    assert touched.min() >= j - R and touched.max() <= j + R
+    # The bound is tight to within one token on each side.
+    assert touched.min() <= j - R + 1 and touched.max() >= j + R - 1
+
+
+def test_export_round_trip(tmp_path):
+    torch.manual_seed(0)
+    m = HiddenDecoder(tiny_cfg()).eval()
+    save_decoder(m, tmp_path / "run" / "export", llm_info={"hidden_size": 16})
+    loaded, meta = load_decoder(tmp_path / "run")  # a run dir resolves to its export/
+    h = torch.randn(1, 4, 16)
+    with torch.no_grad():
+        assert torch.equal(m(h), loaded(h))
+    assert meta["receptive_field_tokens"] == receptive_field_tokens(m.cfg) and meta["llm"] == {"hidden_size": 16}
+
+
+def test_load_errors_are_one_line_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such run"):
+        load_decoder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a decoder export"):
+        load_decoder(tmp_path / "empty")
+    save_decoder(HiddenDecoder(tiny_cfg()), tmp_path / "bad")
+    (tmp_path / "bad" / "config.json").write_text('{"model": {"hidden_size": 16, "upsample": 3}}')
+    with pytest.raises(UserError, match="config.json"):
+        load_decoder(tmp_path / "bad")
