@@ -1,0 +1,139 @@
+"""TTS API and CLI: lengths, streaming == offline, batch == one-by-one, bad inputs as one-line errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from llmtts.cli import main
+from llmtts.decoder.export import save_decoder
+from llmtts.decoder.model import HiddenDecoder
+from llmtts.errors import UserError
+from llmtts.infer.stream import StreamDecoder
+from llmtts.infer.text import split_sentences
+
+from conftest import tiny_decoder_cfg
+
+TEXT = "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work?"
+
+
+def test_wav_length_matches_generated_tokens(tts):
+    wav, sr = tts.synthesize(TEXT, seed=1, max_tokens=20)
+    assert sr == 16000 and wav.dtype == np.float32 and np.isfinite(wav).all()
+    assert len(wav) == tts.last_stats["tokens"] * tts.samples_per_token and len(wav) > 0
+    assert tts.last_stats["sentences"] == 2  # "hello ... siddhartha." + two short ones merged
+
+
+def test_same_seed_same_audio_other_seed_other_audio(tts):
+    a, _ = tts.synthesize(TEXT, seed=7, max_tokens=12)
+    b, _ = tts.synthesize(TEXT, seed=7, max_tokens=12)
+    c, _ = tts.synthesize(TEXT, seed=8, max_tokens=12)
+    assert np.array_equal(a, b) and not (len(a) == len(c) and np.allclose(a, c))
+
+
+def test_batch_equals_one_by_one(tts):
+    texts = [TEXT, "short.", "Another sentence, somewhat longer than the short one, with a comma."]
+    batch = tts.synthesize_batch(texts, seed=3, max_tokens=16, batch_size=3)
+    for text, (wav, sr) in zip(texts, batch):
+        alone, _ = tts.synthesize(text, seed=3, max_tokens=16)
+        assert len(alone) == len(wav)
+        np.testing.assert_allclose(wav, alone, atol=1e-4)
+
+
+def test_stream_equals_offline(tts):
+    offline, _ = tts.synthesize(TEXT, seed=5, max_tokens=24)
+    chunks = list(tts.stream(TEXT, seed=5, max_tokens=24, first_chunk=1, max_chunk=4))
+    assert len(chunks) > 4 and tts.last_stats["first_chunk_s"] > 0
+    np.testing.assert_allclose(np.concatenate(chunks), offline, atol=1e-5)
+
+
+@pytest.mark.parametrize("first,maxc", [(1, 1), (2, 8), (5, 64)])
+def test_chunked_decoding_equals_full_decoding(first, maxc):
+    torch.manual_seed(0)
+    dec = HiddenDecoder(tiny_decoder_cfg()).eval()
+    for b in dec.backbone.blocks:
+        b.gamma.data.fill_(1.0)  # strong residuals: the receptive field really is used
+    h = torch.randn(29, 32)
+    with torch.no_grad():
+        full = dec(h[None])[0].numpy()
+        sd = StreamDecoder(lambda x: dec(x[None])[0].numpy(), dec.receptive_field, 256, first, maxc)
+        out = []
+        for i in range(0, 29, 3):  # tokens arrive in groups
+            out += sd.push(h[i:i + 3])
+        out.append(sd.flush())
+    np.testing.assert_allclose(np.concatenate(out), full, atol=1e-5)
+
+
+def test_sentence_splitting():
+    assert split_sentences("one. two. three.", max_chars=300, min_chars=0) == ["one.", "two.", "three."]
+    assert split_sentences("one. two. three.", max_chars=300, min_chars=30) == ["one. two. three."]
+    long = ("word " * 200).strip()
+    parts = split_sentences(long, max_chars=50, min_chars=10)
+    assert all(len(p) <= 50 for p in parts) and " ".join(parts) == long
+    assert split_sentences("!!! ... ?", 300, 30) == []
+
+
+@pytest.mark.parametrize("text,match", [("", "empty"), ("   \n\t ", "empty"), ("?! ... --", "no speakable"),
+                                        ("\u2603\u2603 \U0001F600", "no speakable")])
+def test_unusable_text_is_a_user_error(tts, text, match):
+    with pytest.raises(UserError, match=match):
+        tts.synthesize(text, seed=0, max_tokens=4)
+
+
+def test_unknown_characters_are_dropped_not_fatal(tts):
+    wav, _ = tts.synthesize("caf\u00e9 \u2603 na\u00efve \u4e16\u754c ok", seed=0, max_tokens=4)
+    assert len(wav) > 0
+
+
+def test_ten_thousand_characters_are_split_and_bounded(tts):
+    text = " ".join(f"This is sentence number {i} of a very long text." for i in range(300))[:10_000]
+    assert len(text) == 10_000
+    wav, _ = tts.synthesize(text, seed=0, max_tokens=2, batch_size=64)
+    n = tts.last_stats["sentences"]
+    assert n >= 10_000 // 300 and len(wav) == tts.last_stats["tokens"] * tts.samples_per_token <= n * 2 * 256
+    with pytest.raises(UserError, match="max_text_chars"):
+        tts.synthesize("a" * 200_001)
+
+
+def test_mismatched_llm_and_decoder(exports, tmp_path):
+    from llmtts import TTS
+
+    llm, dec = exports
+    save_decoder(HiddenDecoder(tiny_decoder_cfg(hidden=48)), tmp_path / "d48")
+    with pytest.raises(UserError, match="hidden size 32 does not match the decoder's input size 48"):
+        TTS.load(llm, tmp_path / "d48")
+    save_decoder(HiddenDecoder(tiny_decoder_cfg()), tmp_path / "other", llm_info={"n_audio": 1000})
+    with pytest.raises(UserError, match="n_audio=1000"):
+        TTS.load(llm, tmp_path / "other")
+    with pytest.raises(UserError, match="no such run"):
+        TTS.load(tmp_path / "nope", dec)
+    with pytest.raises(UserError, match="not a decoder export"):
+        TTS.load(llm, tmp_path)
+
+
+def test_cli_text_stream_and_batch(exports, tmp_path, capsys):
+    llm, dec = exports
+    common = ["--llm-path", str(llm), "--decoder-path", str(dec), "--seed", "1", "--max-tokens", "10"]
+    assert main(["synthesize", "--text", TEXT, "--out", str(tmp_path / "a.wav"), *common]) == 0
+    assert main(["synthesize", "--text", TEXT, "--out", str(tmp_path / "s.wav"), "--stream", *common]) == 0
+    assert "first chunk after" in capsys.readouterr().out
+    a, sr = sf.read(tmp_path / "a.wav")
+    s, _ = sf.read(tmp_path / "s.wav")
+    assert sr == 16000 and len(a) > 0 and len(a) % 256 == 0 and np.allclose(a, s, atol=1e-4)
+    (tmp_path / "texts.txt").write_text("first line.\n\nsecond line here.\n")
+    assert main(["synthesize", "--text-file", str(tmp_path / "texts.txt"), "--out-dir", str(tmp_path / "o"), *common]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000000.wav", "000001.wav"]
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(exports, tmp_path, capsys):
+    llm, dec = exports
+    cases = [["--text", " ", "--out", str(tmp_path / "x.wav")],
+             ["--text", "hi", "--out", str(tmp_path / "x.wav"), "--temperature", "-1"],
+             ["--text-file", str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path)],
+             ["--text", "hi"]]
+    for args in cases:
+        assert main(["synthesize", *args, "--llm-path", str(llm), "--decoder-path", str(dec)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) >= 1 and err[-1].startswith("llmtts: error:")
+    assert not (tmp_path / "x.wav").exists()
