@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     argv = list(args.stage_args)
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    if not argv:
+    if not argv and args.module == "llmtts.cli":
         raise UserError("llmtts launch: missing the command to run, e.g. `llmtts launch --mode debug llm train ...`")
     if args.mode == "debug":
         from llmtts.launch.debug import run_debug

@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,5 +192,6 @@ class StageTask:
         except (OSError, subprocess.SubprocessError) as exc:
             err = getattr(exc, "stderr", "") or exc
             raise JobFailed(f"scontrol requeue {job_env.job_id} failed: {err}") from None
-        time.sleep(60)  # SLURM ends this run now; never write a result for it
+        # SLURM has already marked the job REQUEUED (scontrol is synchronous): leave now, without a
+        # submitit result, so the node frees up at once and the next run starts.
         raise SystemExit(0)
