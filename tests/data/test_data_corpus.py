@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from llmtts.cli import main
+from llmtts.data.corpus import build_corpus, load_sentences, plan_corpus
+from llmtts.data.voices import ESPEAK_VOICES
+
+
+def files(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_sentence_set():
+    sentences = load_sentences()
+    assert len(set(sentences)) == len(sentences) >= 500
+    assert sum("?" in s for s in sentences) >= 50
+    assert sum(any(c.isdigit() for c in s) for s in sentences) >= 150
+    assert sum("$" in s for s in sentences) >= 20
+
+
+def test_plan_is_a_function_of_the_seed():
+    a, b, c = plan_corpus(30, 1, ESPEAK_VOICES), plan_corpus(30, 1, ESPEAK_VOICES), plan_corpus(30, 2, ESPEAK_VOICES)
+    assert a == b and a != c
+    assert len({p["text"] for p in a}) == 30  # no repeats while sentences last
+    assert len({p["speaker"] for p in a}) > 1
+    many = plan_corpus(len(load_sentences()) + 5, 0, ("x",))
+    assert len(many) == len(load_sentences()) + 5
+
+
+def test_espeak_corpus_is_byte_identical_and_multi_speaker(tmp_path):
+    info = build_corpus(tmp_path / "a", 8, voice="espeak", seed=3, progress=False)
+    build_corpus(tmp_path / "b", 8, voice="espeak", seed=3, progress=False)
+    fa, fb = files(tmp_path / "a"), files(tmp_path / "b")
+    assert fa == fb
+    assert len([k for k in fa if k.startswith("wavs/")]) == 8
+    meta = (tmp_path / "a" / "metadata.csv").read_text().splitlines()
+    assert len(meta) == 8 and all(len(line.split("|")) == 3 for line in meta)
+    speakers = dict(line.split("|") for line in (tmp_path / "a" / "speakers.csv").read_text().splitlines())
+    assert len(set(speakers.values())) > 1 and set(speakers.values()) <= set(ESPEAK_VOICES)
+    wav, sr = sf.read(tmp_path / "a" / "wavs" / "utt_000001.wav")
+    assert sr == info["sample_rate"] == 22050 and wav.ndim == 1 and 0.5 < len(wav) / sr < 15
+    assert 0.85 < np.abs(wav).max() <= 0.91
+    # Different seed, different corpus; same arguments again: kept as is.
+    build_corpus(tmp_path / "c", 8, voice="espeak", seed=4, progress=False)
+    assert files(tmp_path / "c")["metadata.csv"] != fa["metadata.csv"]
+    mtime = (tmp_path / "a" / "corpus.json").stat().st_mtime_ns
+    build_corpus(tmp_path / "a", 8, voice="espeak", seed=3, progress=False)
+    assert (tmp_path / "a" / "corpus.json").stat().st_mtime_ns == mtime
+
+
+def test_piper_corpus_via_cli(tmp_path):
+    out = tmp_path / "p"
+    assert main(["data", "corpus", "--out", str(out), "--num-utterances", "2", "--seed", "1", "--no-progress"]) == 0
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["voice"] == "piper" and info["speakers"] == ["joe"] and info["num_utterances"] == 2
+    wavs = sorted((out / "wavs").glob("*.wav"))
+    assert len(wavs) == 2
+    for w in wavs:
+        wav, sr = sf.read(w)
+        assert sr == 22050 and len(wav) / sr > 1.0 and np.abs(wav).max() > 0.5
+    # Smaller corpus in the same place: stale wavs go away.
+    assert main(["data", "corpus", "--out", str(out), "--num-utterances", "1", "--voice", "espeak", "--no-progress"]) == 0
+    assert len(list((out / "wavs").glob("*.wav"))) == 1
+    assert len((out / "metadata.csv").read_text().splitlines()) == 1
+
+
+def test_bad_voice_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "corpus", "--out", str(tmp_path), "--voice", "nope"])
+    assert main(["data", "corpus", "--out", str(tmp_path), "--num-utterances", "0"]) == 2
+    assert "--num-utterances must be >= 1" in capsys.readouterr().err
