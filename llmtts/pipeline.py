@@ -80,6 +80,7 @@ class SynthSection:
 class EvalSection:
     enabled: bool = True
     codec: bool = True               # run `llmtts eval codec` on the validation shards
+    codec_limit: int = 32            # at most this many validation clips
     # Texts and reference audio for `llmtts eval tts`; empty texts: render `num_utterances` built-in sentences
     # (seed `seed`, a different draw than the training corpus) with the built-in voice as references.
     texts: str = ""
@@ -212,7 +213,8 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     if cfg.eval.enabled:
         if cfg.eval.codec:
             steps.append(Step("eval_codec", _llmtts() + [
-                "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec")],
+                "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec"),
+                "--split", "val", "--limit", str(cfg.eval.codec_limit)],
                 lambda: any((ev / "codec").glob("*.json")), [str(ev / "codec")]))
         texts, refs = cfg.eval.texts, cfg.eval.reference_dir
         if not texts and not refs:

@@ -64,7 +64,17 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def find_stage_runs(root: Path) -> list[tuple[str, Path]]:
-    return [(_label(d, root), d / "metrics.jsonl") for d in _walk(root) if (d / "metrics.jsonl").is_file()]
+    """Stage runs in the order they started (time of the first metrics row), i.e. pipeline order."""
+    runs = [(_label(d, root), d / "metrics.jsonl") for d in _walk(root) if (d / "metrics.jsonl").is_file()]
+    return sorted(runs, key=lambda r: (_first_time(r[1]), r[0]))
+
+
+def _first_time(path: Path) -> float:
+    try:
+        with open(path, errors="replace") as fh:
+            return float(json.loads(fh.readline()).get("time", 0.0))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return float("inf")
 
 
 def find_tts_evals(root: Path) -> list[Path]:
