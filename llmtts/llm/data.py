@@ -40,6 +40,20 @@ def check_token_shards(input_dir: str | Path) -> dict:
     return index
 
 
+def check_single_codebook(input_dir: str | Path, split: str) -> None:
+    """Fail fast (instead of skipping every sample) when the shards hold residual codes [T, Q]."""
+    from llmtts.data.parallel_map import iter_shard
+    from llmtts.data.shards import list_shards
+
+    for shard in list_shards(input_dir, split)[:1]:
+        for sample in iter_shard(shard, fields=("codes",)):
+            shape = np.shape(sample["codes"])
+            if len(shape) == 2 and shape[1] > 1:
+                raise UserError(f"{shard}: codes of '{sample['__key__']}' have shape {list(shape)} ([T, Q] from a "
+                                "residual codec); the LLM path takes single-codebook [T] codes (use an FSQ codec)")
+            return
+
+
 def n_audio_from_index(index: dict, input_dir: str | Path) -> int:
     n = index.get("codebook_size")
     if not isinstance(n, int) or n < 1:

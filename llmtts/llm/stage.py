@@ -12,7 +12,8 @@ from llmtts.data.reader import ShardLoader
 from llmtts.data.shards import list_shards
 from llmtts.errors import UserError
 from llmtts.llm.config import LLMConfig
-from llmtts.llm.data import Collate, SampleToSegment, check_token_shards, n_audio_from_index, segment_length
+from llmtts.llm.data import (Collate, SampleToSegment, check_single_codebook, check_token_shards, n_audio_from_index,
+                             segment_length)
 from llmtts.llm.export import save_export
 from llmtts.llm.loss import lm_loss
 from llmtts.llm.model import build_model
@@ -53,6 +54,7 @@ class LLMStage(Stage):
             raise UserError("choose exactly one of --from-scratch or --init-from PATH")
         self.input_dir = Path(input_dir)
         index = check_token_shards(self.input_dir)
+        check_single_codebook(self.input_dir, cfg.data.train_split)
         self.frontend = build_frontend(cfg.vocab.tokenizer, cfg.vocab.normalizer)
         vocab = resolve_vocab(cfg, index, self.input_dir, self.frontend)
         vocab = Vocab(n_audio=vocab.n_audio, n_text=vocab.n_text, speakers=vocab.speakers,
