@@ -135,6 +135,13 @@ def bucket_batches(items: Iterable[Any], length_fn: Callable[[Any], float], batc
         yield from flush(pool)
 
 
+def _read_flac(data: bytes) -> tuple[np.ndarray, int]:
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        if f.subtype == "PCM_16":  # our shards: decoding to int16 and scaling is ~20% faster, same values
+            return f.read(dtype="int16", always_2d=False).astype(np.float32) * np.float32(1 / 32768), f.samplerate
+        return f.read(dtype="float32", always_2d=False), f.samplerate
+
+
 def decode_sample(raw: dict, fields: Sequence[str] | None) -> tuple[dict | None, str | None]:
     """Raw tar members -> decoded sample, or (None, reason) when a member is missing or corrupt."""
     import json
@@ -156,7 +163,7 @@ def decode_sample(raw: dict, fields: Sequence[str] | None) -> tuple[dict | None,
             return None, f"missing_{member}"
         if f == "audio":
             try:
-                wav, sr = sf.read(io.BytesIO(raw[member]), dtype="float32", always_2d=False)
+                wav, sr = _read_flac(raw[member])
             except Exception:
                 return None, "bad_flac"
             if wav.ndim == 2:

@@ -61,6 +61,8 @@ def test_piper_corpus_via_cli(tmp_path):
     for w in wavs:
         wav, sr = sf.read(w)
         assert sr == 22050 and len(wav) / sr > 1.0 and np.abs(wav).max() > 0.5
+    build_corpus(tmp_path / "again", 2, voice="piper", seed=1, progress=False)
+    assert files(tmp_path / "again") == files(out)  # Piper renders byte-identically too
     # Smaller corpus in the same place: stale wavs go away.
     assert main(["data", "corpus", "--out", str(out), "--num-utterances", "1", "--voice", "espeak", "--no-progress"]) == 0
     assert len(list((out / "wavs").glob("*.wav"))) == 1
