@@ -18,7 +18,9 @@ Pipeline, per *slot* (one slot = one (rank, DataLoader worker) pair; ``S = world
    ``json``; ``codes.npy`` -> ``codes``; ``hidden.npy`` -> ``hidden``; plus ``__key__`` and ``__url__``.
    Only the members named in ``fields`` are read at all (the LLM stage never touches audio bytes).
    A sample whose member is corrupt or missing, or an unreadable tar, is skipped and counted by
-   reason in ``loader.stats``; it never stops a run.
+   reason in ``loader.stats``; it never stops a run. ``__epoch__`` and ``__seed__`` (a 32-bit int fixed
+   by ``(seed, epoch, key)``) are added: transforms that crop at random should draw from
+   ``np.random.default_rng(sample["__seed__"])`` so that a resumed run crops identically.
 4. ``transform(sample) -> sample | None`` (the stage's crop / filter; ``None`` = dropped, counted).
 5. **Length-bucketed dynamic batches**: ``bucket_size`` samples are sorted by ``length_fn(sample)`` and
    cut greedily into batches with ``n * max_length <= batch_budget`` and ``n <= max_batch_size``; the
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import io
 import logging
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,12 +243,16 @@ class _SlotStream:
                                           select_files=select)
                 yield from group_by_keys(files, handler=self._handler)
 
-    def _decoded(self, raw: Iterable[dict]) -> Iterator[dict]:
+    def _decoded(self, raw: Iterable[dict], epoch: int) -> Iterator[dict]:
         for r in raw:
             sample, reason = decode_sample(r, self.spec.fields)
             if sample is None:
                 self._skip(reason or "bad_sample")
                 continue
+            # For the stage's random crops: a seed fixed by (seed, epoch, key), so a resumed run
+            # (which replays the epoch in a fresh worker) crops exactly as the uninterrupted one.
+            sample["__epoch__"] = epoch
+            sample["__seed__"] = zlib.crc32(f"{self.spec.seed}:{epoch}:{sample['__key__']}".encode())
             if self.spec.transform is not None:
                 try:
                     sample = self.spec.transform(sample)
@@ -267,7 +274,7 @@ class _SlotStream:
         if spec.shuffle:
             raw = shuffle_stream(raw, spec.shuffle_buffer, rng)
         bucket = max(spec.bucket_size, 1)
-        return bucket_batches(self._decoded(raw), spec.length_fn, spec.batch_budget, spec.max_batch_size,
+        return bucket_batches(self._decoded(raw, epoch), spec.length_fn, spec.batch_budget, spec.max_batch_size,
                               bucket, rng if spec.shuffle else None, on_skip=self._skip)
 
     def __iter__(self) -> Iterator[tuple]:

@@ -188,3 +188,13 @@ def test_bucket_batches_unit():
     batches = list(bucket_batches(items, float, batch_budget=30, max_batch_size=4, bucket_size=10, rng=None))
     assert sorted(itertools.chain(*batches)) == items
     assert all(len(b) * max(b) <= 30 and len(b) <= 4 for b in batches)
+
+
+def test_samples_carry_a_resume_stable_seed(make_shards):
+    shard_dir, _ = make_shards(2, 3)
+    def seeds(ld):
+        return {s["__key__"]: (s["__epoch__"], s["__seed__"]) for b in itertools.islice(ld, 6) for s in b}
+    a, b = seeds(loader(shard_dir)), seeds(loader(shard_dir, num_workers=2))
+    common = set(a) & set(b)
+    assert common and all(a[k] == b[k] for k in common if a[k][0] == b[k][0])
+    assert len({v[1] for v in a.values()}) == len(a)
