@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
-from transformers import DynamicCache
 
 from llmtts.llm import load_llm
 from llmtts.llm.export import save_export
 from llmtts.llm.hidden import audio_hidden_states, forward_with_hidden, prompt_ids, training_ids
+from llm_helpers import generation_states
 
 
 def test_sequence_layout(vocab, frontend):
@@ -31,21 +31,6 @@ def test_hidden_is_post_final_norm(tiny_model, vocab, frontend):
     torch.testing.assert_close(logits, out.logits)
     # In this transformers version hidden_states[-1] is also post-norm (tied to last_hidden_state).
     torch.testing.assert_close(out.hidden_states[-1], hidden)
-
-
-@torch.no_grad()
-def generation_states(model, prompt: list[int], audio_ids: list[int]) -> tuple[torch.Tensor, list[int]]:
-    """States a KV-cached generation loop records, fed ``audio_ids`` instead of sampling;
-    also the greedy choice at each step (to check logits come from the recorded state)."""
-    cache = DynamicCache(config=model.config)
-    logits, hidden, cache = forward_with_hidden(model, torch.tensor([prompt]), cache=cache, use_cache=True)
-    states, greedy = [], []
-    for tok in audio_ids:
-        states.append(hidden[0, -1])
-        greedy.append(int(model.lm_head(hidden[0, -1]).argmax()))
-        assert greedy[-1] == int(logits[0, -1].argmax())
-        logits, hidden, cache = forward_with_hidden(model, torch.tensor([[tok]]), cache=cache, use_cache=True)
-    return torch.stack(states), greedy
 
 
 def test_dump_alignment_equals_generation(tiny_model, vocab, frontend):

@@ -1,0 +1,75 @@
+"""dump-hidden writes exactly the vectors generation sees, one per audio token, resumably."""
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from llmtts.cli import main
+from llmtts.llm import load_llm
+from llmtts.llm.export import save_export
+from llmtts.llm.hidden import prompt_ids
+from llm_helpers import generation_states
+from token_shards import make_token_shards
+
+
+def read_tar(path):
+    out = {}
+    with tarfile.open(path) as tar:
+        for m in tar.getmembers():
+            key, ext = m.name.split(".", 1)
+            out.setdefault(key, {})[ext] = tar.extractfile(m).read()
+    return out
+
+
+@pytest.fixture
+def exported(tmp_path, tiny_model, vocab, frontend):
+    save_export(tiny_model, vocab, frontend, tmp_path / "llm" / "export")
+    return tmp_path / "llm"
+
+
+def test_dump_matches_generation_and_resumes(tmp_path, exported, vocab, frontend):
+    shards = make_token_shards(tmp_path / "tok", n_train=6, n_val=2, n_audio=vocab.n_audio, per_shard=3,
+                               extra_bad=True)
+    out = tmp_path / "hidden"
+    # Small packed forwards: several utterances per row, several forwards per shard.
+    assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards), "--out", str(out),
+                 "--batch-tokens", "64"]) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["kind"] == "hidden" and index["hidden_size"] == 64 and index["samples_per_token"] == 1024
+    assert index["totals"]["num_samples"] == 8
+    assert index["rejected"] == {"code_out_of_range": 1, "missing_text": 1}
+    model, v, fe = load_llm(exported)
+    src = read_tar(shards / "train" / "shard-000000.tar")
+    dst = read_tar(out / "train" / "shard-000000.tar")
+    assert set(dst) == set(src)
+    for key, members in dst.items():
+        for ext in ("flac", "json", "codes.npy"):
+            assert members[ext] == src[key][ext]  # token members copied byte for byte
+        hidden = np.load(io.BytesIO(members["hidden.npy"]))
+        codes = np.load(io.BytesIO(members["codes.npy"]))
+        text = json.loads(members["json"])["normalized_text"]
+        assert hidden.dtype == np.float16 and hidden.shape == (len(codes), 64)
+        prompt = prompt_ids(v, fe, text, normalized=True)
+        gen, _ = generation_states(model, prompt, (codes.astype(np.int64) + v.audio_offset).tolist())
+        np.testing.assert_allclose(hidden.astype(np.float32), gen.numpy(), atol=2e-2, rtol=1e-2)
+    # Resume: finished shards are skipped (their files are not rewritten).
+    shard = out / "train" / "shard-000000.tar"
+    before = shard.stat().st_mtime_ns
+    (out / "train" / "shard-000001.tar").unlink()
+    (out / "train" / "shard-000001.tar.done.json").unlink()
+    assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards),
+                 "--out", str(out)]) == 0
+    assert shard.stat().st_mtime_ns == before and (out / "train" / "shard-000001.tar").is_file()
+
+
+def test_dump_rejects_non_token_shards(tmp_path, exported, capsys):
+    from llmtts.data.shards import build_index, write_index
+
+    (tmp_path / "audio" / "train").mkdir(parents=True)
+    write_index(tmp_path / "audio", build_index("audio", []))
+    assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(tmp_path / "audio"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "token shards" in capsys.readouterr().err
