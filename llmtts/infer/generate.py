@@ -46,6 +46,16 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
     return ids, mask
 
 
+def output_head(lm_head: torch.nn.Module, start: int, stop: int):
+    """``lm_head`` restricted to rows ``start:stop`` ([stop] + audio ids: text and speaker ids are never
+    valid outputs), as a callable ``h [B, d] -> logits [B, stop - start]``."""
+    if hasattr(lm_head, "rows"):  # llmtts.infer.quant.Int8Linear
+        return lm_head.rows(start, stop)
+    w = lm_head.weight[start:stop]
+    b = None if lm_head.bias is None else lm_head.bias[start:stop]
+    return lambda h: torch.nn.functional.linear(h.to(w.dtype), w, b)
+
+
 @torch.inference_mode()
 def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, audio_offset: int, n_audio: int,
                    max_new_tokens: Sequence[int], sampling: SamplingConfig, generators: Sequence[torch.Generator],
@@ -66,9 +76,8 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     if not (len(max_new_tokens) == len(generators) == B):
         raise ValueError("prompts, max_new_tokens and generators must have the same length")
     device = next(model.parameters()).device
-    # Only [stop] + audio rows of lm_head: text/speaker ids are never valid outputs.
-    head_w = model.lm_head.weight[stop_id: audio_offset + n_audio]
-    head_b = None if model.lm_head.bias is None else model.lm_head.bias[stop_id: audio_offset + n_audio]
+    head = output_head(model.lm_head, stop_id, audio_offset + n_audio)
+    width = audio_offset + n_audio - stop_id
 
     ids, mask = _left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
@@ -79,7 +88,7 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     finished = [m <= 0 for m in max_new_tokens]
     counts = [0] * B
     window = sampling.repetition_window
-    history = torch.full((B, 0), head_w.shape[0], dtype=torch.long)  # ids in head-slice space; pad = width
+    history = torch.full((B, 0), width, dtype=torch.long)  # ids in head-slice space; pad = width
     step = 0
     while not all(finished):
         if use_cache:
@@ -90,7 +99,7 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
             out = model.model(input_ids=full_ids, attention_mask=mask if padded else None, position_ids=full_pos,
                               use_cache=False)
         h = out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
-        logits = torch.nn.functional.linear(h, head_w, head_b).float()  # [B, 1 + n_audio]; column 0 = stop
+        logits = head(h).float()  # [B, 1 + n_audio]; column 0 = stop
         if step < min_new_tokens:
             logits[:, 0] = float("-inf")
         if sampling.repetition_penalty != 1.0 and history.shape[1]:
@@ -112,7 +121,7 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
                          hidden=h[rows.to(h.device)].float(), finished=list(finished))
         # Rows that are done keep being fed (batch shapes stay fixed); their outputs are ignored.
         tok = torch.where(torch.as_tensor(finished), torch.zeros_like(nxt), nxt)  # head-slice space
-        col = torch.where(torch.as_tensor(finished), torch.full_like(nxt, head_w.shape[0]), nxt)
+        col = torch.where(torch.as_tensor(finished), torch.full_like(nxt, width), nxt)
         history = torch.cat([history, col[:, None]], dim=1)
         if window and history.shape[1] > window:
             history = history[:, -window:]

@@ -31,7 +31,22 @@ from llmtts.infer.text import is_speakable, split_sentences
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# LLM weight formats. Decoding one token reads every weight once, so on a CPU fewer bytes per weight is
+# the main speed lever; bf16 / int8 states differ from fp32 by a few 1e-2 relative (documented trade-off).
+DTYPES = ("fp32", "bf16", "int8")
+
+
+def cast_llm(llm, dtype: str):
+    """``fp32`` as is; ``bf16`` weights; ``int8`` weight-only int8 linears (``quant.py``) + bf16 for the rest."""
+    if dtype not in DTYPES:
+        raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    if dtype == "int8":
+        from llmtts.infer.quant import quantize_int8_
+
+        quantize_int8_(llm)
+    if dtype in ("bf16", "int8"):
+        llm.to(torch.bfloat16)
+    return llm
 
 
 @dataclass
@@ -68,7 +83,7 @@ class TTS:
     @classmethod
     def load(cls, llm_path: str | Path, decoder_path: str | Path, device: str = "cpu", dtype: str = "fp32") -> "TTS":
         """``llm_path``/``decoder_path``: run directories or their ``export/``. ``dtype``: LLM weights,
-        ``fp32`` or ``bf16`` (bf16 halves the memory read per token: decode on CPU is bandwidth bound)."""
+        ``fp32``, ``bf16`` or ``int8`` (weight-only; fewer bytes read per token: CPU decoding is bandwidth bound)."""
         from llmtts.llm import load_llm
 
         if dtype not in DTYPES:
@@ -76,8 +91,8 @@ class TTS:
         if not Path(llm_path).exists():
             raise UserError(f"LLM path {llm_path}: no such run or export directory")
         decoder, meta = load_decoder(decoder_path, device=device)
-        llm, vocab, frontend = load_llm(llm_path, device=device, dtype=DTYPES[dtype])
-        return cls(llm, vocab, frontend, decoder, meta)
+        llm, vocab, frontend = load_llm(llm_path, device=device)
+        return cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta)
 
     def _check_pair(self) -> None:
         d_llm = self.llm.config.hidden_size
@@ -85,7 +100,7 @@ class TTS:
         if d_llm != d_dec:
             raise UserError(f"LLM hidden size {d_llm} does not match the decoder's input size {d_dec}: "
                             "the decoder was trained on another LLM's states (retrain it with dump-hidden of this LLM)")
-        rows = self.llm.lm_head.weight.shape[0]
+        rows = self.llm.lm_head.out_features
         if rows < self.vocab.audio_offset + self.vocab.n_audio:
             raise UserError(f"LLM has {rows} output rows but its vocabulary needs "
                             f"{self.vocab.audio_offset + self.vocab.n_audio}")

@@ -116,3 +116,22 @@ def test_repetition_penalty_lowers_repeated_tokens_only():
 def test_invalid_sampling_options(bad):
     with pytest.raises(UserError):
         SamplingConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_low_precision_llm_stays_close_to_fp32(dtype):
+    import copy
+
+    from llmtts.infer.tts import cast_llm
+
+    model, vocab, _ = tiny_llm()
+    low = cast_llm(copy.deepcopy(model), dtype)
+    p = prompts_of(vocab, 2)
+    ref = run(model, vocab, p, [1, 2], max_new=8, sampling=SamplingConfig(temperature=0))
+    ids = p[0] + (ref.codes[0] + vocab.audio_offset).tolist()
+    tf = audio_hidden_states(model, ids, len(p[0]), n_audio=8)
+    got = run(low, vocab, p, [1, 2], max_new=8, sampling=SamplingConfig(temperature=0))
+    assert got.hidden[0].dtype == torch.float32 and got.hidden[0].shape == tf.shape
+    # Same first state (the prompt is identical), within the format's precision.
+    rel = ((got.hidden[0][0] - tf[0]).norm() / tf[0].norm()).item()
+    assert rel < 0.05
