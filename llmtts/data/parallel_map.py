@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -116,10 +117,11 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
         return None
     summaries = _wait_for_all(out_dir, rels, wait_timeout_s, poll_s)
     extra = dict(extra_index or {})
-    try:  # carry what ingestion rejected, so the final index still accounts for every input file
+    try:  # carry everything dropped upstream, so the final index still accounts for every input file
         source = read_index(input_dir)
-        extra.setdefault("source_rejected", source.get("rejected", {}))
-        extra.setdefault("source_kind", source.get("kind"))
+        upstream = Counter(source.get("rejected", {})) + Counter(source.get("source_rejected", {}))
+        extra["source_rejected"] = dict(sorted(upstream.items()))
+        extra["source_kind"] = source.get("kind")
     except UserError:
         pass
     index = build_index(kind, summaries, **extra)
