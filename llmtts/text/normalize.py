@@ -165,7 +165,9 @@ def _time(m: re.Match) -> str:
 
 
 def _number(m: re.Match) -> str:
-    words = _number_words(m.group(2))
+    num = m.group(2)
+    # Leading zeros mean a code, not a quantity: "007", "02134" are read digit by digit.
+    words = spell_digits(num) if len(num) > 1 and num[0] == "0" and num[1].isdigit() else _number_words(num)
     # Spaces keep "4x4" from gluing into "fourx"; extra spaces are collapsed later.
     return " " + ("minus " + words if m.group(1) else words) + " "
 

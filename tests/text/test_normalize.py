@@ -26,6 +26,7 @@ CASES = [
     ("B52 & 4x4 + #1 @ home", "b five two and four x four plus number one at home"),
     ("It was -5 degrees, pages 10-20 (3.14).", "it was minus five degrees, pages ten - twenty (three point one four)."),
     ("  lots   of\tspace\n here ", "lots of space here"),
+    ("Agent 007 lives at zip 02134.", "agent zero zero seven lives at zip zero two one three four."),
 ]
 
 
