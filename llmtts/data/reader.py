@@ -349,6 +349,11 @@ class ShardLoader:
             max_batch_size=int(max_batch_size), shuffle_buffer=int(shuffle_buffer),
             bucket_size=int(bucket_size or max(4 * max_batch_size, 64)), seed=int(seed), endless=endless,
             shuffle=shuffle, fields=tuple(fields) if fields is not None else None, transform=transform)
+        slots = world_size * self.spec.num_workers
+        if len(shards) < slots and rank == 0:
+            log.warning("%s/%s: %d shard(s) for %d rank x worker slots: some slots idle each epoch (still exactly "
+                        "once per epoch); write more, smaller shards for balanced ranks", shard_dir, split,
+                        len(shards), slots)
         # Position: slot -> (epoch, batches consumed in that epoch); which local worker is due next.
         self._pos: dict[int, tuple[int, int]] = {}
         self._next_worker = 0
