@@ -22,7 +22,7 @@ TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY
                    "BOOT_FAIL", "DEADLINE", "REVOKED")
 
 
-def sbatch_parameters(cluster: ClusterConfig, array: int = 0) -> dict[str, Any]:
+def sbatch_parameters(cluster: ClusterConfig, job_dir: Path, array: int = 0) -> dict[str, Any]:
     """submitit ``SlurmExecutor`` parameters (its names for sbatch flags) from a profile."""
     params: dict[str, Any] = {
         "job_name": cluster.job_name,
@@ -43,6 +43,9 @@ def sbatch_parameters(cluster: ClusterConfig, array: int = 0) -> dict[str, Any]:
         if getattr(cluster, key):
             params[key] = getattr(cluster, key)
     extra = {k.replace("_", "-"): v for k, v in cluster.sbatch.items()}
+    # The batch script (and submitit's unpickling) runs in the job dir, so `import llmtts` there finds
+    # the snapshot on PYTHONPATH, not a checkout in the submitter's directory. Tasks chdir back.
+    extra.setdefault("chdir", str(job_dir))
     extra.setdefault("requeue", True)  # allow `scontrol requeue` even where the site default is --no-requeue
     params["additional_parameters"] = extra
     return params
@@ -61,7 +64,7 @@ def sbatch_script(cluster: ClusterConfig, job_dir: Path, array: int = 0) -> str:
     from submitit.slurm.slurm import _make_sbatch_string
 
     folder = job_dir / "slurm"
-    params = sbatch_parameters(cluster, array)
+    params = sbatch_parameters(cluster, job_dir, array)
     if array:
         params["map_count"] = array
     command = f"{_python(cluster)} -u -m submitit.core._submit {shlex.quote(str(folder))}"
@@ -91,7 +94,7 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
                                   "array": array, "cluster": cluster})
     executor = submitit.SlurmExecutor(folder=job_dir / "slurm", max_num_timeout=cluster.max_requeues,
                                       python=cluster.python or None)
-    executor.update_parameters(setup=setup_lines(cluster, code_dir), **sbatch_parameters(cluster))
+    executor.update_parameters(setup=setup_lines(cluster, code_dir), **sbatch_parameters(cluster, job_dir))
     try:
         jobs = executor.submit_array([task] * array) if array else [executor.submit(task)]
     except Exception as exc:  # submitit wraps sbatch's message; show it as one line

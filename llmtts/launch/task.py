@@ -33,6 +33,12 @@ REQUEUE_EXIT_CODE = 75
 FORWARDED_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
 
+# `python -m MODULE` would put the working directory first on sys.path, so a job submitted from the
+# repo root would import the live checkout instead of its snapshot: move it to the end instead.
+BOOTSTRAP = ("import runpy, sys; sys.path.append(sys.path.pop(0)); mod = sys.argv.pop(1); "
+             "runpy.run_module(mod, run_name='__main__', alter_sys=True)")
+
+
 class JobFailed(RuntimeError):
     """The stage command failed in a task; submitit stores it as the job's error."""
 
@@ -112,7 +118,7 @@ class StageTask:
         # A requeued run must continue, whatever the first run was told.
         if restart > 0 and option_value(argv, "--resume") is not None:
             argv = with_option(argv, "--resume", "auto")
-        return [sys.executable, "-u", "-m", self.module, *argv]
+        return [sys.executable, "-u", "-c", BOOTSTRAP, self.module, *argv]
 
     def child_env(self, job_env: Any, restart: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -143,7 +149,7 @@ class StageTask:
                      socket.gethostname(), world, restart, self.max_requeues,
                      f"resuming from step {resumed_from}" if resumed_from is not None else "no checkpoint yet")
         cmd = self.command(restart)
-        log.info("rank %d/%d: python %s", rank, world, " ".join(cmd[2:]))
+        log.info("rank %d/%d: python -m %s", rank, world, " ".join(cmd[4:]))
 
         received: list[int] = []
         proc = subprocess.Popen(cmd, cwd=self.cwd, env=env)
@@ -170,7 +176,7 @@ class StageTask:
         stopped = rc == REQUEUE_EXIT_CODE or (received and rc in (-signal.SIGUSR2, -signal.SIGTERM))
         if stopped:
             self._after_stop(job_env, rank, restart, received, save_dir)
-        raise JobFailed(f"rank {rank}: `{' '.join(cmd[3:])}` exited with code {rc} (see this task's log)")
+        raise JobFailed(f"rank {rank}: `{' '.join(cmd[4:])}` exited with code {rc} (see this task's log)")
 
     def _after_stop(self, job_env: Any, rank: int, restart: int, received: list[int], save_dir: str | None) -> None:
         """Requeue on our own pre-emption signal; never leave a submitit result for a job that goes on."""
