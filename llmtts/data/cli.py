@@ -9,7 +9,8 @@ from llmtts.data.sources import FORMATS
 def _corpus(args: argparse.Namespace) -> int:
     from llmtts.data.corpus import build_corpus
 
-    info = build_corpus(args.out, args.num_utterances, voice=args.voice, seed=args.seed, progress=not args.no_progress)
+    info = build_corpus(args.out, args.num_utterances, voice=args.voice, seed=args.seed,
+                        progress=not args.no_progress, sentence_set=args.sentences)
     print(f"corpus: {info['num_utterances']} utterances, {info['seconds']:.1f} s of audio at "
           f"{info['sample_rate']} Hz, voice {info['voice']} -> {args.out}")
     return 0
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="piper: neural en_US-joe-medium, one speaker, ~8x real time per core (default); "
                         "espeak: eSpeak NG, 6 speakers, robotic but ~300x real time")
     p.add_argument("--seed", type=int, default=0, help="picks sentences, speakers and speaking rates")
+    p.add_argument("--sentences", choices=["train", "heldout", "all"], default="train",
+                   help="train: 90%% of the sentence set (default); heldout: the other 10%%, never in a train "
+                        "corpus (use for evaluation references); all: every sentence")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_corpus)
 

@@ -5,6 +5,8 @@
     OUT/wavs/ID.wav    16-bit mono WAV at the voice's rate (22,050 Hz)
     OUT/corpus.json    settings + totals; written last, so its presence means "complete"
 
+``sentences="train"`` (default) draws from 90 % of the sentence set; ``"heldout"`` from the other 10 %
+(for evaluation references that the model never heard); ``"all"`` from everything.
 Deterministic: the seed picks the sentences, the speaker and a speaking rate per utterance, and both
 voices render reproducibly, so the same arguments give byte-identical files.
 """
@@ -35,9 +37,24 @@ def load_sentences() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...]) -> list[dict]:
-    """Which sentence, speaker and speaking rate each utterance gets (a pure function of the seed)."""
+SENTENCE_SETS = ("train", "heldout", "all")
+
+
+def select_sentences(which: str = "train") -> list[str]:
+    """Every 10th sentence is held out of the ``train`` set, so an evaluation corpus rendered from
+    ``heldout`` never repeats a training sentence."""
     sentences = load_sentences()
+    if which == "all":
+        return sentences
+    if which not in SENTENCE_SETS:
+        raise UserError(f"unknown sentence set '{which}' (choose from {', '.join(SENTENCE_SETS)})")
+    held = which == "heldout"
+    return [s for i, s in enumerate(sentences) if (i % 10 == 9) == held]
+
+
+def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sentence_set: str = "train") -> list[dict]:
+    """Which sentence, speaker and speaking rate each utterance gets (a pure function of the seed)."""
+    sentences = select_sentences(sentence_set)
     rng = np.random.default_rng(seed)
     order: list[int] = []
     while len(order) < num_utterances:  # more utterances than sentences: reshuffle and repeat
@@ -53,12 +70,13 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...]) -> li
 
 
 def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper", seed: int = 0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, sentence_set: str = "train") -> dict:
     """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete."""
     if num_utterances < 1:
         raise UserError(f"--num-utterances must be >= 1, got {num_utterances}")
     out_dir = Path(out_dir)
-    settings = {"version": CORPUS_VERSION, "voice": voice, "seed": seed, "num_utterances": num_utterances}
+    settings = {"version": CORPUS_VERSION, "voice": voice, "seed": seed, "num_utterances": num_utterances,
+                "sentences": sentence_set}
     done = out_dir / "corpus.json"
     if done.is_file():
         try:
@@ -70,7 +88,7 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
             return old
         done.unlink()  # different settings: re-render below
     synth = get_voice(voice)
-    plan = plan_corpus(num_utterances, seed, tuple(synth.speakers))
+    plan = plan_corpus(num_utterances, seed, tuple(synth.speakers), sentence_set)
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
     keep = {p["id"] + ".wav" for p in plan}
@@ -93,8 +111,9 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
         bar.update(1)
         bar.set_postfix_str(f"{seconds:.0f} s audio")
     bar.close()
-    _write_text(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
+    # metadata.csv after the wavs and speakers.csv, corpus.json last: each marks everything before it done.
     _write_text(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))
+    _write_text(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
     info = dict(settings, sample_rate=synth.sample_rate, seconds=round(seconds, 3),
                 speakers=sorted({p["speaker"] for p in plan}))
     write_json_atomic(done, info)

@@ -105,6 +105,18 @@ class _EspeakLib:
         return (pcm.astype(np.float32) / 32768.0).astype(np.float32)
 
 
+_ESPEAK: dict[tuple[str, str], _EspeakLib] = {}
+
+
+def _shared_espeak(lib_path: str, data_dir: str) -> _EspeakLib:
+    """One initialisation per process: measured, a second espeak_Initialize leaves state that renders
+    differently from the first; the parent never renders (children do), so its state stays pristine."""
+    key = (lib_path, data_dir)
+    if key not in _ESPEAK:
+        _ESPEAK[key] = _EspeakLib(lib_path, data_dir)
+    return _ESPEAK[key]
+
+
 class EspeakVoiceSynth:
     """eSpeak NG through ``espeakng-loader`` (ships the library and data); falls back to the
     ``espeak-ng`` program when the library cannot be loaded. Several variants = several speakers."""
@@ -118,7 +130,7 @@ class EspeakVoiceSynth:
         try:
             import espeakng_loader
 
-            self._lib = _EspeakLib(espeakng_loader.get_library_path(), espeakng_loader.get_data_path())
+            self._lib = _shared_espeak(espeakng_loader.get_library_path(), espeakng_loader.get_data_path())
             self.sample_rate = self._lib.sample_rate
         except (ImportError, OSError, RuntimeError, UserError):
             self._exe = shutil.which("espeak-ng")

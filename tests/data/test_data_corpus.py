@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 
 from llmtts.cli import main
-from llmtts.data.corpus import build_corpus, load_sentences, plan_corpus
+from llmtts.data.corpus import build_corpus, load_sentences, plan_corpus, select_sentences
 from llmtts.data.voices import ESPEAK_VOICES
 
 
@@ -26,8 +26,15 @@ def test_plan_is_a_function_of_the_seed():
     assert a == b and a != c
     assert len({p["text"] for p in a}) == 30  # no repeats while sentences last
     assert len({p["speaker"] for p in a}) > 1
-    many = plan_corpus(len(load_sentences()) + 5, 0, ("x",))
-    assert len(many) == len(load_sentences()) + 5
+    many = plan_corpus(600, 0, ("x",))
+    assert len(many) == 600
+
+
+def test_heldout_sentences_never_in_train():
+    train, held = set(select_sentences("train")), set(select_sentences("heldout"))
+    assert len(train) >= 500 and len(held) >= 50 and not train & held
+    assert train | held == set(load_sentences())
+    assert {p["text"] for p in plan_corpus(40, 0, ("x",), "heldout")} <= held
 
 
 def test_espeak_corpus_is_byte_identical_and_multi_speaker(tmp_path):
