@@ -40,8 +40,14 @@ from llmtts.train.progress import Progress
 from llmtts.train.stage import Stage
 
 log = logging.getLogger(__name__)
-# DCP without a process group (strategy none) is intended; its warning would repeat at every save.
-warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+
+
+def _quiet_dcp():
+    """DCP without a process group (strategy none) is intended; its warning would repeat at every save."""
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+    return ctx
 
 
 @dataclass
@@ -360,7 +366,11 @@ class Trainer:
                     slot.engine.save_checkpoint(str(tmp / f"ds_{name}"), tag="state", save_latest=False)
             state = self._dcp_state()
             if state:
-                dcp.save(state, checkpoint_id=str(tmp / "dcp"))
+                q = _quiet_dcp()
+                try:
+                    dcp.save(state, checkpoint_id=str(tmp / "dcp"))
+                finally:
+                    q.__exit__(None, None, None)
             data_state = self.train_data.state_dict() if hasattr(self.train_data, "state_dict") else {}
             ckpt_io.save_rank_state(tmp, self.rank, {"data": data_state, "rng": rng_state()})
             if self.dist.is_main:
@@ -405,7 +415,11 @@ class Trainer:
         if not meta.get("has_ema"):
             state.pop("ema", None)
         if state:
-            dcp.load(state, checkpoint_id=str(ckpt / "dcp"))
+            q = _quiet_dcp()
+            try:
+                dcp.load(state, checkpoint_id=str(ckpt / "dcp"))
+            finally:
+                q.__exit__(None, None, None)
         if not self.is_ds:
             set_model_state_dict(self.container, state["models"])
             for name, slot in self.slots.items():

@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from llmtts.dist import checkpoint as ck
+from llmtts.errors import UserError
+
+
+def _make(root, step, files=None, complete=True):
+    d = root / ck.step_dir_name(step)
+    d.mkdir(parents=True)
+    for name, data in (files or {"trainer.json": b"{}"}).items():
+        (d / name).write_bytes(data)
+    if complete:
+        (d / ck.COMPLETE).write_text(json.dumps({"files": {n: len(b) for n, b in (files or {"trainer.json": b"{}"}).items()}}))
+    return d
+
+
+def test_find_latest_skips_partial_and_truncated(tmp_path, caplog):
+    good = _make(tmp_path, 10)
+    _make(tmp_path, 20, complete=False)  # killed mid-write
+    bad = _make(tmp_path, 30, {"a.bin": b"12345"})
+    (bad / "a.bin").write_bytes(b"12")  # truncated after sealing
+    with caplog.at_level("WARNING"):
+        assert ck.find_latest(tmp_path) == good
+    assert "step_00000030" in caplog.text and "step_00000020" in caplog.text
+    assert ck.resolve_resume("none", tmp_path) is None
+    with pytest.raises(UserError, match="not usable"):
+        ck.resolve_resume(str(bad), tmp_path)
+
+
+def test_prune_keeps_last_complete(tmp_path):
+    for s in (1, 2, 3, 4):
+        _make(tmp_path, s)
+    _make(tmp_path, 5, complete=False)
+    ck.prune(tmp_path, 2)
+    assert [s for s, _ in ck.list_checkpoints(tmp_path)] == [3, 4, 5]
+
+
+def test_resolve_export(tmp_path):
+    (tmp_path / "export").mkdir()
+    with pytest.raises(UserError, match="not an export directory"):
+        ck.resolve_export(tmp_path)
+    (tmp_path / "export" / "config.json").write_text("{}")
+    assert ck.resolve_export(tmp_path) == tmp_path / "export"
+    assert ck.resolve_export(tmp_path / "export") == tmp_path / "export"
+    with pytest.raises(UserError, match="no such"):
+        ck.resolve_export(tmp_path / "missing")

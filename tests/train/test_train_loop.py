@@ -1,0 +1,106 @@
+"""The training loop on strategy ``none``, in-process: layout, accumulation, EMA, GAN groups, logging."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from llmtts.config import load_config
+from llmtts.errors import UserError
+from llmtts.train.toy import ToyConfig, ToyStage
+from llmtts.train.trainer import Trainer
+
+# Note: overriding one key of a section rebuilds that section from the dataclass defaults.
+FAST = ["log.progress=false", "log.tensorboard=false", "toy.val_batches=2", "trainer.log_every=1"]
+
+
+def fit(run_dir: Path, *overrides: str, resume: str = "auto"):
+    cfg = load_config(ToyConfig, None, FAST + list(overrides))
+    return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume=resume).fit()
+
+
+def rows(run_dir: Path, split: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+def test_run_dir_layout_export_and_keep_last(tmp_path):
+    res = fit(tmp_path, "trainer.max_steps=6", "trainer.save_every=2", "trainer.keep_last=2", "trainer.eval_every=3")
+    assert res.status == "finished" and res.exit_code == 0 and res.step == 6
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["trainer"]["max_steps"] == 6
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["world_size"] == 1 and env["versions"]["torch"] == torch.__version__.split("+")[0] or env["versions"]["torch"]
+    assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == ["step_00000004", "step_00000006"]
+    assert all((p / "COMPLETE").is_file() for p in (tmp_path / "checkpoints").iterdir())
+    assert [r["step"] for r in rows(tmp_path)] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows(tmp_path, "val")] == [3, 6]
+    assert {"loss", "lr", "grad_norm/main", "samples_per_s"} <= set(rows(tmp_path)[0])
+    # The export holds the trained weights, loadable with safetensors alone.
+    w = load_file(str(tmp_path / "export" / "model.safetensors"))
+    sd = torch.load(tmp_path / "checkpoints" / "step_00000006" / "rank_00000.pt", weights_only=True)
+    assert sd["data"] == {"position": 6}
+    assert set(w) == set(ToyStage(load_config(ToyConfig), tmp_path).build_models()["model"].state_dict())
+    assert (tmp_path / "samples" / "toy_weights_step00000003.png").is_file()
+
+
+def test_grad_accumulation_matches_bigger_batch(tmp_path):
+    a = fit(tmp_path / "a", "trainer.max_steps=4", "data.max_batch_size=8")
+    b = fit(tmp_path / "b", "trainer.max_steps=4", "data.max_batch_size=4", "trainer.grad_accum=2")
+    wa, wb = load_file(str(tmp_path / "a/export/model.safetensors")), load_file(str(tmp_path / "b/export/model.safetensors"))
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+    la, lb = [r["loss"] for r in rows(tmp_path / "a")], [r["loss"] for r in rows(tmp_path / "b")]
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+    assert a.step == b.step == 4
+
+
+def test_ema_export_and_resume_equality(tmp_path):
+    # 8 steps straight vs 1 (wall-time stop) + resume 7: same EMA export bit for bit (EMA state is checkpointed).
+    fit(tmp_path / "full", "trainer.max_steps=8", "trainer.ema_decay=0.9")
+    fit(tmp_path / "half", "trainer.max_steps=8", "trainer.ema_decay=0.9", "trainer.max_minutes=1.0e-9")  # stops at 1
+    fit(tmp_path / "half", "trainer.max_steps=8", "trainer.ema_decay=0.9")
+    full, half = load_file(str(tmp_path / "full/export/model.safetensors")), load_file(str(tmp_path / "half/export/model.safetensors"))
+    for k in full:
+        assert torch.equal(full[k], half[k]), k
+    # EMA weights differ from the raw weights in the last checkpoint.
+    raw = fit(tmp_path / "raw", "trainer.max_steps=8")
+    raw_w = load_file(str(tmp_path / "raw/export/model.safetensors"))
+    assert not torch.equal(raw_w["out.weight"], full["out.weight"])
+
+
+def test_gan_stage_two_optimizers(tmp_path):
+    res = fit(tmp_path, "trainer.max_steps=5", "toy.gan=true", "trainer.optim.lr=0.001")
+    r = rows(tmp_path)
+    assert res.step == 5 and {"loss_d", "lr/main", "lr/disc", "grad_norm/disc"} <= set(r[0])
+    assert r[0]["lr/disc"] == pytest.approx(0.5 * r[0]["lr/main"])  # per-optimizer override applied
+
+
+def test_wall_time_stop_checkpoints_and_exports(tmp_path):
+    res = fit(tmp_path, "trainer.max_steps=100", "trainer.max_minutes=1.0e-9")
+    assert res.status == "finished" and res.step == 1 and res.exit_code == 0
+    assert (tmp_path / "checkpoints" / "step_00000001" / "COMPLETE").is_file()
+    assert (tmp_path / "export" / "model.safetensors").is_file()
+
+
+def test_logger_writes_audio_tensorboard(tmp_path):
+    fit(tmp_path, "trainer.max_steps=2", "log.tensorboard=true")
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    from llmtts.train.config import LogConfig
+    from llmtts.train.loggers import RunLogger
+
+    lg = RunLogger(tmp_path / "x", LogConfig(tensorboard=False), {}, enabled=True)
+    p = lg.log_audio("clip/a", np.sin(np.arange(1600) / 10.0).astype(np.float32), 16000, 7)
+    lg.close()
+    assert p.name == "clip_a_step00000007.wav" and p.stat().st_size > 3000
+    off = RunLogger(tmp_path / "y", LogConfig(), {}, enabled=False)
+    assert off.log_audio("a", np.zeros(10), 16000, 1) is None and not (tmp_path / "y").exists()
+
+
+def test_bad_inputs_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such checkpoint"):
+        fit(tmp_path, "trainer.max_steps=1", resume=str(tmp_path / "nope"))
+    fit(tmp_path / "r", "trainer.max_steps=1")
+    with pytest.raises(UserError, match="optimizers"):
+        fit(tmp_path / "r", "trainer.max_steps=2", "toy.gan=true")

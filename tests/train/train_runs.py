@@ -1,0 +1,79 @@
+"""Helpers to run the toy stage in subprocesses (plain python or torchrun) and read its results."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+# Small, fast, deterministic defaults; tests add overrides.
+BASE = ["log.progress=false", "log.tensorboard=false", "toy.val_batches=2", "trainer.log_every=1"]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TORCH_CPP_LOG_LEVEL="ERROR")
+    e.pop("WORLD_SIZE", None)
+    e.pop("RANK", None)
+    return e
+
+
+def toy_cmd(run_dir: Path, overrides: list[str], nproc: int = 1, resume: str = "auto") -> list[str]:
+    if nproc > 1:
+        head = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                "-m", "llmtts.train.toy"]
+    else:
+        head = [sys.executable, "-m", "llmtts.train.toy"]
+    return head + ["train", "--save-dir", str(run_dir), "--resume", resume] + BASE + list(overrides)
+
+
+def run_toy(run_dir: Path, overrides: list[str], nproc: int = 1, resume: str = "auto", timeout: float = 180,
+            check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(toy_cmd(run_dir, overrides, nproc, resume), env=env(), capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"toy run failed ({p.returncode}):\n{p.stderr[-4000:]}")
+    return p
+
+
+def popen_toy(run_dir: Path, overrides: list[str], nproc: int = 1) -> subprocess.Popen:
+    # Own session so the whole tree (torchrun + workers) can be killed at once.
+    return subprocess.Popen(toy_cmd(run_dir, overrides, nproc), env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended ({proc.returncode}) before {path} appeared:\n{proc.stderr.read()[-4000:]}")
+        if time.time() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"timed out waiting for {path}")
+        time.sleep(0.05)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def train_losses(run_dir: Path, key: str = "loss") -> dict[int, float]:
+    out = {}
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["split"] == "train":
+            out[row["step"]] = row[key]
+    return out
+
+
+def export_weights(run_dir: Path) -> dict:
+    return load_file(str(Path(run_dir) / "export" / "model.safetensors"))
