@@ -63,6 +63,12 @@ def main() -> None:
         info = build_corpus(src, 40, voice="espeak", seed=0, progress=False)
         dt = time.perf_counter() - t0
         print(f"corpus (espeak): {info['seconds']:.0f} s of audio in {dt:.1f} s = {info['seconds'] / dt:.0f}x real time")
+    for voice, n in (("piper", 6), ("espeak", 40)):
+        t0 = time.perf_counter()
+        info = build_corpus(tmp / f"voice_{voice}", n, voice=voice, seed=1, progress=False)
+        dt = time.perf_counter() - t0
+        print(f"corpus  {voice:6s} 1 worker: {info['seconds']:6.1f} s of audio in {dt:5.1f} s = "
+              f"{info['seconds'] / dt:6.1f}x real time (incl. voice loading)")
     wavs = sorted((src / "wavs").glob("*.wav"))
     base_s, base_t, base_n = baseline_read(wavs, args.repeat)
     base_speed = base_s / base_t

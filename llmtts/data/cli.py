@@ -10,7 +10,7 @@ def _corpus(args: argparse.Namespace) -> int:
     from llmtts.data.corpus import build_corpus
 
     info = build_corpus(args.out, args.num_utterances, voice=args.voice, seed=args.seed,
-                        progress=not args.no_progress, sentence_set=args.sentences)
+                        progress=not args.no_progress, sentence_set=args.sentences, workers=args.workers)
     print(f"corpus: {info['num_utterances']} utterances, {info['seconds']:.1f} s of audio at "
           f"{info['sample_rate']} Hz, voice {info['voice']} -> {args.out}")
     return 0
@@ -36,11 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-utterances", type=int, default=200, help="number of utterances (default 200)")
     p.add_argument("--voice", choices=["piper", "espeak"], default="piper",
                    help="piper: neural en_US-joe-medium, one speaker, ~8x real time per core (default); "
-                        "espeak: eSpeak NG, 6 speakers, robotic but ~300x real time")
+                        "espeak: eSpeak NG, 6 speakers, robotic but ~50x real time")
     p.add_argument("--seed", type=int, default=0, help="picks sentences, speakers and speaking rates")
     p.add_argument("--sentences", choices=["train", "heldout", "all"], default="train",
                    help="train: 90%% of the sentence set (default); heldout: the other 10%%, never in a train "
                         "corpus (use for evaluation references); all: every sentence")
+    p.add_argument("--workers", type=int, default=1, help="render with N processes, one CPU thread each "
+                   "(output identical for any N; default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_corpus)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from llmtts.audio import save_wav
 from llmtts.data.shards import write_json_atomic
-from llmtts.data.voices import get_voice
+from llmtts.data.voices import ESPEAK_VOICES, get_voice
 from llmtts.errors import UserError
 from llmtts.text.normalize import normalize_text
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 CORPUS_VERSION = 1
 PEAK = 0.9
 RATE_RANGE = (0.9, 1.1)
+CHUNK = 8  # utterances per task: small enough for a smooth progress bar
+VOICE_SPEAKERS = {"piper": ("joe",), "espeak": ESPEAK_VOICES}
 
 
 def load_sentences() -> list[str]:
@@ -70,7 +73,7 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
 
 
 def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper", seed: int = 0,
-                 progress: bool = True, sentence_set: str = "train") -> dict:
+                 progress: bool = True, sentence_set: str = "train", workers: int = 1) -> dict:
     """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete."""
     if num_utterances < 1:
         raise UserError(f"--num-utterances must be >= 1, got {num_utterances}")
@@ -87,17 +90,57 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
             log.info("corpus in %s is already complete (%d utterances)", out_dir, num_utterances)
             return old
         done.unlink()  # different settings: re-render below
-    synth = get_voice(voice)
-    plan = plan_corpus(num_utterances, seed, tuple(synth.speakers), sentence_set)
+    plan = plan_corpus(num_utterances, seed, tuple(VOICE_SPEAKERS[voice]) if voice in VOICE_SPEAKERS
+                       else tuple(get_voice(voice).speakers), sentence_set)
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
     keep = {p["id"] + ".wav" for p in plan}
     for stale in wav_dir.glob("utt_*.wav"):  # left by an earlier, larger corpus in the same place
         if stale.name not in keep:
             stale.unlink()
-    seconds = 0.0
+    seconds, sample_rate = 0.0, 0
     bar = _bar(len(plan), progress)
-    for item in plan:
+    chunks = [plan[i:i + CHUNK] for i in range(0, len(plan), CHUNK)]
+    tasks = [(voice, chunk, str(wav_dir)) for chunk in chunks]
+    workers = max(1, min(workers, len(tasks)))
+    pool = None
+    if workers == 1:
+        results = map(_render_chunk, tasks)
+    else:  # each utterance renders independently of the others, so workers change nothing in the output
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        pool = ctx.Pool(workers)
+        results = pool.imap(_render_chunk, tasks)
+    try:
+        for sr, n_samples in results:
+            sample_rate = sr
+            seconds += sum(n_samples) / sr
+            bar.update(len(n_samples))
+            bar.set_postfix_str(f"{seconds:.0f} s audio")
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        bar.close()
+    # metadata.csv after the wavs and speakers.csv, corpus.json last: each marks everything before it done.
+    _write_text(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))
+    _write_text(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
+    info = dict(settings, sample_rate=sample_rate, seconds=round(seconds, 3),
+                speakers=sorted({p["speaker"] for p in plan}))
+    write_json_atomic(done, info)
+    return info
+
+
+_VOICES: dict[str, object] = {}
+
+
+def _render_chunk(task: tuple[str, list[dict], str]) -> tuple[int, list[int]]:
+    """Render some utterances into wav_dir; returns (sample_rate, samples per utterance)."""
+    voice, items, wav_dir = task
+    if voice not in _VOICES:  # one voice per process (loading Piper takes ~1 s)
+        _VOICES[voice] = get_voice(voice)
+    synth = _VOICES[voice]
+    lengths = []
+    for item in items:
         # The voice reads the normalised text (case kept for prosody) so the audio says exactly what
         # normalized_text says, e.g. "$3.50" as "three dollars fifty cents".
         wav = synth.synthesize(normalize_text(item["text"], lowercase=False), item["speaker"], item["rate"])
@@ -106,18 +149,9 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
         peak = float(np.abs(wav).max())
         if peak > 0:
             wav = wav * (PEAK / peak)
-        save_wav(wav_dir / (item["id"] + ".wav"), wav, synth.sample_rate)
-        seconds += wav.size / synth.sample_rate
-        bar.update(1)
-        bar.set_postfix_str(f"{seconds:.0f} s audio")
-    bar.close()
-    # metadata.csv after the wavs and speakers.csv, corpus.json last: each marks everything before it done.
-    _write_text(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))
-    _write_text(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
-    info = dict(settings, sample_rate=synth.sample_rate, seconds=round(seconds, 3),
-                speakers=sorted({p["speaker"] for p in plan}))
-    write_json_atomic(done, info)
-    return info
+        save_wav(Path(wav_dir) / (item["id"] + ".wav"), wav, synth.sample_rate)
+        lengths.append(int(wav.size))
+    return synth.sample_rate, lengths
 
 
 def _write_text(path: Path, text: str) -> None:

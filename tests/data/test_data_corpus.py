@@ -39,12 +39,14 @@ def test_heldout_sentences_never_in_train():
 
 def test_espeak_corpus_is_byte_identical_and_multi_speaker(tmp_path):
     info = build_corpus(tmp_path / "a", 8, voice="espeak", seed=3, progress=False)
-    build_corpus(tmp_path / "b", 8, voice="espeak", seed=3, progress=False)
+    assert info["num_utterances"] == 8 and len(list((tmp_path / "a" / "wavs").glob("*.wav"))) == 8
+    build_corpus(tmp_path / "b", 20, voice="espeak", seed=3, progress=False, workers=2)
+    build_corpus(tmp_path / "a", 20, voice="espeak", seed=3, progress=False)  # more utterances, 1 worker
     fa, fb = files(tmp_path / "a"), files(tmp_path / "b")
     assert fa == fb
-    assert len([k for k in fa if k.startswith("wavs/")]) == 8
+    assert len([k for k in fa if k.startswith("wavs/")]) == 20
     meta = (tmp_path / "a" / "metadata.csv").read_text().splitlines()
-    assert len(meta) == 8 and all(len(line.split("|")) == 3 for line in meta)
+    assert len(meta) == 20 and all(len(line.split("|")) == 3 for line in meta)
     speakers = dict(line.split("|") for line in (tmp_path / "a" / "speakers.csv").read_text().splitlines())
     assert len(set(speakers.values())) > 1 and set(speakers.values()) <= set(ESPEAK_VOICES)
     wav, sr = sf.read(tmp_path / "a" / "wavs" / "utt_000001.wav")
@@ -54,7 +56,7 @@ def test_espeak_corpus_is_byte_identical_and_multi_speaker(tmp_path):
     build_corpus(tmp_path / "c", 8, voice="espeak", seed=4, progress=False)
     assert files(tmp_path / "c")["metadata.csv"] != fa["metadata.csv"]
     mtime = (tmp_path / "a" / "corpus.json").stat().st_mtime_ns
-    build_corpus(tmp_path / "a", 8, voice="espeak", seed=3, progress=False)
+    build_corpus(tmp_path / "a", 20, voice="espeak", seed=3, progress=False)
     assert (tmp_path / "a" / "corpus.json").stat().st_mtime_ns == mtime
 
 
