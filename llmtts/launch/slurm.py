@@ -102,13 +102,17 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
     job_id = jobs[0].job_id.split("_")[0]
     (job_dir / "job.json").write_text(json.dumps({"job_id": job_id, "jobs": [j.job_id for j in jobs],
                                                   "submitted": time.time()}, indent=1))
-    print(f"submitted SLURM job {job_id} ({len(jobs)} array element(s)) " if array else
+    print(f"submitted SLURM job {job_id} ({len(jobs)} array element(s))" if array else
           f"submitted SLURM job {job_id} ({cluster.world_size} task(s))")
     print(f"job dir: {job_dir}")
     print(f"logs:    {job_dir / 'slurm'}/{job_id}*_log.out")
     if not wait:
         return 0
-    return wait_for(jobs, poll_s=poll_s)
+    try:
+        return wait_for(jobs, poll_s=poll_s)
+    except KeyboardInterrupt:
+        print(f"\nstopped waiting; job {job_id} keeps running (scancel {job_id} to stop it)", file=sys.stderr)
+        return 130
 
 
 def job_state(job_id: str) -> str:
