@@ -7,6 +7,12 @@
     state = loader.state_dict()           # store per rank in the checkpoint
     loader.load_state_dict(state)         # a new iterator continues with the same remaining batches
 
+Constructor: ``ShardLoader(shard_dir, split, rank, world_size, *, length_fn, collate_fn=identity,
+batch_budget, max_batch_size, shuffle_buffer=256, num_workers=0, seed=0, endless=True, shuffle=True,
+fields=None, transform=None, bucket_size=max(4 * max_batch_size, 64), prefetch_factor=2)``, or
+``ShardLoader.from_config(shard_dir, split, rank, world_size, data_cfg, train=True, length_fn=..., ...)``
+with a ``llmtts.train.config.DataConfig``. ``loader.stats`` counts samples, batches and skips by reason.
+
 Pipeline, per *slot* (one slot = one (rank, DataLoader worker) pair; ``S = world_size * num_workers``):
 
 1. **Shard assignment.** For epoch ``e`` the shard list is permuted with ``(seed, e)`` and shard at
@@ -31,8 +37,8 @@ Equal work per rank (no DDP/FSDP hang): with ``endless=True`` (training) every s
 forever, so every rank can always produce its next batch; the trainer stops at ``max_steps``.
 An "epoch" is per slot: a slot with less data in an epoch starts the next one earlier. For
 validation, either take a fixed number of batches per rank from an endless loader
-(``itertools.islice(loader, trainer.eval_batches)``; each ``iter()`` restarts from the saved
-position, so every evaluation sees the same batches), or use ``endless=False`` (exactly one epoch)
+(``itertools.islice(loader, trainer.eval_batches)``; build a fresh loader per evaluation, as
+iteration advances the position, and every evaluation sees the same batches), or use ``endless=False`` (exactly one epoch)
 with ``agree_num_batches(loader)``, which counts the local batches and takes the minimum over ranks.
 
 Resume: ``state_dict()`` holds, per slot, the epoch and the number of batches already *yielded to the
