@@ -116,6 +116,12 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
             seconds += sum(n_samples) / sr
             bar.update(len(n_samples))
             bar.set_postfix_str(f"{seconds:.0f} s audio")
+    except BaseException:
+        if pool is not None:  # Ctrl-C or a failing task: don't wait for the other workers' queues
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.close()

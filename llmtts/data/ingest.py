@@ -189,6 +189,12 @@ def ingest(input_dir: str | Path, fmt: str, out_dir: str | Path, cfg: IngestConf
             summaries.append(s)
             all_rejects += shard_rejects
             bar.update(s.num_samples + sum(s.rejected.values()))
+    except BaseException:
+        if pool is not None:  # Ctrl-C or a failing task: don't wait for the other workers' queues
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.close()

@@ -198,3 +198,19 @@ def test_samples_carry_a_resume_stable_seed(make_shards):
     common = set(a) & set(b)
     assert common and all(a[k] == b[k] for k in common if a[k][0] == b[k][0])
     assert len({v[1] for v in a.values()}) == len(a)
+
+
+def test_hidden_members_decode_and_bad_npy_is_counted(tmp_path):
+    from llmtts.data.shards import ShardWriter
+    with ShardWriter(tmp_path / "train" / "shard-000000.tar") as w:
+        for i in range(3):
+            w.write(f"h{i}", {"json": {"n_tokens": 2 + i}, "codes.npy": np.arange(2 + i, dtype=np.int16),
+                              "hidden.npy": np.full((2 + i, 4), i, np.float16)})
+        w.write("bad", {"json": {"n_tokens": 1}, "codes.npy": np.zeros(1, np.int16), "hidden.npy": b"\x93NUMPY junk"})
+    ld = ShardLoader(tmp_path, "train", 0, 1, length_fn=lambda s: len(s["hidden"]), batch_budget=100,
+                     max_batch_size=8, fields=["hidden", "codes"], endless=False)
+    got = {s["__key__"]: s for b in ld for s in b}
+    assert sorted(got) == ["h0", "h1", "h2"]
+    assert got["h2"]["hidden"].dtype == np.float16 and got["h2"]["hidden"].shape == (4, 4)
+    assert float(got["h2"]["hidden"][0, 0]) == 2.0 and len(got["h1"]["codes"]) == 3
+    assert ld.stats["bad_hidden_npy"] == 1
