@@ -1,0 +1,65 @@
+"""Process-level behaviour on strategy none: SIGKILL + --resume auto is exact; SIGTERM checkpoints and exits 75."""
+import os
+import signal
+import time
+
+import torch
+
+from llmtts.config import load_config
+from llmtts.dist.signals import REQUEUE_EXIT_CODE
+from llmtts.train.toy import ToyConfig, ToyStage
+from llmtts.train.trainer import Trainer
+from train_runs import BASE, export_weights, kill_tree, popen_toy, train_losses, wait_for
+
+COMMON = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.ema_decay=0.5"]
+
+
+def fit(run_dir, *overrides):
+    """In-process run with one thread, like the subprocesses (OMP_NUM_THREADS=1): bitwise comparable."""
+    cfg = load_config(ToyConfig, None, BASE + list(overrides))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume="auto").fit()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_sigkill_then_resume_auto_is_exact(tmp_path, caplog):
+    fit(tmp_path / "ref", *COMMON)
+    run = tmp_path / "killed"
+    proc = popen_toy(run, COMMON + ["toy.step_sleep=0.15"])
+    wait_for(run / "checkpoints" / "step_00000004" / "COMPLETE", proc)
+    kill_tree(proc)
+    assert not (run / "export").exists()
+    # A newer checkpoint that never finished (no COMPLETE marker) must be skipped.
+    half = run / "checkpoints" / "step_00000006"
+    half.mkdir()
+    (half / "trainer.json").write_text("{trunc")
+    with caplog.at_level("WARNING"):
+        res = fit(run, *COMMON)
+    assert "skipping checkpoint" in caplog.text and "step_00000006" in caplog.text
+    assert res.step == 8
+    assert train_losses(run) == train_losses(tmp_path / "ref")  # same loss at every step, bit for bit
+    ref_w, w = export_weights(tmp_path / "ref"), export_weights(run)
+    assert all(torch.equal(ref_w[k], w[k]) for k in ref_w)
+
+
+def test_sigterm_checkpoints_and_exits_with_requeue_code(tmp_path):
+    run = tmp_path / "run"
+    proc = popen_toy(run, ["trainer.max_steps=1000", "toy.step_sleep=0.05"])
+    metrics = run / "metrics.jsonl"
+    t0 = time.time()
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() - t0 < 60, "run did not start"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGTERM)
+    rc = proc.wait(timeout=60)
+    assert rc == REQUEUE_EXIT_CODE == 75
+    ckpts = sorted((run / "checkpoints").iterdir())
+    assert len(ckpts) == 1 and (ckpts[0] / "COMPLETE").is_file()
+    stopped_at = int(ckpts[0].name.split("_")[1])
+    assert max(train_losses(run)) == stopped_at >= 3  # the step in flight was finished, then saved
+    assert not (run / "export").exists()  # not finished: no export
+    res = fit(run, f"trainer.max_steps={stopped_at + 2}")
+    assert res.step == stopped_at + 2 and sorted(train_losses(run)) == list(range(1, stopped_at + 3))
