@@ -128,3 +128,13 @@ def test_tiny_codec_overfits_one_clip():
         opt.step()
         losses.append(mel_loss.item())
     assert min(losses[-10:]) <= 0.5 * losses[0], (losses[0], losses[-10:])
+
+
+def test_residual_codec_layout():
+    cfg = load_config(CodecConfig, CONFIGS / "tiny.yaml", ["model.quantizer=residual_fsq", "model.num_quantizers=2"]).model
+    model = CodecModel(_small(cfg)).eval()
+    with torch.no_grad():
+        codes = model.encode(torch.randn(2, 3000) * 0.1)
+        wav = model.decode(codes)
+    assert codes.shape == (2, 3, 2) and wav.shape == (2, 3 * 1024)
+    assert model.quantizer.bits_per_token == pytest.approx(2 * math.log2(1000))
