@@ -109,3 +109,82 @@ def test_second_pipeline_on_same_root_is_refused(tmp_path):
         with pytest.raises(UserError, match="another `llmtts pipeline` is running"):
             Runner(tmp_path, [step], echo=lambda m: None).run()
     Runner(tmp_path, [step], echo=lambda m: None).run()  # released: runs
+
+
+# ----------------------------------------------------------------------------- the whole tiny pipeline
+# Even tinier than configs/pipeline/tiny.yaml: every stage runs a few steps. This is also issue #7's end-to-end
+# test (built-in corpus -> ... -> synthesize a wav).
+E2E_OVERRIDES = [
+    "corpus.num_utterances=10", "shards.val_fraction=0.2", "shards.workers=1",
+    "codec.overrides=[trainer.max_steps=4]", "llm.overrides=[trainer.max_steps=4]",
+    "decoder_recon.overrides=[trainer.max_steps=2]", "decoder_gan.overrides=[trainer.max_steps=2]",
+    "eval.num_utterances=1", "eval.codec_limit=2",
+]
+
+
+def _tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """(mtime_ns, size) of every file of the training runs: a retrain or re-export changes them."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for d in ("codec", "llm", "decoder_recon", "decoder_gan") for p in (root / d).rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
+    import re
+
+    import soundfile as sf
+
+    from llmtts.cli import main
+
+    root = tmp_path / "run"
+    argv = ["pipeline", "--config", "configs/pipeline/tiny.yaml", "--run-root", str(root), *E2E_OVERRIDES]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"wav: {root / 'synth' / 'sample.wav'}" in out and f"report: {root / 'report.html'}" in out
+
+    # the wav: the decoder's sample rate, whole tokens of audio
+    dec = json.loads((root / "decoder_gan" / "export" / "config.json").read_text())
+    sr, spt = dec["sample_rate"], dec["samples_per_token"]
+    info = sf.info(root / "synth" / "sample.wav")
+    assert info.samplerate == sr and info.channels == 1
+    assert info.frames > 0 and info.frames % spt == 0
+    # eval tts knows the generated token count: the audio is exactly tokens * samples_per_token
+    ev = json.loads((root / "eval" / "tts" / "tts_eval.json").read_text())
+    for u in ev["utterances"]:
+        assert u["n_tokens"] > 0
+        assert sf.info(root / "eval" / "tts" / u["wav"]).frames == u["n_tokens"] * spt
+        assert u["ref_wer"] is not None and u["ref_wer"] < 0.5  # the judge understands the Piper references
+    assert 0.0 <= ev["summary"]["wer"] and ev["summary"]["max_length_share"] in (0.0, 1.0)
+
+    # every stage chained: token and hidden shards, exports
+    assert json.loads((root / "shards" / "tokens" / "index.json").read_text())["kind"] == "tokens"
+    assert json.loads((root / "shards" / "hidden" / "index.json").read_text())["kind"] == "hidden"
+
+    # the report: all sections, a curve per training stage, players for reference / codec / synthesis
+    page = (root / "report.html").read_text()
+    for sec in ("pipeline", "curves", "codec", "tts", "audio", "spectrograms"):
+        assert f'<section id="{sec}">' in page
+    assert re.findall(r"<h3>(codec|llm|decoder_recon|decoder_gan)</h3>", page) == \
+        ["codec", "llm", "decoder_recon", "decoder_gan"]
+    assert "eval/codec/codec_eval.json" in page
+    assert len(re.findall(r"<audio ", page)) == 3 and "<em>not available</em>" not in page
+
+    # re-run: every step but the report is skipped; no training run is touched
+    before = _tree_state(root)
+    assert main(argv) == 0
+    steps = json.loads((root / "pipeline.json").read_text())["steps"]
+    assert all(s["status"] == "skipped (complete)" for s in steps if s["name"] != "report"), steps
+    assert _tree_state(root) == before
+
+    # interrupted after its last checkpoint but before the export: the decoder step resumes, does not retrain
+    import shutil
+
+    shutil.rmtree(root / "decoder_gan" / "export")
+    n_rows = len((root / "decoder_gan" / "metrics.jsonl").read_text().splitlines())
+    assert main(argv) == 0
+    status = {s["name"]: s["status"] for s in json.loads((root / "pipeline.json").read_text())["steps"]}
+    assert status["decoder_gan"] == "done" and status["llm_train"] == "skipped (complete)"
+    assert (root / "decoder_gan" / "export" / "config.json").is_file()
+    train_rows = [json.loads(r) for r in (root / "decoder_gan" / "metrics.jsonl").read_text().splitlines()[n_rows:]]
+    assert not [r for r in train_rows if r.get("split") == "train"], "the resumed step trained again"

@@ -77,7 +77,11 @@ class ASRJudge:
         if wav.size == 0:
             return ""
         wav = resample(wav, sample_rate, ASR_SAMPLE_RATE)
+        # Greedy decoding on garbled audio can loop on one phrase up to Whisper's 448-token limit per window;
+        # real speech needs < 5 tokens/s, so cap generously by the window length (bounded eval time).
+        window_s = min(30.0, wav.size / ASR_SAMPLE_RATE)
         segments, _ = self.model.transcribe(
             wav, language=self.language if self._multilingual else None, beam_size=self.beam_size,
-            temperature=0.0, condition_on_previous_text=False, vad_filter=False, without_timestamps=True)
+            temperature=0.0, condition_on_previous_text=False, vad_filter=False, without_timestamps=True,
+            max_new_tokens=int(10 * window_s) + 20)
         return " ".join(s.text.strip() for s in segments).strip()
