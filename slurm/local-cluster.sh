@@ -80,7 +80,7 @@ start_mariadb() {
             || die "mariadb-install-db failed (see $STATE/mysql-install.log)"
     fi
     install -d -o mysql -g mysql "$DBRUN"
-    mariadbd --no-defaults --user=mysql --datadir="$STATE/mysql" --socket="$DBRUN/mysql.sock" \
+    setsid mariadbd --no-defaults --user=mysql --datadir="$STATE/mysql" --socket="$DBRUN/mysql.sock" \
         --pid-file="$DBRUN/mysql.pid" --bind-address=127.0.0.1 --port="$DB_PORT" \
         --innodb-buffer-pool-size=64M --log-error="$DBRUN/mysql.log" >/dev/null 2>&1 &
     mark_started mariadb
@@ -139,6 +139,8 @@ KillWait=20
 MinJobAge=60
 InactiveLimit=0
 SchedulerParameters=sched_interval=1
+# Reject impossible requests at submission instead of leaving them pending forever.
+EnforcePartLimits=ALL
 # Jobs share the cores: tests on a 2-core machine must never queue behind each other.
 NodeName=$HOST NodeAddr=127.0.0.1 Sockets=1 CoresPerSocket=$cores ThreadsPerCore=1 RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:8
