@@ -85,3 +85,27 @@ def test_english_frontend_normalises():
     text = fe.normalize("Dr. Smith paid $5.")
     assert text == text.lower() and "5" not in text and "five" in text
     assert fe.tokenizer.decode(fe("Dr. Smith paid $5.")) == text
+
+
+def test_hf_tokenizer_from_local_dir(tmp_path):
+    """Any Hugging Face tokenizer in a local directory works (built here offline, no hub)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from llmtts.llm.hidden import prompt_ids
+    from llmtts.llm.tokenizer import build_frontend
+
+    words = {"[UNK]": 0, "hello": 1, "world": 2, "there": 3}
+    tok = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(str(tmp_path / "tok"))
+    fe = build_frontend(str(tmp_path / "tok"), normalizer="none")
+    assert fe("hello there world") == [1, 3, 2] and len(fe.tokenizer) == 4
+    v = Vocab(n_audio=10, n_text=len(fe.tokenizer))
+    assert prompt_ids(v, fe, "hello world") == [v.stop, v.text_start, v.text_offset + 1, v.text_offset + 2,
+                                                 v.speech_start]
+    fe.save(tmp_path / "export")  # copies the tokenizer next to the model
+    back = Frontend.load(tmp_path / "export")
+    assert back.tokenizer.kind == "hf" and back("hello world") == [1, 2]
+    with pytest.raises(UserError, match="not found"):
+        build_frontend(str(tmp_path / "missing"))
