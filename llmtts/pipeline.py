@@ -52,6 +52,7 @@ class CorpusSection:
     num_utterances: int = 200
     voice: Literal["piper", "espeak"] = "piper"
     seed: int = 0
+    workers: int = 1  # rendering processes
 
 
 @dataclass
@@ -81,8 +82,8 @@ class EvalSection:
     enabled: bool = True
     codec: bool = True               # run `llmtts eval codec` on the validation shards
     codec_limit: int = 32            # at most this many validation clips
-    # Texts and reference audio for `llmtts eval tts`; empty texts: render `num_utterances` built-in sentences
-    # (seed `seed`, a different draw than the training corpus) with the built-in voice as references.
+    # Texts and reference audio for `llmtts eval tts`; empty texts: render `num_utterances` held-out built-in
+    # sentences (never in a training corpus) with the built-in voice as references.
     texts: str = ""
     reference_dir: str = ""
     num_utterances: int = 8
@@ -179,7 +180,8 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     if not cfg.corpus.input_dir:
         steps.append(Step("corpus", _llmtts() + [
             "data", "corpus", "--out", str(corpus), "--num-utterances", str(cfg.corpus.num_utterances),
-            "--voice", cfg.corpus.voice, "--seed", str(cfg.corpus.seed)],
+            "--voice", cfg.corpus.voice, "--seed", str(cfg.corpus.seed), "--sentences", "train",
+            "--workers", str(cfg.corpus.workers)],
             _file(corpus / "metadata.csv"), [str(corpus)]))
     steps.append(Step("shards", _llmtts() + [
         "data", "shards", "--input-dir", str(corpus), "--format", cfg.corpus.format if cfg.corpus.input_dir
@@ -221,7 +223,8 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
             refs = str(ev / "references")
             steps.append(Step("references", _llmtts() + [
                 "data", "corpus", "--out", refs, "--num-utterances", str(cfg.eval.num_utterances),
-                "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed)],
+                "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "heldout",
+                "--workers", str(cfg.corpus.workers)],
                 _file(Path(refs) / "metadata.csv"), [refs]))
         tts_args = ["eval", "tts", "--llm-path", str(llm), "--decoder-path", str(dec_gan), "--out", str(ev / "tts"),
                     "--max-utterances", str(cfg.eval.num_utterances)]
