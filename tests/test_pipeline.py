@@ -188,3 +188,17 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
     assert (root / "decoder_gan" / "export" / "config.json").is_file()
     train_rows = [json.loads(r) for r in (root / "decoder_gan" / "metrics.jsonl").read_text().splitlines()[n_rows:]]
     assert not [r for r in train_rows if r.get("split") == "train"], "the resumed step trained again"
+
+
+def test_training_steps_go_through_the_launcher(tmp_path):
+    cfg = PipelineConfig(run_root=str(tmp_path))
+    cfg.launch.mode, cfg.launch.nproc_per_node = "local", 4
+    steps = {s.name: s.argv for s in build_steps(cfg)}
+    for name in ("codec_train", "codec_encode", "llm_train", "dump_hidden", "decoder_recon", "decoder_gan"):
+        argv = steps[name]
+        i = argv.index("launch")
+        assert argv[i + 1: i + 5] == ["--mode", "local", "--nproc-per-node", "4"], argv
+    assert "launch" not in steps["corpus"] and "launch" not in steps["report"]
+    cfg.launch.mode, cfg.launch.cluster = "slurm", "slurm/example.yaml"
+    argv = {s.name: s.argv for s in build_steps(cfg)}["llm_train"]
+    assert "--wait" in argv and argv[argv.index("--cluster") + 1].endswith("slurm/example.yaml")
