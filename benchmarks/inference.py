@@ -1,0 +1,143 @@
+"""Inference speed of the Soprano-sized model: soprano-80m LLM + soprano decoder (random weights), a fixed number
+of generated tokens per sentence ([stop] masked), against a naive baseline measured in the same run.
+
+    python benchmarks/inference.py                      # 512 tokens, batch 1 and 8, fp32 + int8 (+ bf16)
+    python benchmarks/inference.py --tokens 128 --quick # a fast smoke run
+
+Reports x-real-time (seconds of audio per second of wall time), ms per generated token, and the streaming
+first-chunk latency. Baseline: the same model, no KV cache (the whole sequence recomputed at every step).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from llmtts.config import load_config
+from llmtts.decoder.config import DecoderConfig
+from llmtts.decoder.model import HiddenDecoder
+from llmtts.infer.tts import TTS, cast_llm
+from llmtts.llm.config import LLMConfig
+from llmtts.llm.model import build_model
+from llmtts.llm.tokenizer import DEFAULT_SYMBOLS, build_frontend
+from llmtts.llm.vocab import Vocab
+
+logging.getLogger("llmtts.infer.tts").setLevel(logging.ERROR)  # forced lengths: no runaway warnings
+TEXT = "the quick brown fox jumps over the lazy dog while the band plays on."
+
+
+def build(dtype: str) -> TTS:
+    torch.manual_seed(0)
+    lcfg = load_config(LLMConfig, "configs/llm/soprano-80m.yaml")
+    vocab = Vocab(n_audio=8000, n_text=len(DEFAULT_SYMBOLS), text_symbols=DEFAULT_SYMBOLS, size=8192)
+    llm = build_model(lcfg.model, vocab.size).eval()
+    dcfg = load_config(DecoderConfig, "configs/decoder/soprano.yaml")
+    decoder = HiddenDecoder(dcfg.model).eval()
+    return TTS(cast_llm(llm, dtype), vocab, build_frontend("chars", "english"), decoder)
+
+
+def forced(tokens: int) -> dict:
+    # min_tokens masks [stop]; tokens_per_text_id lifts the text-length guard so every sentence has `tokens`.
+    return dict(seed=0, max_tokens=tokens, min_tokens=tokens, tokens_per_text_id=1000.0, max_chars=1000)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def offline(tts: TTS, texts: list[str], tokens: int, **kw) -> dict:
+    res, wall = timed(lambda: tts.synthesize_batch(texts, batch_size=len(texts), **forced(tokens), **kw))
+    audio_s = sum(len(w) for w, _ in res) / tts.sample_rate
+    return {"x_rt": audio_s / wall, "ms_per_token": wall / tokens * 1000, "audio_s": audio_s, "wall_s": wall}
+
+
+def naive(tts: TTS, tokens: int) -> dict:
+    """No KV cache: every step recomputes the whole sequence (the textbook loop without a cache)."""
+    from llmtts.infer import generate as g
+
+    orig = g.generate_steps
+
+    def no_cache(*a, **k):
+        k["use_cache"] = False
+        return orig(*a, **k)
+
+    g.generate_steps = no_cache
+    try:
+        return offline(tts, [TEXT], tokens)
+    finally:
+        g.generate_steps = orig
+
+
+def stream(tts: TTS, tokens: int) -> dict:
+    t = time.perf_counter()
+    n = 0
+    for chunk in tts.stream(TEXT, **forced(tokens)):
+        n += len(chunk)
+    wall = time.perf_counter() - t
+    return {"x_rt": n / tts.sample_rate / wall, "first_chunk_ms": tts.last_stats["first_chunk_s"] * 1000,
+            "wall_s": wall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=512, help="generated tokens per sentence (512 = 32.8 s)")
+    ap.add_argument("--naive-tokens", type=int, default=64,
+                    help="tokens for the no-cache baseline (quadratic; compared with ours at the same length)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--dtypes", default="fp32,int8", help="LLM weight formats to measure")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="skip batch and bf16 runs")
+    ap.add_argument("--json", default="", help="also write the results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs; soprano-80m LLM + soprano decoder (random weights), {args.tokens} tokens/sentence")
+    results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens}
+
+    base = build("fp32")
+    offline(base, [TEXT], 8)  # warm-up (allocator, oneDNN kernels)
+    results["naive_fp32_b1"] = nv = naive(base, args.naive_tokens)
+    results["cached_fp32_b1_short"] = cs = offline(base, [TEXT], args.naive_tokens)
+    print(f"[{args.naive_tokens} tokens] naive no-cache fp32: {nv['x_rt']:.2f}x RT ({nv['ms_per_token']:.1f} ms/token)"
+          f" | ours fp32: {cs['x_rt']:.2f}x RT ({cs['ms_per_token']:.1f} ms/token) -> {cs['x_rt'] / nv['x_rt']:.2f}x")
+    dec_in = torch.randn(args.tokens, 512)
+    _, dec_wall = timed(lambda: base.decode(dec_in))
+    results["decoder_alone_x_rt"] = args.tokens * 2048 / 32000 / dec_wall
+    print(f"decoder alone: {results['decoder_alone_x_rt']:.1f}x RT")
+
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    for dtype in dtypes:
+        tts = base if dtype == "fp32" else build(dtype)
+        offline(tts, [TEXT], 8)
+        r1 = offline(tts, [TEXT], args.tokens)
+        st = stream(tts, args.tokens)
+        results[f"{dtype}_b1"], results[f"{dtype}_stream_b1"] = r1, st
+        line = (f"[{args.tokens} tokens] ours {dtype} batch 1: {r1['x_rt']:.2f}x RT ({r1['ms_per_token']:.1f} ms/token)"
+                f" | stream: {st['x_rt']:.2f}x RT, first chunk {st['first_chunk_ms']:.0f} ms")
+        if not args.quick:
+            rb = offline(tts, [TEXT] * args.batch, args.tokens)
+            results[f"{dtype}_b{args.batch}"] = rb
+            line += f" | batch {args.batch}: {rb['x_rt']:.2f}x RT"
+        print(line, flush=True)
+        if tts is not base:
+            del tts
+    best = max((results[f"{d}_b1"]["x_rt"], d) for d in dtypes)
+    print(f"best batch 1: {best[1]} {best[0]:.2f}x RT = {best[0] / 2.7:.2f}x Soprano's 2.7x RT on this kind of machine "
+          f"(NOTES.md); ours/naive at {args.naive_tokens} tokens: {cs['x_rt'] / nv['x_rt']:.2f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
