@@ -287,10 +287,11 @@ def validate(cfg: PipelineConfig) -> None:
 class Runner:
     """Runs steps in order with markers, logs and a state file (``RUN/pipeline.json``)."""
 
-    def __init__(self, run_root: str | Path, steps: list[Step], echo: Callable[[str], None] = print):
+    def __init__(self, run_root: str | Path, steps: list[Step], echo: Callable[[str], None] | None = None):
         self.root = Path(run_root)
         self.steps = steps
-        self.echo = echo
+        # flushed: the pipeline's own output is often redirected to a file (nohup, SLURM)
+        self.echo = echo or (lambda msg: print(msg, flush=True))
         self.marks = self.root / ".pipeline"
         self.logs = self.root / "logs"
         self.state: list[dict] = [{"name": s.name, "status": "pending", "wall_s": None,
