@@ -41,7 +41,8 @@ class PeriodDiscriminator(nn.Module):
             fmaps.append(x)
         x = self.conv_post(x)
         fmaps.append(x)
-        return x.flatten(1), fmaps
+        # A fresh tensor, not a view: FSDP2 attaches its backward hook to module outputs.
+        return x.flatten(1).clone(), fmaps
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -85,7 +86,8 @@ class ResolutionDiscriminator(nn.Module):
             fmaps.append(x)
         x = self.conv_post(x)
         fmaps.append(x)
-        return x.flatten(1), fmaps
+        # A fresh tensor, not a view: FSDP2 attaches its backward hook to module outputs.
+        return x.flatten(1).clone(), fmaps
 
 
 class MultiResolutionDiscriminator(nn.Module):
