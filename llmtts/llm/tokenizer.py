@@ -72,9 +72,13 @@ class HFTokenizer:
         return self.tok.decode(ids)
 
 
+def _identity(text: str) -> str:
+    return text
+
+
 def _normalizer(name: str) -> Callable[[str], str]:
     if name == "none":
-        return lambda s: s
+        return _identity
     if name == "english":
         # Lazy: llmtts.text is another package's and only needed when text is normalised here.
         from llmtts.text.normalize import normalize_text
@@ -93,6 +97,9 @@ class Frontend:
 
     def __post_init__(self) -> None:
         self._norm = None
+
+    def __getstate__(self) -> dict:  # picklable for DataLoader workers: the normaliser is re-imported there
+        return {**self.__dict__, "_norm": None}
 
     def normalize(self, text: str) -> str:
         if self._norm is None:

@@ -7,3 +7,21 @@ def test_soprano_architecture_parameter_count():
     assert count_parameters(model) == 79_714_048
     assert model.config.use_cache is False  # packed training needs no cache (see packing.py)
     assert model.lm_head.weight is not model.model.embed_tokens.weight
+
+
+def test_init_from_plain_hf_dir_keeps_body_and_resizes(tmp_path, vocab):
+    """A Qwen3 directory without our vocab.json: body kept, embeddings resized and fresh, reported."""
+    import torch
+
+    from llmtts.llm.init import init_from
+
+    src = build_model(LLMModelConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                     num_attention_heads=2, num_key_value_heads=1, head_dim=32), vocab_size=500)
+    src.save_pretrained(str(tmp_path / "plain"))
+    model, report = init_from(tmp_path / "plain", vocab, vocab.size)
+    assert model.get_input_embeddings().weight.shape == (vocab.size, 64)
+    assert model.lm_head.weight.shape == (vocab.size, 64) and model.config.vocab_size == vocab.size
+    assert "all" in report and "start fresh" in report and "source had 500" in report
+    torch.testing.assert_close(model.model.layers[1].self_attn.q_proj.weight, src.model.layers[1].self_attn.q_proj.weight)
+    out = model(torch.tensor([[vocab.stop, vocab.text_start, vocab.speech_start]]))
+    assert out.logits.shape[-1] == vocab.size and torch.isfinite(out.logits).all()
