@@ -58,6 +58,33 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: float = 150) -> None:
+    """Until metrics.jsonl has a train row for ``step``."""
+    t0 = time.time()
+    while True:
+        f = Path(run_dir) / "metrics.jsonl"
+        if f.exists() and step in train_losses_tolerant(f):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended ({proc.returncode}) before step {step}:\n{proc.stderr.read()[-4000:]}")
+        if time.time() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"timed out waiting for step {step}")
+        time.sleep(0.05)
+
+
+def train_losses_tolerant(f: Path) -> dict[int, float]:
+    out = {}
+    for line in f.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # being written
+        if row.get("split") == "train":
+            out[row["step"]] = row["loss"]
+    return out
+
+
 def kill_tree(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
