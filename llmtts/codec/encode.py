@@ -36,7 +36,8 @@ def pick_device(device: str) -> torch.device:
     if device != "auto":
         return torch.device(device)
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))  # torchrun, else srun
+        return torch.device("cuda", int(local) % torch.cuda.device_count())
     return torch.device("cpu")
 
 
