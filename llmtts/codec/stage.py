@@ -96,8 +96,15 @@ class CodecStage(Stage):
                             f"(model.samples_per_token={m.samples_per_token})")
         if self.crop > cfg.data.batch_budget:
             raise UserError(f"data.batch_budget={cfg.data.batch_budget} cannot hold one crop of {self.crop} samples")
-        self.mel_loss = MultiResolutionMelLoss(m.sample_rate, cfg.loss.mel_resolutions or default_mel_resolutions(m.n_fft))
-        self.stft_loss = MultiResolutionSTFTLoss(cfg.loss.stft_resolutions or default_stft_resolutions(m.n_fft))
+        mel_res = cfg.loss.mel_resolutions or default_mel_resolutions(m.n_fft)
+        stft_res = cfg.loss.stft_resolutions or default_stft_resolutions(m.n_fft)
+        # Losses and the MRD use torch.stft(center=True), which reflect-pads n_fft / 2 on each side.
+        longest = max(r[0] for r in list(mel_res) + list(stft_res) + list(cfg.gan.resolutions))
+        if self.crop <= longest // 2:
+            raise UserError(f"data.crop_samples={cfg.data.crop_samples} must be longer than half the largest "
+                            f"loss/discriminator n_fft ({longest})")
+        self.mel_loss = MultiResolutionMelLoss(m.sample_rate, mel_res)
+        self.stft_loss = MultiResolutionSTFTLoss(stft_res)
         self._preview: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
