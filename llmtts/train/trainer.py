@@ -50,6 +50,10 @@ def _quiet_dcp():
     return ctx
 
 
+# Written to RUN/ when a signal stopped training (resumable); removed when a run starts.
+STOPPED_MARKER = "stopped.json"
+
+
 @dataclass
 class FitResult:
     step: int
@@ -137,6 +141,7 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml")
             ckpt_io.write_json_atomic(self.run_dir / "env.json", env_info(self.world, strategy, self.device))
             ckpt_io.clean_partial(self.ckpt_root)
+            (self.run_dir / STOPPED_MARKER).unlink(missing_ok=True)
         pg.barrier()
 
         # Same seed on every rank so replicated / sharded parameters start identical.
@@ -294,6 +299,11 @@ class Trainer:
                 if sig:
                     status = "stopped"
                     self._save()
+                    if self.dist.is_main:
+                        # torchrun turns a worker's exit code into its own 1; launchers read this instead.
+                        ckpt_io.write_json_atomic(self.run_dir / STOPPED_MARKER, {
+                            "step": self.step, "signal": int(stop.signum or 0), "exit_code": REQUEUE_EXIT_CODE,
+                            "checkpoint": str(self.ckpt_root / ckpt_io.step_dir_name(self.step))})
                     break
                 if wall:
                     log.info("trainer.max_minutes=%s reached at step %d", tcfg.max_minutes, self.step) if self.dist.is_main else None

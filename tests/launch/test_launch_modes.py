@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,11 +109,6 @@ def test_rank_environment_from_job_environment():
     assert all(20000 <= master_port(str(j), r) < 40000 for j in (1, 99999, 123456789) for r in range(3))
 
 
-def run_llmtts(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmtts.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def test_debug_mode_trains_in_this_process(tmp_path, monkeypatch):
     run = tmp_path / "run"
     # Left over from an salloc shell: debug mode must not try to join a 4-process group.
@@ -131,13 +127,15 @@ def test_debug_mode_trains_in_this_process(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_local_mode_runs_torchrun_with_two_ranks(tmp_path):
-    run = tmp_path / "run"
-    res = run_llmtts(["launch", "--mode", "local", "--nproc-per-node", "2", "--module", "llmtts.train.toy",
-                      "train", "--save-dir", str(run), "parallel.strategy=ddp", "trainer.max_steps=4"], tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    res = subprocess.run([sys.executable, "-m", "llmtts.cli", "launch", "--mode", "local", "--nproc-per-node", "2",
+                          "--module", "launch_env_helper", str(tmp_path / "out")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr
     assert "torch.distributed.run --nproc-per-node=2 --standalone" in res.stderr
-    assert json.loads((run / "env.json").read_text())["world_size"] == 2
-    assert (run / "checkpoints" / "step_00000004" / "COMPLETE").exists()
+    ranks = [json.loads((tmp_path / "out" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [(e["RANK"], e["WORLD_SIZE"], e["LOCAL_RANK"]) for e in ranks] == [("0", "2", "0"), ("1", "2", "1")]
+    assert ranks[0]["MASTER_PORT"] == ranks[1]["MASTER_PORT"] is not None
 
 
 def test_local_multi_node_needs_master_addr(capsys):

@@ -74,42 +74,55 @@ def test_two_task_training_job(slurm_cluster, tmp_path):
     assert (run / "export" / "model.safetensors").is_file()
 
 
+def wait_until(cond, proc, what: str, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert proc.poll() is None, f"launcher exited before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def test_preempted_job_requeues_and_resumes(slurm_cluster, tmp_path):
+    """USR2 (what SLURM sends before the time limit) -> checkpoint -> our requeue -> resume; then an
+    admin's `scontrol requeue` (SIGTERM) -> checkpoint -> SLURM's requeue -> resume; right final step."""
     run = tmp_path / "run"
-    max_steps = 30
+    max_steps = 60
     proc = subprocess.Popen(
         launch_cmd(tmp_path / "jobs", "--nproc-per-node", "2", "--wait", "--module", "llmtts.train.toy",
                    "train", "--save-dir", str(run), "--resume", "none", "parallel.strategy=ddp",
                    f"trainer.max_steps={max_steps}", "trainer.save_every=10", "trainer.keep_last=10",
-                   "trainer.log_every=1",
-                   "toy.step_sleep=0.1"),
+                   "trainer.log_every=1", "toy.step_sleep=0.1"),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 90
-        while not (run / "checkpoints" / "step_00000010" / "COMPLETE").exists():
-            assert proc.poll() is None and time.time() < deadline, "job ended or stalled before its first checkpoint"
-            time.sleep(0.2)
+        wait_until(lambda: 10 in complete_steps(run), proc, "the first checkpoint")
         job_dir = next((tmp_path / "jobs").iterdir())
         job_id = json.loads((job_dir / "job.json").read_text())["job_id"]
-        # What SLURM does `signal_delay_s` before the time limit (and what submitit's tests do).
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+
+        first = re.compile(r"requeueing job \d+ \(requeue 1 of max 3\); checkpoint at step (\d+)")
+        wait_until(lambda: "requeued 1 time(s) so far" in task_log(job_dir, job_id, 0), proc, "the first requeue")
+        k1 = int(first.search(task_log(job_dir, job_id, 0)).group(1))
+        next_save = (k1 // 10 + 1) * 10
+        wait_until(lambda: next_save in complete_steps(run), proc, f"checkpoint {next_save} after resuming")
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
         out, err = proc.communicate(timeout=150)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out + err
-    assert "requeued 1 time(s)" in out, out
+    assert "requeued 2 time(s)" in out, out
 
     log = task_log(job_dir, job_id, 0)
-    m = re.search(r"requeueing job \d+ \(requeue 1 of max 3\); checkpoint at step (\d+)", log)
+    m = re.search(r"stopped by SIGTERM \(checkpoint at step (\d+)\)", log)
     assert m, log
-    k = int(m.group(1))
-    assert 10 <= k < max_steps and k in complete_steps(run), (k, complete_steps(run))
-    assert f"requeued 1 time(s) so far (max 3); resuming from step {k}" in log
-    # The requeued run continued after step k instead of starting over (--resume none was the first run's).
+    k2 = int(m.group(1))
+    assert 10 <= k1 < next_save <= k2 < max_steps and {k1, k2} <= set(complete_steps(run)), (k1, k2)
+    # Each restart continued from the checkpoint instead of starting over (--resume none was the first run's).
+    assert f"requeued 1 time(s) so far (max 3); resuming from step {k1}" in log
+    assert f"requeued 2 time(s) so far (max 3); resuming from step {k2}" in log
+    assert f"resumed at step {k1}" in log and f"resumed at step {k2}" in log
     steps = train_steps(run)
-    assert steps == sorted(set(steps)) and min(steps) < k < steps[-1] == max_steps, steps
-    assert f"resumed at step {k}" in log
+    assert steps == sorted(set(steps)) and min(steps) < k1 and steps[-1] == max_steps, steps
     assert complete_steps(run)[-1] == max_steps
 
 

@@ -1,4 +1,5 @@
 """Process-level behaviour on strategy none: SIGKILL + --resume auto is exact; SIGTERM checkpoints and exits 75."""
+import json
 import os
 import signal
 import time
@@ -8,7 +9,7 @@ import torch
 from llmtts.config import load_config
 from llmtts.dist.signals import REQUEUE_EXIT_CODE
 from llmtts.train.toy import ToyConfig, ToyStage
-from llmtts.train.trainer import Trainer
+from llmtts.train.trainer import STOPPED_MARKER, Trainer
 from train_runs import BASE, export_weights, kill_tree, popen_toy, train_losses, wait_for
 
 COMMON = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.ema_decay=0.5"]
@@ -61,5 +62,7 @@ def test_sigterm_checkpoints_and_exits_with_requeue_code(tmp_path):
     stopped_at = int(ckpts[0].name.split("_")[1])
     assert max(train_losses(run)) == stopped_at >= 3  # the step in flight was finished, then saved
     assert not (run / "export").exists()  # not finished: no export
+    assert json.loads((run / STOPPED_MARKER).read_text())["step"] == stopped_at
     res = fit(run, f"trainer.max_steps={stopped_at + 2}")
+    assert not (run / STOPPED_MARKER).exists()
     assert res.step == stopped_at + 2 and sorted(train_losses(run)) == list(range(1, stopped_at + 3))
