@@ -7,10 +7,16 @@ which both the trainer (process group) and the shard-parallel preprocessing read
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from llmtts.errors import UserError
+from llmtts.launch.task import REQUEUE_EXIT_CODE, option_value
+
+# Written by the trainer into the run dir when a signal stopped it (llmtts.train.trainer.STOPPED_MARKER).
+STOPPED_MARKER = "stopped.json"
 
 
 def torchrun_command(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
@@ -31,9 +37,28 @@ def torchrun_command(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, n
 
 
 def run_local(argv: list[str], **kw) -> int:
+    """torchrun's exit code, except 75 (REQUEUE_EXIT_CODE) when the trainer stopped on a signal
+    after checkpointing: torchrun reports any failed worker as 1, the trainer leaves
+    ``RUN/stopped.json`` instead, so a wrapping batch script can still requeue."""
     cmd = torchrun_command(argv, **kw)
     print("+ " + " ".join(cmd[2:]), file=sys.stderr, flush=True)
     env = dict(os.environ)
     if kw.get("nproc_per_node", 1) > 1:
         env.setdefault("OMP_NUM_THREADS", "1")  # N processes x all cores each would oversubscribe the CPU
-    return subprocess.call(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum, frame):
+        # torchrun passes SIGTERM/SIGINT on to its workers but dies on SIGUSR2; the trainer
+        # checkpoints and stops on SIGTERM just the same.
+        proc.send_signal(signal.SIGTERM if signum == signal.SIGUSR2 else signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    try:
+        rc = proc.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    save_dir = option_value(argv, "--save-dir")
+    if rc != 0 and save_dir and (Path(save_dir) / STOPPED_MARKER).is_file():
+        return REQUEUE_EXIT_CODE
+    return rc
