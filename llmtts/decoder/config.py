@@ -48,6 +48,7 @@ class GanConfig:
     # (n_fft, hop, win) of the multi-resolution discriminator; empty = its default.
     resolutions: list[list[int]] = field(default_factory=list)
     channels: int = 32
+    max_channels: int = 1024  # MPD's widest layer
     kind: Literal["hinge", "lsgan"] = "hinge"
     adv_weight: float = 1.0
     fm_weight: float = 2.0

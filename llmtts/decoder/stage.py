@@ -154,7 +154,7 @@ class DecoderStage(Stage):
             g = self.cfg.gan
             res = g.resolutions or default_stft_resolutions(self.cfg.model.n_fft)
             models["disc"] = CombinedDiscriminator(periods=tuple(g.periods), resolutions=tuple(tuple(r) for r in res),
-                                                   channels=g.channels)
+                                                   channels=g.channels, max_channels=g.max_channels)
         return models
 
     def parallelize(self, models: dict[str, nn.Module], pctx: Any) -> dict[str, nn.Module]:
