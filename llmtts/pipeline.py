@@ -22,7 +22,6 @@ import shlex
 import subprocess
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
@@ -357,34 +356,36 @@ class Runner:
         self._save_state()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         t0 = time.time()
-        tail: deque[str] = deque(maxlen=25)
+        # The step writes straight into its log file (nothing lags behind, nothing is lost if this process
+        # dies); SIGINT/SIGTERM to the pipeline are forwarded as SIGTERM, on which the trainer checkpoints.
         with open(logp, "a", encoding="utf-8") as fh:
             fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(step.argv)}\n")
             fh.flush()
             try:
-                proc = subprocess.Popen(step.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                        text=True, errors="replace", bufsize=1)
+                proc = subprocess.Popen(step.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=env)
             except OSError as exc:
                 raise UserError(f"step {step.name}: could not start {step.argv[0]} ({exc})") from None
             try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    fh.write(line)
-                    # progress bars rewrite one line with \r: keep only the latest state for the tail
-                    tail.append(line.rstrip("\n").rsplit("\r", 1)[-1])
-                rc = proc.wait()
+                with _forward_sigterm():
+                    rc = proc.wait()
             except KeyboardInterrupt:
-                proc.terminate()  # the trainer checkpoints on SIGTERM; the next run resumes
-                proc.wait()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=300)  # time to write a checkpoint
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 st["status"] = "interrupted"
                 self._save_state()
+                self.echo(f"interrupted during {step.name}: re-run the same command to resume")
                 raise
         wall = time.time() - t0
         st["wall_s"] = round(wall, 1)
         if rc != 0 or not step.outputs_done():
             st["status"] = "failed"
             self._save_state()
-            self.echo("\n".join("    " + t for t in tail if t.strip()))
+            self.echo("\n".join("    " + t for t in _log_tail(logp)))
             why = f"exit status {rc}" if rc != 0 else f"exited 0 but its outputs are incomplete ({', '.join(step.outputs)})"
             raise UserError(f"pipeline step '{step.name}' failed ({why}); full log: {logp}. "
                             f"Fix it and re-run the same command: finished steps are skipped")
@@ -394,6 +395,43 @@ class Runner:
         st["status"] = "done"
         self._save_state()
         self.echo(f"[{i + 1}/{len(self.steps)}] {step.name}: done in {wall:.1f} s")
+
+
+def _log_tail(path: Path, n: int = 25) -> list[str]:
+    """The last lines of a log, progress-bar redraws (\\r) reduced to their final state."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64_000))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
+    return [ln for ln in lines if ln.strip()][-n:]
+
+
+class _forward_sigterm:
+    """Within the block, SIGTERM raises KeyboardInterrupt (so the step is stopped the same way as on Ctrl-C)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    @staticmethod
+    def _handle(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+        return False
 
 
 # ----------------------------------------------------------------------------- CLI

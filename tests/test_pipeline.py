@@ -202,3 +202,39 @@ def test_training_steps_go_through_the_launcher(tmp_path):
     cfg.launch.mode, cfg.launch.cluster = "slurm", "slurm/example.yaml"
     argv = {s.name: s.argv for s in build_steps(cfg)}["llm_train"]
     assert "--wait" in argv and argv[argv.index("--cluster") + 1].endswith("slurm/example.yaml")
+
+
+def test_sigterm_is_forwarded_to_the_running_step(tmp_path):
+    """A preempted pipeline stops its step the way the trainer expects (SIGTERM -> checkpoint) and exits."""
+    import signal
+    import subprocess
+    import time
+
+    started, got_term = tmp_path / "started", tmp_path / "got_term"
+    child = (
+        "import signal, sys, time, pathlib\n"
+        f"def h(*a): pathlib.Path({str(got_term)!r}).write_text('checkpointed'); sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, h)\n"
+        f"pathlib.Path({str(started)!r}).touch()\n"
+        "time.sleep(60)\n"
+    )
+    driver = (
+        "import sys\n"
+        "from llmtts.pipeline import Runner, Step\n"
+        f"step = Step('train', [sys.executable, '-c', {child!r}], lambda: False)\n"
+        "try:\n"
+        f"    Runner({str(tmp_path / 'run')!r}, [step]).run()\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", driver])
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert started.exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130
+    assert got_term.read_text() == "checkpointed"
+    state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["steps"]
+    assert state[0]["status"] == "interrupted"
+    assert not (tmp_path / "run" / ".pipeline" / "train.json").exists()
