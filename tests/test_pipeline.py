@@ -168,7 +168,8 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
     assert re.findall(r"<h3>(codec|llm|decoder_recon|decoder_gan)</h3>", page) == \
         ["codec", "llm", "decoder_recon", "decoder_gan"]
     assert "eval/codec/codec_eval.json" in page
-    assert len(re.findall(r"<audio ", page)) == 3 and "<em>not available</em>" not in page
+    # the pipeline's sample + reference, codec reconstruction and synthesis of the evaluated utterance
+    assert len(re.findall(r"<audio ", page)) == 4 and "<em>not available</em>" not in page
 
     # re-run: every step but the report is skipped; no training run is touched
     before = _tree_state(root)

@@ -164,7 +164,11 @@ def section_pipeline(root: Path) -> str:
     except json.JSONDecodeError:
         return "<p>pipeline.json is unreadable.</p>"
     rows = [[s.get("name"), s.get("status"), s.get("wall_s"), s.get("log")] for s in data.get("steps", [])]
-    return _table(["step", "status", "wall time (s)", "log"], rows)
+    out = _table(["step", "status", "wall time (s)", "log"], rows)
+    cfg = root / "pipeline.yaml"
+    if cfg.is_file():
+        out += f"<details><summary>resolved pipeline config</summary><pre>{html.escape(cfg.read_text())}</pre></details>"
+    return out
 
 
 def section_curves(root: Path) -> str:
@@ -270,16 +274,23 @@ def _audio_rows(evals: list[Path]) -> list[tuple[str, dict[str, Path]]]:
     return rows
 
 
-def section_audio(rows) -> str:
+def section_samples(root: Path) -> str:
+    """The pipeline's own synthesis (``RUN/synth/*.wav``), if any."""
+    wavs = sorted((root / "synth").glob("*.wav"))[:MAX_AUDIO_ROWS] if (root / "synth").is_dir() else []
+    return "".join(f"<p>{html.escape(w.relative_to(root).as_posix())}<br>{_audio_tag(w)}</p>" for w in wavs)
+
+
+def section_audio(rows, root: Path | None = None) -> str:
+    samples = section_samples(root) if root is not None else ""
     if not rows:
-        return "<p>No audio: run <code>llmtts eval tts</code> (with <code>--reference-dir</code> for references).</p>"
+        return samples + "<p>No evaluation audio: run <code>llmtts eval tts</code> (with <code>--reference-dir</code> for references).</p>"
     kinds = ["reference", "codec reconstruction", "synthesis"]
     head = "".join(f"<th>{k}</th>" for k in ["id"] + kinds)
     body = "".join(
         f"<tr><td>{html.escape(uid)}</td>"
         + "".join(f"<td>{_audio_tag(k[kind]) if kind in k else '<em>not available</em>'}</td>" for kind in kinds)
         + "</tr>" for uid, k in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return samples + f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _logmel(path: Path) -> tuple[np.ndarray, int, int]:
@@ -340,7 +351,7 @@ def render_report(run_dir: str | Path) -> str:
         "curves": ("Training curves", section_curves(root)),
         "codec": ("Codec metrics", section_codec(root)),
         "tts": ("TTS evaluation (offline ASR judge)", section_tts(root, evals)),
-        "audio": ("Audio: reference vs codec reconstruction vs synthesis", section_audio(rows)),
+        "audio": ("Audio: reference vs codec reconstruction vs synthesis", section_audio(rows, root)),
         "spectrograms": ("Spectrograms", section_spectrograms(rows)),
     }
     toc = " &middot; ".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, (t, _) in bodies.items())

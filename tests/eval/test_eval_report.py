@@ -42,6 +42,9 @@ def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_ref
     evaluate_tts(piper_synth, read_texts(piper_refs / "metadata.csv"), judge, tts_dir, reference_dir=piper_refs)
     (tts_dir / "codec").mkdir()
     shutil.copy(piper_refs / "wavs" / "ref_0000.wav", tts_dir / "codec" / "ref_0000.wav")
+    (run / "synth").mkdir()
+    shutil.copy(piper_refs / "wavs" / "ref_0001.wav", run / "synth" / "sample.wav")
+    (run / "pipeline.yaml").write_text("run_root: <run>\n")
 
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
@@ -51,13 +54,13 @@ def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_ref
         assert f"<h3>{stage}</h3>" in page
     assert "checkpoints" not in page
     assert "summary.pesq_wb" in page and "1.234" in page and "mel_loss" in page
-    assert "logs/corpus.log" in page
+    assert "logs/corpus.log" in page and "run_root: &lt;run&gt;" in page and "synth/sample.wav" in page
     # 3 curve figures + one spectrogram row per utterance (2), all embedded
     imgs = re.findall(r'<img src="([^"]*)"', page)
     assert len(imgs) == 5 and all(s.startswith("data:image/png;base64,") for s in imgs)
     audios = re.findall(r'<audio [^>]*src="([^"]*)"', page)
-    # ref + synth for both utterances, codec reconstruction for one
-    assert len(audios) == 5 and all(s.startswith("data:audio/wav;base64,") for s in audios)
+    # the pipeline's sample + ref and synth for both utterances + codec reconstruction for one
+    assert len(audios) == 6 and all(s.startswith("data:audio/wav;base64,") for s in audios)
     assert page.count("<em>not available</em>") == 1
     wer_cell = f"{json.loads((tts_dir / 'tts_eval.json').read_text())['summary']['wer']:.4g}"
     assert f"<td>{wer_cell}</td>" in page
