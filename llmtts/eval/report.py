@@ -325,7 +325,7 @@ def section_spectrograms(rows) -> str:
                 ax.set_title(f"{kind}: unreadable", fontsize=9)
                 log.warning("%s", exc)
                 continue
-            ax.imshow(m, origin="lower", aspect="auto", cmap="magma",
+            ax.imshow(m, origin="lower", aspect="auto", cmap="magma", vmin=float(m.max()) - 10.0,
                       extent=(0, m.shape[1] * hop / sr, 0, m.shape[0]))
             ax.set_title(f"{kind} ({sr} Hz)", fontsize=9)
             ax.set_xlabel("s", fontsize=8)
