@@ -59,14 +59,16 @@ def output_head(lm_head: torch.nn.Module, start: int, stop: int):
 @torch.inference_mode()
 def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, audio_offset: int, n_audio: int,
                    max_new_tokens: Sequence[int], sampling: SamplingConfig, generators: Sequence[torch.Generator],
-                   min_new_tokens: int = 0, pad_id: int = 0, use_cache: bool = True) -> Iterator[StepOutput]:
+                   min_new_tokens: int = 0, pad_id: int = 0, use_cache: bool = True,
+                   fast: bool = True) -> Iterator[StepOutput]:
     """Yield one ``StepOutput`` per decode step until every row stopped or reached its max length.
 
     ``model`` is a ``Qwen3ForCausalLM``; the vocabulary must put [stop] right before the audio ids
     (``llmtts.llm.vocab``), so the logits we need are one contiguous slice of ``lm_head``.
     ``min_new_tokens`` masks [stop] for that many steps (benchmarks force a fixed length).
     ``use_cache=False`` recomputes the whole sequence at every step: the naive reference that tests and
-    the benchmark compare the cached loop against.
+    the benchmark compare the cached loop against. ``fast=True`` runs decode steps through
+    ``fast_decode.StaticDecoder`` (same submodules, preallocated cache) when the model is a Qwen3.
     """
     from transformers import DynamicCache
 
@@ -84,6 +86,11 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     padded = bool((mask == 0).any())
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     cache = DynamicCache() if use_cache else None
+    static = None
+    if use_cache and fast:
+        from llmtts.infer.fast_decode import supports_fast_decode
+
+        fast = supports_fast_decode(model)
     full_ids, full_pos = ids, positions
     finished = [m <= 0 for m in max_new_tokens]
     counts = [0] * B
@@ -91,14 +98,22 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     history = torch.full((B, 0), width, dtype=torch.long)  # ids in head-slice space; pad = width
     step = 0
     while not all(finished):
-        if use_cache:
-            out = model.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
-                              cache=cache, use_cache=True)
-            cache = out.cache
+        if static is not None:
+            h = static.step(ids, positions)[:, -1]
         else:
-            out = model.model(input_ids=full_ids, attention_mask=mask if padded else None, position_ids=full_pos,
-                              use_cache=False)
-        h = out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
+            if use_cache:
+                out = model.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
+                                  cache=cache, use_cache=True)
+                cache = out.cache
+            else:
+                out = model.model(input_ids=full_ids, attention_mask=mask if padded else None, position_ids=full_pos,
+                                  use_cache=False)
+            h = out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
+            if use_cache and fast:  # prefill done: continue with static-cache steps
+                from llmtts.infer.fast_decode import StaticDecoder
+
+                static = StaticDecoder(model, cache, mask if padded else None, ids.shape[1] + max(max_new_tokens) + 1)
+                cache = None
         logits = head(h).float()  # [B, 1 + n_audio]; column 0 = stop
         if step < min_new_tokens:
             logits[:, 0] = float("-inf")

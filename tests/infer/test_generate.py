@@ -135,3 +135,13 @@ def test_low_precision_llm_stays_close_to_fp32(dtype):
     # Same first state (the prompt is identical), within the format's precision.
     rel = ((got.hidden[0][0] - tf[0]).norm() / tf[0].norm()).item()
     assert rel < 0.05
+
+
+def test_static_cache_step_equals_generic_cached_forward(llm):
+    model, vocab, _ = llm
+    prompts = prompts_of(vocab, 3)  # left padding -> the static path's additive mask is exercised
+    fast = run(model, vocab, prompts, [1, 2, 3], max_new=16)
+    generic = run(model, vocab, prompts, [1, 2, 3], max_new=16, fast=False)
+    for a, b, ha, hb in zip(fast.codes, generic.codes, fast.hidden, generic.hidden):
+        assert torch.equal(a, b) and len(a) > 1
+        torch.testing.assert_close(ha, hb, atol=1e-5, rtol=1e-5)
