@@ -75,6 +75,20 @@ def cluster_overrides(args: argparse.Namespace) -> list[str]:
     return out + list(args.set)
 
 
+def stage_args_parse(argv: list[str]) -> bool:
+    """Parse ``llmtts <argv>`` here first, so a missing flag fails now rather than in a queued job.
+    False when argparse printed help (nothing to launch)."""
+    from llmtts.cli import build_parser
+
+    try:
+        build_parser().parse_known_args(argv)
+    except SystemExit as exc:
+        if not exc.code:
+            return False
+        raise UserError(f"`llmtts {' '.join(argv[:2])}`: invalid arguments (see above); nothing was launched") from None
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     argv = list(args.stage_args)
     if argv[:1] == ["--"]:
@@ -86,16 +100,21 @@ def run(args: argparse.Namespace) -> int:
 
         return run_debug(argv, module=args.module)
     if args.mode == "local":
-        from llmtts.launch.local import run_local
+        from llmtts.launch.local import run_local, torchrun_command
 
-        return run_local(argv, nproc_per_node=args.nproc_per_node or 1, nnodes=args.nodes or 1,
-                         node_rank=args.node_rank, master_addr=args.master_addr, master_port=args.master_port,
-                         module=args.module)
+        kw = dict(nproc_per_node=args.nproc_per_node or 1, nnodes=args.nodes or 1, node_rank=args.node_rank,
+                  master_addr=args.master_addr, master_port=args.master_port, module=args.module)
+        torchrun_command(argv, **kw)  # launch options first: their errors are cheaper to report
+        if args.module == "llmtts.cli" and not stage_args_parse(argv):
+            return 0  # the stage's --help was shown
+        return run_local(argv, **kw)
     from llmtts.launch.cluster import load_cluster
     from llmtts.launch.slurm import submit
 
     cluster = load_cluster(args.cluster, cluster_overrides(args))
     if args.array < 0:
         raise UserError("--array must be >= 0")
+    if args.module == "llmtts.cli" and not stage_args_parse(argv):
+        return 0
     return submit(argv, cluster, job_root=args.job_dir, module=args.module, array=args.array,
                   dry_run=args.dry_run, wait=args.wait)

@@ -169,5 +169,5 @@ def report(job) -> bool:
         if o is None:
             print(f"  task {i}: no result (killed or died); log: {t.paths.stdout}", file=sys.stderr)
         elif o[0] == "error":
-            print(f"  task {i}: {o[1].strip().splitlines()[-1]}\n  log: {t.paths.stdout}", file=sys.stderr)
+            print(f"  task {i}: {o[1].strip().splitlines()[-1]}\n  log: {t.paths.stderr}", file=sys.stderr)
     return False

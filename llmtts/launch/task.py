@@ -75,19 +75,32 @@ def option_value(argv: list[str], name: str) -> str | None:
 
 
 def with_option(argv: list[str], name: str, value: str) -> list[str]:
-    """``argv`` with every ``--name X`` / ``--name=X`` replaced by ``--name value`` (appended if absent)."""
-    out, i = [], 0
+    """``argv`` with ``--name X`` / ``--name=X`` set to ``value`` in place (appended if absent;
+    repeats, which argparse would resolve to the last, are dropped)."""
+    out, i, done = [], 0, False
     while i < len(argv):
         tok = argv[i]
-        if tok == name:
-            i += 2
-            continue
-        if tok.startswith(name + "="):
-            i += 1
+        if tok == name or tok.startswith(name + "="):
+            if not done:
+                out += [name, value]
+                done = True
+            i += 2 if tok == name else 1
             continue
         out.append(tok)
         i += 1
-    return out + [name, value]
+    return out if done else out + [name, value]
+
+
+def last_error_line(log_path: Path, max_bytes: int = 20000) -> str:
+    """The last line mentioning an error in a task's stderr log (what the stage printed), or ''."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - max_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    hits = [l.strip() for l in lines if "error" in l.lower() and "submitit" not in l]
+    return hits[-1][:300] if hits else ""
 
 
 def latest_checkpoint_step(save_dir: Path) -> int | None:
@@ -176,7 +189,8 @@ class StageTask:
         stopped = rc == REQUEUE_EXIT_CODE or (received and rc in (-signal.SIGUSR2, -signal.SIGTERM))
         if stopped:
             self._after_stop(job_env, rank, restart, received, save_dir)
-        raise JobFailed(f"rank {rank}: `{' '.join(cmd[4:])}` exited with code {rc} (see this task's log)")
+        why = last_error_line(job_env.paths.stderr)
+        raise JobFailed(f"rank {rank}: `{' '.join(cmd[4:])}` exited with code {rc}" + (f": {why}" if why else ""))
 
     def _after_stop(self, job_env: Any, rank: int, restart: int, received: list[int], save_dir: str | None) -> None:
         """Requeue on our own pre-emption signal; never leave a submitit result for a job that goes on."""

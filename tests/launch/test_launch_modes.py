@@ -43,11 +43,18 @@ def test_cli_error_is_one_line(tmp_path, capsys):
     assert rc == 2 and err.count("\n") == 0 and "'nodes'" in err
 
 
+def test_bad_stage_arguments_fail_before_launch(tmp_path, capsys):
+    rc = main(["launch", "--mode", "slurm", "--job-dir", str(tmp_path / "jobs"), "llm", "train", "--input-dir", "x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--save-dir" in err and "nothing was launched" in err
+    assert not (tmp_path / "jobs").exists()
+
+
 def test_dry_run_prints_sbatch_script_and_creates_nothing(tmp_path, capsys):
     rc = main(["launch", "--mode", "slurm", "--cluster", str(REPO / "slurm" / "example.yaml"),
                "--job-dir", str(tmp_path / "jobs"), "--nodes", "2", "--time-min", "90", "--partition", "big",
                "--sbatch", "exclusive", "--sbatch", "mail-type=END", "--dry-run",
-               "llm", "train", "--save-dir", "runs/x"])
+               "llm", "train", "--input-dir", "shards", "--save-dir", "runs/x"])
     script = capsys.readouterr().out
     assert rc == 0
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
@@ -93,7 +100,9 @@ def test_requeued_run_always_resumes():
     task = StageTask(argv=["llm", "train", "--resume", "none", "--save-dir", "r"], cwd=".", code_dir="c", job_dir="j")
     assert option_value(task.command(0), "--resume") == "none"
     assert option_value(task.command(2), "--resume") == "auto"
-    assert with_option(["a", "--resume=x", "b"], "--resume", "auto") == ["a", "b", "--resume", "auto"]
+    assert with_option(["a", "--resume=x", "b"], "--resume", "auto") == ["a", "--resume", "auto", "b"]
+    assert with_option(["a", "--resume", "x", "b", "--resume", "y"], "--resume", "auto") == ["a", "--resume", "auto", "b"]
+    assert with_option(["a"], "--resume", "auto") == ["a", "--resume", "auto"]
 
 
 class FakeJobEnv:  # the attributes of submitit.JobEnvironment used by rank_environment
