@@ -14,9 +14,7 @@ delete a step's directory to redo it from scratch).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import os
 import shlex
 import subprocess
@@ -28,8 +26,6 @@ from typing import Callable, Literal
 
 from llmtts.config import load_config, save_config
 from llmtts.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- config
@@ -149,10 +145,6 @@ def _file(path: Path) -> Callable[[], bool]:
     return lambda: path.is_file()
 
 
-def _all(*checks: Callable[[], bool]) -> Callable[[], bool]:
-    return lambda: all(c() for c in checks)
-
-
 def resolve_config_path(path: str) -> str:
     """Config paths are relative to the working directory, or else to the repository (``configs/...``), so
     the pipeline runs from anywhere in a source checkout."""
@@ -231,7 +223,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
             tts_args += ["--texts", texts]
         if refs:
             tts_args += ["--reference-dir", refs]
-        if cfg.eval.codec:
+        if cfg.eval.codec and refs:
             tts_args += ["--codec-path", str(codec)]
         if cfg.eval.asr:
             tts_args += ["--asr", cfg.eval.asr]
@@ -306,6 +298,12 @@ class Runner:
     def is_complete(self, step: Step) -> bool:
         return not step.always and self._mark(step).is_file() and step.outputs_done()
 
+    def _recorded_command(self, step: Step) -> list[str] | None:
+        try:
+            return json.loads(self._mark(step).read_text()).get("command")
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def forget_from(self, name: str) -> None:
         names = [s.name for s in self.steps]
         if name not in names:
@@ -342,7 +340,10 @@ class Runner:
             st = self.state[i]
             if self.is_complete(step):
                 st["status"] = "skipped (complete)"
-                self.echo(f"[{i + 1}/{n}] {step.name}: already complete, skipped")
+                note = ""
+                if self._recorded_command(step) not in (None, step.argv):
+                    note = f" (its command changed since it ran; `--from {step.name}` re-runs it)"
+                self.echo(f"[{i + 1}/{n}] {step.name}: already complete, skipped{note}")
                 self._save_state()
             else:
                 self._run_one(i, step)

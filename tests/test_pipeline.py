@@ -239,3 +239,13 @@ def test_sigterm_is_forwarded_to_the_running_step(tmp_path):
     state = json.loads((tmp_path / "run" / "pipeline.json").read_text())["steps"]
     assert state[0]["status"] == "interrupted"
     assert not (tmp_path / "run" / ".pipeline" / "train.json").exists()
+
+
+def test_changed_command_is_reported_not_silently_ignored(tmp_path):
+    root, counter = tmp_path / "run", tmp_path / "count.txt"
+    Runner(root, [_step("a", tmp_path / "a.out", counter)], echo=lambda m: None).run()
+    changed = _step("a", tmp_path / "a.out", counter)
+    changed.argv = changed.argv + ["--new-flag"]
+    msgs: list[str] = []
+    Runner(root, [changed], echo=msgs.append).run()
+    assert _runs(counter) == ["a"] and "--from a" in msgs[0]
