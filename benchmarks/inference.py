@@ -40,7 +40,7 @@ def build(dtype: str) -> TTS:
     llm = build_model(lcfg.model, vocab.size).eval()
     dcfg = load_config(DecoderConfig, "configs/decoder/soprano.yaml")
     decoder = HiddenDecoder(dcfg.model).eval()
-    return TTS(cast_llm(llm, dtype), vocab, build_frontend("chars", "english"), decoder)
+    return TTS(cast_llm(llm, dtype), vocab, build_frontend("chars", "english"), decoder, dtype=dtype)
 
 
 def forced(tokens: int) -> dict:

@@ -72,9 +72,14 @@ def _sentence_seed(seed: int, j: int) -> int:
 
 
 class TTS:
-    def __init__(self, llm, vocab, frontend, decoder: HiddenDecoder, decoder_meta: dict | None = None):
+    def __init__(self, llm, vocab, frontend, decoder: HiddenDecoder, decoder_meta: dict | None = None,
+                 dtype: str = "fp32"):
+        """``dtype`` other than fp32 also runs the decoder under bf16 autocast (its iSTFT stays fp32)."""
         self.llm, self.vocab, self.frontend, self.decoder = llm, vocab, frontend, decoder
         self.decoder_meta = decoder_meta or {}
+        if dtype not in DTYPES:
+            raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        self.dtype = dtype
         self.options = SynthesisOptions()
         self._check_pair()
         self.last_stats: dict = {}
@@ -92,7 +97,7 @@ class TTS:
             raise UserError(f"LLM path {llm_path}: no such run or export directory")
         decoder, meta = load_decoder(decoder_path, device=device)
         llm, vocab, frontend = load_llm(llm_path, device=device)
-        return cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta)
+        return cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype)
 
     def _check_pair(self) -> None:
         d_llm = self.llm.config.hidden_size
@@ -198,7 +203,8 @@ class TTS:
     def decode(self, hidden: torch.Tensor) -> np.ndarray:
         """Hidden states ``[T, d]`` -> waveform of exactly ``T * samples_per_token`` samples."""
         dev = next(self.decoder.parameters()).device
-        return self.decoder(shard_precision(hidden).to(dev)[None])[0].cpu().numpy()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.dtype != "fp32"):
+            return self.decoder(shard_precision(hidden).to(dev)[None])[0].float().cpu().numpy()
 
     def synthesize(self, text: str, **options) -> tuple[np.ndarray, int]:
         """``(wav float32 [N], sample_rate)``. Options: see ``SynthesisOptions`` and ``SamplingConfig``."""

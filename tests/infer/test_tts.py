@@ -137,3 +137,15 @@ def test_cli_bad_inputs_exit_2_with_one_line(exports, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) >= 1 and err[-1].startswith("llmtts: error:")
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_int8_mode_streams_like_its_offline_output(exports):
+    from llmtts import TTS
+
+    fast = TTS.load(*exports, dtype="int8")
+    offline, sr = fast.synthesize(TEXT, seed=2, max_tokens=12)
+    assert len(offline) == fast.last_stats["tokens"] * 256 and np.isfinite(offline).all()
+    streamed = np.concatenate(list(fast.stream(TEXT, seed=2, max_tokens=12)))
+    np.testing.assert_allclose(streamed, offline, atol=2e-3)
+    with pytest.raises(UserError, match="dtype"):
+        TTS.load(*exports, dtype="fp8")
