@@ -124,6 +124,7 @@ class UtteranceResult:
     ref_wer: Optional[float] = None
     ref_cer: Optional[float] = None
     ref_duration_s: Optional[float] = None
+    error: Optional[str] = None  # the synthesiser refused the text (scored as empty audio)
 
 
 def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Transcriber, out_dir: str | Path,
@@ -142,7 +143,13 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
     n_ref = 0
     for i, utt in enumerate(utterances):
         t0 = time.perf_counter()
-        out = synthesize(utt.text)
+        error = None
+        try:
+            out = synthesize(utt.text)
+        except UserError as exc:  # e.g. a text with nothing speakable: scored as silence, not a crash
+            log.warning("%s: synthesis refused: %s", utt.id, exc)
+            error = str(exc)
+            out = SynthOutput(np.zeros(0, dtype=np.float32), results[-1].sample_rate if results else 16000)
         synth_s = time.perf_counter() - t0
         wav = np.asarray(out.wav, dtype=np.float32).reshape(-1)
         wav_path = out_dir / "synth" / f"{utt.id}.wav"
@@ -154,7 +161,8 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
         res = UtteranceResult(
             id=utt.id, text=utt.text, hypothesis=hyp, wer=wc.rate, cer=cc.rate,
             duration_s=wav.size / out.sample_rate, synth_s=synth_s, sample_rate=int(out.sample_rate),
-            n_tokens=out.n_tokens, hit_max_length=out.hit_max_length, wav=str(wav_path.relative_to(out_dir)))
+            n_tokens=out.n_tokens, hit_max_length=out.hit_max_length, wav=str(wav_path.relative_to(out_dir)),
+            error=error)
         if ref_root is not None:
             ref_path = find_reference(ref_root, utt.id)
             if ref_path is None:
@@ -197,6 +205,7 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
         # None when the synthesiser does not report it (e.g. an external engine).
         "max_length_share": (sum(guard) / len(guard)) if guard else None,
         "empty_audio_share": float(np.mean(durations == 0)),
+        "num_errors": sum(r.error is not None for r in results),
         "asr_model": str(getattr(judge, "model_dir", "")),
         "normalisation": "llmtts.eval.wer.normalize_for_wer",
         "model": model_info or {},

@@ -96,3 +96,17 @@ def test_codec_reconstructions_saved_at_codec_rate(judge, piper_refs, piper_synt
     ref = sf.info(piper_refs / "wavs" / f"{utts[0].id}.wav")
     assert out.samplerate == model_cfg["sample_rate"]
     assert out.frames == pytest.approx(ref.frames * model_cfg["sample_rate"] / ref.samplerate, abs=2)
+
+
+def test_refused_text_scores_as_silence_not_a_crash(judge, piper_synth, tmp_path):
+    from llmtts.eval.tts_eval import Utterance
+
+    def synth(text):  # like llmtts.TTS: a text with nothing speakable is a UserError
+        if not any(c.isalpha() for c in text):
+            raise UserError("text has no speakable characters")
+        return piper_synth(text)
+
+    utts = [Utterance("ok", "Good morning to you."), Utterance("bad", "...")]
+    s = evaluate_tts(synth, utts, judge, tmp_path)["summary"]
+    assert s["num_errors"] == 1 and s["empty_audio_share"] == 0.5
+    assert s["wer"] < 0.3  # the refused text has no words after normalisation: it adds no reference words
