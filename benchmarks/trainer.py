@@ -105,9 +105,9 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)  # stable numbers on a shared machine
     core, bare = [], []
-    for _ in range(a.repeats):
-        bare.append(bare_ms_per_step(a.steps, a.hidden, a.batch))
-        core.append(core_ms_per_step(a.steps, a.hidden, a.batch))
+    for i in range(a.repeats):  # alternate which goes first, so warm-up/cache effects cancel
+        for fn, out in ([(bare_ms_per_step, bare), (core_ms_per_step, core)][:: 1 if i % 2 == 0 else -1]):
+            out.append(fn(a.steps, a.hidden, a.batch))
     b, c = statistics.median(bare), statistics.median(core)
     print(f"model: 4x{a.hidden} MLP, batch {a.batch}, {a.steps} steps, 1 thread, median of {a.repeats}")
     print(f"bare loop      {b:8.2f} ms/step")

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ class RunLogger:
         import wandb
 
         id_file = self.run_dir / "wandb" / "run_id.txt"
-        run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+        # A stable id in the run dir: a resumed (requeued) run continues the same wandb run.
+        run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(6)
         id_file.write_text(run_id)
         return wandb.init(project=cfg.wandb_project, name=cfg.wandb_run or self.run_dir.name,
                           group=cfg.wandb_group or None, config=config, id=run_id, resume="allow",

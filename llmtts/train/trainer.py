@@ -239,7 +239,7 @@ class Trainer:
                 m.set_requires_gradient_sync(sync)
 
     def _loop(self) -> FitResult:
-        t, tcfg = self.tcfg, self.tcfg
+        t = tcfg = self.tcfg
         self._it = iter(self.train_data)
         start = time.monotonic()
         last_save = start
@@ -306,7 +306,8 @@ class Trainer:
                             "checkpoint": str(self.ckpt_root / ckpt_io.step_dir_name(self.step))})
                     break
                 if wall:
-                    log.info("trainer.max_minutes=%s reached at step %d", tcfg.max_minutes, self.step) if self.dist.is_main else None
+                    if self.dist.is_main:
+                        log.info("trainer.max_minutes=%s reached at step %d", tcfg.max_minutes, self.step)
                     break
                 if (t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps) or save_due:
                     self._save()

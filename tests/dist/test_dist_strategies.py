@@ -15,12 +15,14 @@ from train_runs import (BASE, export_weights, kill_tree, popen_toy, run_toy, tra
                         wait_for, wait_for_step)
 
 COMMON = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.grad_clip=1.0", "trainer.optim.warmup_steps=2"]
+# Every run has the reference's global batch of 8: 2 ranks x 4, or 2 ranks x 2 x grad_accum 2.
+ACCUM2 = ["data.max_batch_size=2", "trainer.grad_accum=2"]
 STRATEGY = {
-    "ddp": ["parallel.strategy=ddp"],
-    "fsdp2": ["parallel.strategy=fsdp2"],
-    "zero1": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=1"],
-    "zero2": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=2"],
-    "zero3": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=3"],
+    "ddp": ["parallel.strategy=ddp"] + ACCUM2,
+    "fsdp2": ["parallel.strategy=fsdp2"] + ACCUM2,
+    "zero1": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=1"] + ACCUM2,
+    "zero2": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=2", "data.max_batch_size=4"],
+    "zero3": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=3", "data.max_batch_size=4"],
 }
 
 
@@ -55,7 +57,7 @@ def assert_matches(run, reference):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ddp", "fsdp2", "zero2"])
 def test_strategy_matches_single_process_and_resumes_exactly_after_sigkill(name, reference, tmp_path):
-    ov = COMMON + STRATEGY[name] + ["data.max_batch_size=4"]
+    ov = COMMON + STRATEGY[name]
     run = tmp_path / "run"
     proc = popen_toy(run, ov + ["toy.step_sleep=0.2"], nproc=2)
     wait_for(run / "checkpoints" / "step_00000004" / "COMPLETE", proc)
@@ -80,5 +82,5 @@ def test_strategy_matches_single_process_and_resumes_exactly_after_sigkill(name,
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["zero1", "zero3"])
 def test_deepspeed_zero_matches_single_process(name, reference, tmp_path):
-    run_toy(tmp_path, COMMON + STRATEGY[name] + ["data.max_batch_size=4"], nproc=2)
+    run_toy(tmp_path, COMMON + STRATEGY[name], nproc=2)
     assert_matches(tmp_path, reference)

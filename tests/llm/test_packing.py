@@ -57,12 +57,18 @@ def test_packed_rows_layout(vocab, frontend):
     assert (b.targets[:, :-1][ends] == IGNORE).all()
 
 
+@pytest.mark.parametrize("attention", ["mask", "segments"])
 @torch.no_grad()
-def test_packed_equals_unpacked_per_utterance_loss(tiny_model, vocab, frontend):
+def test_packed_equals_unpacked_per_utterance_loss(tiny_model, vocab, frontend, attention):
     segs = make_segments(vocab, frontend, n=6)
+    if attention == "segments":
+        from llmtts.llm.attention import register
+
+        tiny_model.set_attn_implementation(register())
     b = pack(segs, row_length=96)
     assert b.input_ids.shape[0] < len(segs)  # several utterances share a row
     packed_ce = token_losses(tiny_model(b.input_ids, position_ids=b.position_ids).logits, b.targets)
+    tiny_model.set_attn_implementation("sdpa")  # the reference: each utterance alone, plain causal sdpa
     for i, s in enumerate(segs):
         alone = pad([s], multiple=1)
         ce_alone = token_losses(tiny_model(alone.input_ids).logits, alone.targets)[0]
@@ -102,3 +108,18 @@ def test_lm_loss_weights_and_accuracy(vocab, frontend):
     l1, m1 = lm_loss(flat, b, text_weight=0.5)
     assert abs(m0["loss_audio"] - np.log(vocab.size)) < 1e-4
     assert abs(float(l1) - 1.5 * np.log(vocab.size)) < 1e-4 and abs(float(l0) - np.log(vocab.size)) < 1e-4
+
+
+def test_segment_attention_gradients_match_mask_path(tiny_model, vocab, frontend):
+    from llmtts.llm.attention import register
+
+    b = pack(make_segments(vocab, frontend, n=5), row_length=80)
+    grads = []
+    for impl in ("sdpa", register()):
+        tiny_model.set_attn_implementation(impl)
+        tiny_model.zero_grad()
+        logits = tiny_model(b.input_ids, position_ids=b.position_ids).logits
+        lm_loss(logits, b, text_weight=0.3)[0].backward()
+        grads.append([p.grad.clone() for p in tiny_model.parameters()])
+    for g1, g2 in zip(*grads):
+        torch.testing.assert_close(g1, g2, atol=1e-5, rtol=1e-4)

@@ -104,3 +104,23 @@ def test_bad_inputs_are_user_errors(tmp_path):
     fit(tmp_path / "r", "trainer.max_steps=1")
     with pytest.raises(UserError, match="optimizers"):
         fit(tmp_path / "r", "trainer.max_steps=2", "toy.gan=true")
+
+
+def test_activation_checkpointing_switch_keeps_the_math(tmp_path):
+    fit(tmp_path / "a", "trainer.max_steps=3")
+    fit(tmp_path / "b", "trainer.max_steps=3", "trainer.activation_checkpointing=true")
+    assert [r["loss"] for r in rows(tmp_path / "a")] == [r["loss"] for r in rows(tmp_path / "b")]
+
+
+def test_wandb_offline_lives_in_run_dir(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    fit(tmp_path, "trainer.max_steps=2", "log.wandb=true", "log.wandb_run=toy")
+    import os
+
+    assert os.environ["WANDB_MODE"] == "offline"  # no key found -> offline, not a prompt or a crash
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
