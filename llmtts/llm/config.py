@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from llmtts.llm.model import LLMModelConfig
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
@@ -27,6 +28,12 @@ class PackingConfig:
     enabled: bool = True
     # Tokens per packed row; also the longest utterance trained on (longer ones are skipped, counted).
     row_length: int = 2048
+    # How attention stays inside each utterance of a packed row:
+    #   segments: causal SDPA per utterance (llmtts/llm/attention.py; no L^2 work on the whole row)
+    #   mask:     transformers' block-diagonal mask from the position ids (any attn_implementation;
+    #             with flash_attention_2 / flex_attention on GPU this is varlen / block-sparse)
+    #   auto:     segments on CPU, mask on GPU
+    attention: Literal["auto", "segments", "mask"] = "auto"
 
 
 @dataclass

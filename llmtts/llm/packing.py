@@ -104,8 +104,8 @@ def assign_rows(lengths: Sequence[int], row_length: int) -> list[list[int]]:
 
 
 def pack(segments: Sequence[Segment], row_length: int) -> LMBatch:
-    """Pack utterances into rows of exactly ``row_length`` tokens (the tail of a row is padding, each
-    pad its own 1-token segment at position 0, so it attends to nothing real and is never attended)."""
+    """Pack utterances into rows of exactly ``row_length`` tokens. The tail of a row is padding laid out as
+    one more segment (positions 0, 1, ...): it attends only to itself, is never attended and has no targets."""
     rows = assign_rows([len(s) for s in segments], row_length)
     ids, pos, tgt, kinds, seg = arrays = _empty(len(rows), row_length)
     for r, members in enumerate(rows):
@@ -120,6 +120,7 @@ def pack(segments: Sequence[Segment], row_length: int) -> LMBatch:
             kinds[r, at:at + n] = k
             seg[r, at:at + n] = i
             at += n
+        pos[r, at:] = np.arange(row_length - at)
     return _batch(arrays, sum(len(s) for s in segments))
 
 

@@ -1,6 +1,7 @@
 """The LLM training stage for the shared trainer: token shards in, HF export + vocab out."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -90,12 +91,23 @@ class LLMStage(Stage):
         else:
             model = build_model(self.cfg.model, self.vocab.size)
         model.config.use_cache = False  # packed rows need the no-cache mask path
-        self._hf_config = model.config
+        if self._hf_config is None:
+            self._hf_config = copy.deepcopy(model.config)
         return {"model": model}
+
+    def packed_attention(self, device: torch.device) -> str:
+        mode = self.cfg.packing.attention
+        if mode == "auto":
+            mode = "segments" if device.type == "cpu" else "mask"
+        return mode if self.cfg.packing.enabled else "causal"
 
     def parallelize(self, models, pctx):
         from llmtts.llm.parallelize import parallelize_llm
 
+        if self.packed_attention(pctx.device) == "segments":
+            from llmtts.llm.attention import register
+
+            models["model"].set_attn_implementation(register())
         return parallelize_llm(models, pctx)
 
     # --- data -----------------------------------------------------------------------------------
