@@ -83,6 +83,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads "1e-3" (no dot) as a string; accept it for float keys.
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{source}: key '{key}': expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -105,7 +111,13 @@ def _from_dict(cls: type[T], data: dict, source: str, prefix: str = "") -> T:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            kwargs[f.name] = _coerce(data[f.name], hints[f.name], prefix + f.name, source)
+            value = data[f.name]
+            # A nested section given partially keeps the *field's* defaults for the keys not given
+            # (a stage may default trainer.max_steps differently from TrainerConfig), not the class's.
+            if isinstance(value, dict) and dataclasses.is_dataclass(hints[f.name]) \
+                    and f.default_factory is not dataclasses.MISSING:
+                value = _merge(json.loads(json.dumps(dataclasses.asdict(f.default_factory()))), value)
+            kwargs[f.name] = _coerce(value, hints[f.name], prefix + f.name, source)
     try:
         obj = cls(**kwargs)
     except ConfigError:

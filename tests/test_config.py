@@ -78,3 +78,22 @@ def test_save_round_trip(tmp_path):
     cfg = load_config(Outer, None, ["inner.levels=[3]", "name=y"])
     save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(Outer, tmp_path / "resolved.yaml") == cfg
+
+
+@dataclass
+class Stageish:
+    # A stage default differing from the section class's own default.
+    inner: Inner = field(default_factory=lambda: Inner(lr=0.5, mode="b"))
+
+
+def test_partial_section_keeps_stage_defaults():
+    cfg = load_config(Stageish, None, ["inner.levels=[4]"])
+    assert cfg.inner.lr == 0.5 and cfg.inner.mode == "b" and cfg.inner.levels == [4]
+
+
+def test_float_written_without_dot_in_yaml(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("inner:\n  lr: 1e-3\n")
+    assert load_config(Outer, f).inner.lr == 1e-3
+    with pytest.raises(ConfigError, match="'inner.lr'"):
+        load_config(Outer, None, ["inner.lr=fast"])
