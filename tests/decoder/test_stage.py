@@ -13,7 +13,7 @@ from llmtts.decoder.export import load_decoder
 from llmtts.decoder.stage import DecoderStage
 from llmtts.errors import UserError
 
-from conftest import TINY_OVERRIDES
+from decoder_helpers import TINY_OVERRIDES
 
 
 def train(*args, steps):

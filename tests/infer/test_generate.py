@@ -9,7 +9,7 @@ from llmtts.infer.generate import generate
 from llmtts.infer.sampling import SamplingConfig, apply_repetition_penalty, filter_logits, sample_next
 from llmtts.llm.hidden import audio_hidden_states
 
-from conftest import N_AUDIO, tiny_llm
+from infer_helpers import N_AUDIO, tiny_llm
 
 
 @pytest.fixture(scope="module")

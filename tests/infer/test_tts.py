@@ -13,7 +13,7 @@ from llmtts.errors import UserError
 from llmtts.infer.stream import StreamDecoder
 from llmtts.infer.text import split_sentences
 
-from conftest import tiny_decoder_cfg
+from infer_helpers import tiny_decoder_cfg
 
 TEXT = "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work?"
 

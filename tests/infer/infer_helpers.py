@@ -1,0 +1,33 @@
+"""Tiny random-weight LLM and decoder builders for the inference tests."""
+from __future__ import annotations
+
+import torch
+
+from llmtts.decoder.config import DecoderModelConfig
+from llmtts.decoder.export import save_decoder
+from llmtts.decoder.model import HiddenDecoder
+from llmtts.llm.export import save_export
+from llmtts.llm.model import LLMModelConfig, build_model
+from llmtts.llm.tokenizer import DEFAULT_SYMBOLS, build_frontend
+from llmtts.llm.vocab import Vocab, round_up
+
+N_AUDIO = 64
+HIDDEN = 32
+
+
+def tiny_llm(hidden: int = HIDDEN, n_audio: int = N_AUDIO, seed: int = 0):
+    torch.manual_seed(seed)
+    vocab = Vocab(n_audio=n_audio, n_text=len(DEFAULT_SYMBOLS), text_symbols=DEFAULT_SYMBOLS)
+    vocab = Vocab(n_audio=n_audio, n_text=vocab.n_text, text_symbols=DEFAULT_SYMBOLS, size=round_up(vocab.used))
+    cfg = LLMModelConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=1, head_dim=16, max_position_embeddings=4096)
+    model = build_model(cfg, vocab.size).eval()
+    # Random init gives near-uniform logits; a larger head spreads them so sampling options matter.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20)
+    return model, vocab, build_frontend("chars", "english")
+
+
+def tiny_decoder_cfg(hidden: int = HIDDEN) -> DecoderModelConfig:
+    return DecoderModelConfig(hidden_size=hidden, sample_rate=16000, samples_per_token=256, upsample=4, dim=32,
+                              intermediate_dim=64, num_layers=2, n_fft=256, hop_length=64)
