@@ -13,10 +13,7 @@ import sys
 from pathlib import Path
 
 from llmtts.errors import UserError
-from llmtts.launch.task import REQUEUE_EXIT_CODE, option_value
-
-# Written by the trainer into the run dir when a signal stopped it (llmtts.train.trainer.STOPPED_MARKER).
-STOPPED_MARKER = "stopped.json"
+from llmtts.launch.task import REQUEUE_EXIT_CODE, STOPPED_MARKER, option_value
 
 
 def torchrun_command(argv: list[str], *, nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,

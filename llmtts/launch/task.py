@@ -16,6 +16,7 @@ decides the job's fate; the task only makes sure the trainer checkpointed.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -30,6 +31,8 @@ log = logging.getLogger("llmtts.launch")
 
 # Kept equal to llmtts.dist.signals.REQUEUE_EXIT_CODE without importing torch in this wrapper.
 REQUEUE_EXIT_CODE = 75
+# Written by the trainer into the run dir when a signal stopped it (llmtts.train.trainer.STOPPED_MARKER).
+STOPPED_MARKER = "stopped.json"
 FORWARDED_SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 
 
@@ -101,6 +104,17 @@ def last_error_line(log_path: Path, max_bytes: int = 20000) -> str:
         return ""
     hits = [l.strip() for l in lines if "error" in l.lower() and "submitit" not in l]
     return hits[-1][:300] if hits else ""
+
+
+def stop_signal(received: list[int], run_dir: Path | None) -> int | None:
+    """Which signal stopped the stage. SLURM may signal the stage before this wrapper (seen: 3 s
+    apart), so the trainer's own record (``RUN/stopped.json``, rank 0) counts as well."""
+    if signal.SIGUSR2 in received:
+        return signal.SIGUSR2
+    try:
+        return int(json.loads((run_dir / STOPPED_MARKER).read_text())["signal"])
+    except (TypeError, OSError, ValueError, KeyError):
+        return received[0] if received else None
 
 
 def latest_checkpoint_step(save_dir: Path) -> int | None:
@@ -178,8 +192,8 @@ class StageTask:
         for s in FORWARDED_SIGNALS:
             signal.signal(s, forward)
         rc = proc.wait()
-        for s in FORWARDED_SIGNALS:
-            signal.signal(s, signal.SIG_DFL if s == signal.SIGUSR2 else signal.SIG_IGN)
+        for s in FORWARDED_SIGNALS:  # a late repeat must not kill us while we requeue
+            signal.signal(s, signal.SIG_IGN)
 
         result = {"rank": rank, "world_size": world, "returncode": rc, "restarts": restart,
                   "resumed_from": resumed_from}
@@ -194,8 +208,9 @@ class StageTask:
 
     def _after_stop(self, job_env: Any, rank: int, restart: int, received: list[int], save_dir: str | None) -> None:
         """Requeue on our own pre-emption signal; never leave a submitit result for a job that goes on."""
-        step = latest_checkpoint_step(Path(self.cwd, save_dir)) if save_dir else None
-        if signal.SIGUSR2 not in received:
+        run_dir = Path(self.cwd, save_dir) if save_dir else None
+        step = latest_checkpoint_step(run_dir) if run_dir else None
+        if stop_signal(received, run_dir) != signal.SIGUSR2:
             # SIGTERM from SLURM (scancel / time limit / requeue by someone else): its decision.
             log.warning("rank %d: stopped by SIGTERM (checkpoint at step %s); leaving the job to SLURM", rank, step)
             raise SystemExit(0)

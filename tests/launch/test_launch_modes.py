@@ -14,7 +14,8 @@ from llmtts.cli import main
 from llmtts.config import ConfigError
 from llmtts.launch.cluster import ClusterConfig, load_cluster
 from llmtts.launch.jobdir import freeze_stage_config, new_job_dir, snapshot_code
-from llmtts.launch.task import StageTask, master_port, option_value, rank_environment, with_option
+from llmtts.launch.task import (StageTask, master_port, option_value, rank_environment, stop_signal,
+                                with_option)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,6 +104,16 @@ def test_requeued_run_always_resumes():
     assert with_option(["a", "--resume=x", "b"], "--resume", "auto") == ["a", "--resume", "auto", "b"]
     assert with_option(["a", "--resume", "x", "b", "--resume", "y"], "--resume", "auto") == ["a", "--resume", "auto", "b"]
     assert with_option(["a"], "--resume", "auto") == ["a", "--resume", "auto"]
+
+
+def test_stop_signal_prefers_the_trainers_record(tmp_path):
+    import signal
+
+    assert stop_signal([], tmp_path) is None
+    assert stop_signal([signal.SIGTERM], tmp_path) == signal.SIGTERM
+    # SLURM signalled the stage before this wrapper: the trainer's stopped.json says it was USR2.
+    (tmp_path / "stopped.json").write_text(json.dumps({"step": 7, "signal": int(signal.SIGUSR2), "exit_code": 75}))
+    assert stop_signal([], tmp_path) == stop_signal([signal.SIGTERM], tmp_path) == signal.SIGUSR2
 
 
 class FakeJobEnv:  # the attributes of submitit.JobEnvironment used by rank_environment
