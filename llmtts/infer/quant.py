@@ -2,8 +2,10 @@
 once per token), so reading 1 byte per weight instead of 4 is the main lever.
 
 ``Int8Linear`` keeps per-output-channel symmetric int8 weights and bf16 scales. Few rows (decode) go through
-``torch._weight_int8pack_mm`` (bf16 activations); many rows (prompt prefill, big batches) dequantise to bf16
-and use a regular matmul, which is faster there. Relative error of a layer's output is ~0.5 %.
+``torch._weight_int8pack_mm`` (bf16 activations); many rows (prompt prefill, big batches) use a bf16 copy of
+the dequantised weights and a regular (AMX / AVX-512 bf16) matmul, which is much faster there. The copy is
+never read by decode steps, so it costs memory (2 bytes per weight) but no decode bandwidth.
+Relative error of a layer's output is ~0.5 %.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.register_buffer("weight_bf16", self.weight_int8.to(torch.bfloat16) * self.scale[:, None])
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def rows(self, start: int, stop: int) -> "Int8Linear":
@@ -31,13 +34,14 @@ class Int8Linear(nn.Module):
         sub.register_buffer("weight_int8", self.weight_int8[start:stop].contiguous())
         sub.register_buffer("scale", self.scale[start:stop].contiguous())
         sub.register_buffer("bias", None if self.bias is None else self.bias[start:stop].contiguous())
+        sub.register_buffer("weight_bf16", self.weight_bf16[start:stop].contiguous())
         sub.in_features, sub.out_features = self.in_features, stop - start
         return sub
 
     @property
     def weight(self) -> torch.Tensor:
-        """Dequantised bf16 weight (for code that reads ``.weight``; costs a conversion)."""
-        return self.weight_int8.to(torch.bfloat16) * self.scale[:, None]
+        """Dequantised bf16 weight (for code that reads ``.weight``)."""
+        return self.weight_bf16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -45,7 +49,7 @@ class Int8Linear(nn.Module):
         if x2.shape[0] <= INT8_KERNEL_MAX_ROWS and x2.device.type == "cpu":
             y = torch._weight_int8pack_mm(x2, self.weight_int8, self.scale)
         else:
-            y = nn.functional.linear(x2, self.weight)
+            y = nn.functional.linear(x2, self.weight_bf16)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
