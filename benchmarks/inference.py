@@ -101,7 +101,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs; soprano-80m LLM + soprano decoder (random weights), {args.tokens} tokens/sentence")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes share these cores); "
+          f"soprano-80m LLM + soprano decoder (random weights), {args.tokens} tokens/sentence")
     results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens}
 
     base = build("fp32")
@@ -123,7 +124,8 @@ def main() -> None:
         st = stream(tts, args.tokens)
         results[f"{dtype}_b1"], results[f"{dtype}_stream_b1"] = r1, st
         line = (f"[{args.tokens} tokens] ours {dtype} batch 1: {r1['x_rt']:.2f}x RT ({r1['ms_per_token']:.1f} ms/token)"
-                f" | stream: {st['x_rt']:.2f}x RT, first chunk {st['first_chunk_ms']:.0f} ms")
+                f" | stream: {st['x_rt']:.2f}x RT ({st['x_rt'] / r1['x_rt']:.2f} of offline), "
+                f"first chunk {st['first_chunk_ms']:.0f} ms")
         if not args.quick:
             rb = offline(tts, [TEXT] * args.batch, args.tokens)
             results[f"{dtype}_b{args.batch}"] = rb
@@ -133,7 +135,8 @@ def main() -> None:
             del tts
     best = max((results[f"{d}_b1"]["x_rt"], d) for d in dtypes)
     print(f"best batch 1: {best[1]} {best[0]:.2f}x RT = {best[0] / 2.7:.2f}x Soprano's 2.7x RT on this kind of machine "
-          f"(NOTES.md); ours/naive at {args.naive_tokens} tokens: {cs['x_rt'] / nv['x_rt']:.2f}x")
+          f"(NOTES.md); ours/naive at {args.naive_tokens} tokens: {cs['x_rt'] / nv['x_rt']:.2f}x; "
+          f"load average now {os.getloadavg()[0]:.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
