@@ -78,3 +78,24 @@ def codebook_usage(codes: torch.Tensor, codebook_size: int) -> dict[str, float]:
         ent = -(probs[probs > 0] * probs[probs > 0].log()).sum()
         ppl += float(ent.exp())
     return {"code_use": use / len(columns), "perplexity": ppl / len(columns)}
+
+
+class CodebookMonitor:
+    """Codebook use over the last ``window`` batches: one batch holds too few tokens to judge an 8000-code
+    codebook (16 crops x 16 tokens = 256 tokens), so training logs this rolling view instead."""
+
+    def __init__(self, codebook_size: int, window: int = 64):
+        self.codebook_size, self.window = codebook_size, window
+        self._counts: list[torch.Tensor] = []
+
+    def update(self, codes: torch.Tensor) -> dict[str, float]:
+        codes = codes.detach().long().cpu()
+        cols = codes.reshape(-1, codes.shape[-1]) if codes.dim() >= 3 else codes.reshape(-1, 1)
+        counts = torch.stack([torch.bincount(cols[:, q][cols[:, q] >= 0], minlength=self.codebook_size)
+                              for q in range(cols.shape[1])])
+        self._counts = (self._counts + [counts])[-self.window:]
+        total = torch.stack(self._counts).sum(0).double()  # [Q, codebook_size]
+        probs = total / total.sum(-1, keepdim=True).clamp(min=1)
+        use = (total > 0).double().mean(-1)
+        ent = -(probs * probs.clamp(min=1e-30).log()).sum(-1)
+        return {"code_use": float(use.mean()), "perplexity": float(ent.exp().mean())}

@@ -19,7 +19,7 @@ from llmtts.audio import resample
 from llmtts.codec.config import CodecConfig
 from llmtts.codec.export import export_codec
 from llmtts.codec.model import CodecModel
-from llmtts.codec.quantizer import codebook_usage
+from llmtts.codec.quantizer import CodebookMonitor, codebook_usage
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
 from llmtts.nn.losses import (
@@ -106,6 +106,7 @@ class CodecStage(Stage):
         self.mel_loss = MultiResolutionMelLoss(m.sample_rate, mel_res)
         self.stft_loss = MultiResolutionSTFTLoss(stft_res)
         self._preview: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._monitor: CodebookMonitor | None = None  # rolling codebook use over recent training batches
 
     @property
     def gan_enabled(self) -> bool:
@@ -208,7 +209,9 @@ class CodecStage(Stage):
         ctx.step("gen")
         metrics.update(parts)
         metrics["loss"] = loss_g.item()
-        metrics.update(codebook_usage(out.codes, self._codebook_size(ctx)))
+        if self._monitor is None:
+            self._monitor = CodebookMonitor(self._codebook_size(ctx))
+        metrics.update(self._monitor.update(out.codes))
         return metrics
 
     def _codebook_size(self, ctx) -> int:

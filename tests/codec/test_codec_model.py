@@ -138,3 +138,15 @@ def test_residual_codec_layout():
         wav = model.decode(codes)
     assert codes.shape == (2, 3, 2) and wav.shape == (2, 3 * 1024)
     assert model.quantizer.bits_per_token == pytest.approx(2 * math.log2(1000))
+
+
+def test_codebook_monitor_rolls_over_recent_batches():
+    from llmtts.codec.quantizer import CodebookMonitor
+
+    mon = CodebookMonitor(8, window=2)
+    assert mon.update(torch.tensor([[0, 1]])) == pytest.approx({"code_use": 0.25, "perplexity": 2.0})
+    assert mon.update(torch.tensor([[2, 3]])) == pytest.approx({"code_use": 0.5, "perplexity": 4.0})
+    # the first batch left the window
+    assert mon.update(torch.tensor([[2, 3]])) == pytest.approx({"code_use": 0.25, "perplexity": 2.0})
+    res = CodebookMonitor(4).update(torch.tensor([[[0, 0], [1, 0]]]))  # [B, T, Q]
+    assert res == pytest.approx({"code_use": (0.5 + 0.25) / 2, "perplexity": (2.0 + 1.0) / 2})
