@@ -13,8 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "report WER/CER (normalisation: docs/eval.md), x-real-time, durations and the share of "
                     "utterances that hit the max-length guard. With --reference-dir the judge's WER on the "
                     "reference audio of the same texts is reported too (the ceiling).")
-    p.add_argument("--llm-path", required=True, help="LLM run directory or its export/")
-    p.add_argument("--decoder-path", required=True, help="decoder run directory or its export/")
+    p.add_argument("--llm-path", help="LLM run directory or its export/")
+    p.add_argument("--decoder-path", help="decoder run directory or its export/")
+    p.add_argument("--audio-dir", help="instead of a model: score existing recordings ID.wav in this directory "
+                                       "(another system's output; with neither a model nor --audio-dir, the "
+                                       "references are scored: the judge's ceiling)")
     p.add_argument("--texts", help="one text per line, or LJSpeech metadata.csv (id|text); "
                                    "default: REFERENCE_DIR/metadata.csv")
     p.add_argument("--reference-dir", help="reference recordings ID.wav (or an LJSpeech dir with wavs/)")
@@ -32,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_tts_eval(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
     from llmtts.eval.asr import ASRJudge
-    from llmtts.eval.tts_eval import codec_reconstructor, evaluate_tts, read_texts, tts_synthesizer
+    from llmtts.eval.tts_eval import (codec_reconstructor, evaluate_tts, file_synthesizer, read_texts,
+                                      tts_synthesizer)
 
     texts = args.texts
     if texts is None:
@@ -44,8 +48,18 @@ def run_tts_eval(args: argparse.Namespace) -> int:
         raise UserError("--max-utterances must be >= 0")
     if args.max_utterances:
         utts = utts[: args.max_utterances]
+    if bool(args.llm_path) != bool(args.decoder_path):
+        raise UserError("--llm-path and --decoder-path go together")
+    if args.llm_path and args.audio_dir:
+        raise UserError("give a model (--llm-path/--decoder-path) or --audio-dir, not both")
+    if not args.llm_path and not (args.audio_dir or args.reference_dir):
+        raise UserError("nothing to evaluate: give --llm-path and --decoder-path, --audio-dir, or --reference-dir")
     judge = ASRJudge(args.asr)
-    synth, info = tts_synthesizer(args.llm_path, args.decoder_path, seed=args.seed, device=args.device)
+    if args.llm_path:
+        synth, info = tts_synthesizer(args.llm_path, args.decoder_path, seed=args.seed, device=args.device)
+    else:
+        audio_dir = args.audio_dir or args.reference_dir
+        synth, info = file_synthesizer(audio_dir), {"audio_dir": str(audio_dir)}
     reconstruct = None
     if args.codec_path:
         if not args.reference_dir:

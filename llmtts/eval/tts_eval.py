@@ -145,7 +145,7 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
         t0 = time.perf_counter()
         error = None
         try:
-            out = synthesize(utt.text)
+            out = synthesize(utt.text, uid=utt.id) if getattr(synthesize, "takes_id", False) else synthesize(utt.text)
         except UserError as exc:  # e.g. a text with nothing speakable: scored as silence, not a crash
             log.warning("%s: synthesis refused: %s", utt.id, exc)
             error = str(exc)
@@ -197,7 +197,9 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
         "ref_wer": rw_tot.rate if n_ref else None,
         "ref_cer": rc_tot.rate if n_ref else None,
         "num_references": n_ref,
-        "x_real_time": _finite(total_audio / total_synth) if total_synth > 0 else None,
+        # recordings read from disk were not synthesised here: no speed to report
+        "x_real_time": (_finite(total_audio / total_synth) if total_synth > 0 and getattr(synthesize, "timed", True)
+                        else None),
         "total_audio_s": total_audio,
         "total_synth_s": total_synth,
         "duration_s": {"mean": float(durations.mean()), "min": float(durations.min()),
@@ -235,6 +237,25 @@ def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str
 
     return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path), "seed": seed,
                    "sample_rate": tts.sample_rate, "samples_per_token": tts.samples_per_token}
+
+
+def file_synthesizer(audio_dir: str | Path) -> Synthesizer:
+    """Score existing recordings (``DIR/ID.wav`` or ``DIR/wavs/ID.wav``) as if synthesised: judge another TTS
+    system's output, or the references themselves. Utterances are looked up by id, so texts need ids."""
+    root = Path(audio_dir)
+    if not root.is_dir():
+        raise UserError(f"--audio-dir {root}: not a directory")
+
+    def synth(text: str, uid: str | None = None) -> SynthOutput:
+        path = find_reference(root, uid or "")
+        if path is None:
+            raise UserError(f"--audio-dir {root}: no {uid}.wav")
+        wav, sr = load_audio(path)
+        return SynthOutput(wav, sr)
+
+    synth.takes_id = True  # type: ignore[attr-defined]
+    synth.timed = False  # type: ignore[attr-defined]
+    return synth
 
 
 def codec_reconstructor(codec_path: str, device: str = "cpu") -> Callable[[np.ndarray, int], tuple[np.ndarray, int]]:

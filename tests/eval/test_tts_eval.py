@@ -110,3 +110,14 @@ def test_refused_text_scores_as_silence_not_a_crash(judge, piper_synth, tmp_path
     s = evaluate_tts(synth, utts, judge, tmp_path)["summary"]
     assert s["num_errors"] == 1 and s["empty_audio_share"] == 0.5
     assert s["wer"] < 0.3  # the refused text has no words after normalisation: it adds no reference words
+
+
+def test_cli_scores_reference_audio_without_a_model(judge, piper_refs, tmp_path, capsys):
+    # `llmtts eval tts --reference-dir DIR`: the judge on the references alone (its ceiling)
+    assert main(["eval", "tts", "--reference-dir", str(piper_refs), "--out", str(tmp_path)]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert summary["num_utterances"] == 2 and summary["wer"] < 0.3 and summary["x_real_time"] is None
+    saved = json.loads((tmp_path / "tts_eval.json").read_text())
+    assert [u["id"] for u in saved["utterances"]] == ["ref_0000", "ref_0001"]
+    assert main(["eval", "tts", "--reference-dir", str(piper_refs), "--llm-path", str(tmp_path)]) == 2
+    assert "go together" in capsys.readouterr().err
