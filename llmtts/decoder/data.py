@@ -61,15 +61,13 @@ class CropTokens:
                  mode: str, seed: int, random: bool = True):
         self.spt, self.sr, self.crop, self.d = samples_per_token, sample_rate, crop_tokens, hidden_size
         self.mode, self.seed, self.random = mode, seed, random
-        self._rng: np.random.Generator | None = None
 
-    def _start(self, total: int) -> int:
+    def _start(self, total: int, sample: dict) -> int:
         if not self.random or total <= self.crop:
             return 0
-        if self._rng is None:  # lazily, so each DataLoader worker gets its own stream
-            info = torch.utils.data.get_worker_info()
-            self._rng = np.random.default_rng([self.seed, info.id if info else 0, 0xDEC0])
-        return int(self._rng.integers(0, total - self.crop + 1))
+        # The reader's per-(seed, epoch, key) seed: a resumed run crops exactly like the uninterrupted one.
+        rng = np.random.default_rng([self.seed, int(sample.get("__seed__", 0)), 0xDEC0])
+        return int(rng.integers(0, total - self.crop + 1))
 
     def __call__(self, sample: dict) -> dict | None:
         if int(sample["sample_rate"]) != self.sr:
@@ -87,7 +85,7 @@ class CropTokens:
             return None
         if len(audio) < total * self.spt:  # shards pad to whole tokens; shorter means misaligned
             raise AudioTokenMismatch(f"{sample['__key__']}: {len(audio)} samples for {total} tokens")
-        start = self._start(total)
+        start = self._start(total, sample)
         n = min(self.crop, total)
         item = Item(key=sample["__key__"], audio=np.ascontiguousarray(audio[start * self.spt:(start + n) * self.spt]),
                     start=start, n=n)

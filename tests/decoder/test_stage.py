@@ -103,3 +103,30 @@ def test_bad_inputs_are_user_errors(data, tmp_path):
         DecoderStage(load_config(DecoderConfig, None, TINY_OVERRIDES + ["model.hidden_size=48",
                                                                        f"llm_path={data['llm']}"]), tmp_path, data["tokens"])
     assert main(["decoder", "train", "--input-dir", str(tmp_path / "nope"), "--save-dir", str(tmp_path / "r")]) == 2
+
+
+def test_bad_samples_are_skipped_and_counted(tmp_path):
+    import numpy as np
+
+    from llmtts.audio import encode_flac
+    from llmtts.data.shards import ShardSetWriter, build_index, write_index
+
+    w = ShardSetWriter(tmp_path / "h", "train", samples_per_shard=10)
+    meta = {"text": "x", "normalized_text": "x", "speaker": "s", "duration_s": 0.1, "sample_rate": 16000}
+    wav = np.zeros(20 * 256, dtype=np.float32)
+    w.write("good", {"flac": encode_flac(wav, 16000), "hidden.npy": np.zeros((20, 32), np.float16), "json": meta})
+    w.write("wide", {"flac": encode_flac(wav, 16000), "hidden.npy": np.zeros((20, 48), np.float16), "json": meta})
+    w.write("short", {"flac": encode_flac(wav[:1000], 16000), "hidden.npy": np.zeros((20, 32), np.float16), "json": meta})
+    w.write("nohidden", {"flac": encode_flac(wav, 16000), "json": meta})
+    write_index(tmp_path / "h", build_index("hidden", w.close(), sample_rate=16000, samples_per_token=256))
+    stage = DecoderStage(load_config(DecoderConfig, None, TINY_OVERRIDES), tmp_path / "run", tmp_path / "h")
+    loader = stage.loader("train", 0, 1, train=False)
+    keys = []
+    for batch in loader:
+        keys += [it.key for it in batch.items]
+        if "good" in keys:
+            break
+    assert keys == ["good"]
+    stats = loader.stats
+    assert stats["transform_error:HiddenSizeMismatch"] == 1 and stats["transform_error:AudioTokenMismatch"] == 1
+    assert stats["missing_hidden.npy"] == 1
