@@ -116,16 +116,19 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
 
 
 def job_state(job_id: str) -> str:
-    """Current state from ``sacct`` (latest record), ``UNKNOWN`` when it can't be read."""
+    """Current state from ``sacct`` (accounting), else ``squeue``; ``UNKNOWN`` when neither knows."""
     import subprocess
 
-    try:
-        out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id],
-                             capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "UNKNOWN"
-    states = [line.split("|")[1] for line in out.splitlines() if line.split("|")[0] == job_id]
-    return states[-1].split()[0] if states else "UNKNOWN"
+    for cmd in (["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", job_id],
+                ["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", job_id]):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        states = [line.split("|")[1] for line in out.splitlines() if line.split("|")[0] == job_id]
+        if states:
+            return states[-1].split()[0]  # "CANCELLED by 0" -> "CANCELLED"
+    return "UNKNOWN"
 
 
 def wait_for(jobs: list, poll_s: float = 2.0) -> int:

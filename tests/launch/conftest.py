@@ -50,3 +50,15 @@ def slurm_cluster():
         yield
     finally:
         subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def job_root(tmp_path):
+    """Where a test's job directories go; any job still queued or running at teardown is cancelled."""
+    root = tmp_path / "jobs"
+    yield root
+    import json
+
+    ids = [json.loads(p.read_text())["job_id"] for p in root.glob("*/job.json")]
+    if ids:
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30)

@@ -41,18 +41,18 @@ def task_log(job_dir: Path, job_id: str, task: int) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted((job_dir / "slurm").glob(f"{job_id}_{task}_log.*")))
 
 
-def test_two_task_training_job(slurm_cluster, tmp_path):
+def test_two_task_training_job(slurm_cluster, job_root, tmp_path):
     cfg = tmp_path / "toy.yaml"
     cfg.write_text(yaml.safe_dump({"trainer": {"max_steps": 12, "save_every": 6},
                                    "parallel": {"strategy": "ddp"}}))
     run = tmp_path / "run"
     proc = subprocess.Popen(
-        launch_cmd(tmp_path / "jobs", "--nproc-per-node", "2", "--wait", "--module", "llmtts.train.toy",
+        launch_cmd(job_root, "--nproc-per-node", "2", "--wait", "--module", "llmtts.train.toy",
                    "train", "--config", str(cfg), "--save-dir", str(run), "trainer.log_every=1"),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Job hygiene: once submitted, editing the config must not change the job.
     deadline = time.time() + 30
-    while not list((tmp_path / "jobs").glob("*/job.json")) and time.time() < deadline:
+    while not list(job_root.glob("*/job.json")) and time.time() < deadline:
         time.sleep(0.2)
     cfg.write_text(yaml.safe_dump({"trainer": {"max_steps": 999}}))
     out, err = proc.communicate(timeout=150)
@@ -82,20 +82,20 @@ def wait_until(cond, proc, what: str, timeout: float = 90) -> None:
         time.sleep(0.2)
 
 
-def test_preempted_job_requeues_and_resumes(slurm_cluster, tmp_path):
+def test_preempted_job_requeues_and_resumes(slurm_cluster, job_root, tmp_path):
     """USR2 (what SLURM sends before the time limit) -> checkpoint -> our requeue -> resume; then an
     admin's `scontrol requeue` (SIGTERM) -> checkpoint -> SLURM's requeue -> resume; right final step."""
     run = tmp_path / "run"
     max_steps = 60
     proc = subprocess.Popen(
-        launch_cmd(tmp_path / "jobs", "--nproc-per-node", "2", "--wait", "--module", "llmtts.train.toy",
+        launch_cmd(job_root, "--nproc-per-node", "2", "--wait", "--module", "llmtts.train.toy",
                    "train", "--save-dir", str(run), "--resume", "none", "parallel.strategy=ddp",
                    f"trainer.max_steps={max_steps}", "trainer.save_every=10", "trainer.keep_last=10",
                    "trainer.log_every=1", "toy.step_sleep=0.1"),
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: 10 in complete_steps(run), proc, "the first checkpoint")
-        job_dir = next((tmp_path / "jobs").iterdir())
+        job_dir = next(job_root.iterdir())
         job_id = json.loads((job_dir / "job.json").read_text())["job_id"]
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
 
@@ -126,18 +126,18 @@ def test_preempted_job_requeues_and_resumes(slurm_cluster, tmp_path):
     assert complete_steps(run)[-1] == max_steps
 
 
-def test_crashing_job_is_reported_failed(slurm_cluster, tmp_path):
+def test_crashing_job_is_reported_failed(slurm_cluster, job_root, tmp_path):
     """Rank 1 crashes while rank 0 would wait forever: the job fails fast and the launcher says so."""
     t0 = time.time()
     res = subprocess.run(
-        launch_cmd(tmp_path / "jobs", "--nproc-per-node", "2", "--wait", "--max-requeues", "0",
+        launch_cmd(job_root, "--nproc-per-node", "2", "--wait", "--max-requeues", "0",
                    "--set", f"env.PYTHONPATH={Path(__file__).parent}", "--module", "launch_crash_helper"),
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     elapsed = time.time() - t0
     assert res.returncode == 1, res.stdout + res.stderr
     assert "FAILED" in res.stderr and "exited with code 3" in res.stderr, res.stderr
     assert elapsed < 60, f"took {elapsed:.0f}s to notice the failure"
-    job_id = json.loads(next((tmp_path / "jobs").glob("*/job.json")).read_text())["job_id"]
+    job_id = json.loads(next(job_root.glob("*/job.json")).read_text())["job_id"]
     state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
                            capture_output=True, text=True).stdout.split()
     assert state and state[-1] == "FAILED"

@@ -33,11 +33,11 @@ def ranks_in(tar_path: Path) -> set[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("how", [["--nproc-per-node", "2"], ["--array", "2"]], ids=["tasks", "array"])
-def test_shards_split_over_ranks(slurm_cluster, tmp_path, how):
+def test_shards_split_over_ranks(slurm_cluster, job_root, tmp_path, how):
     rels = make_input(tmp_path / "in")
     res = subprocess.run(
         [sys.executable, "-m", "llmtts.cli", "launch", "--mode", "slurm", "--cluster", str(REPO / "slurm" / "local.yaml"),
-         "--job-dir", str(tmp_path / "jobs"), *how, "--wait", "--set", f"env.PYTHONPATH={Path(__file__).parent}",
+         "--job-dir", str(job_root), *how, "--wait", "--set", f"env.PYTHONPATH={Path(__file__).parent}",
          "--module", "launch_shard_map_helper", "in", "out"],
         cwd=tmp_path, capture_output=True, text=True, timeout=150)
     assert res.returncode == 0, res.stdout + res.stderr
