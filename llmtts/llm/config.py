@@ -32,7 +32,7 @@ class PackingConfig:
     #   segments: causal SDPA per utterance (llmtts/llm/attention.py; no L^2 work on the whole row)
     #   mask:     transformers' block-diagonal mask from the position ids (any attn_implementation;
     #             with flash_attention_2 / flex_attention on GPU this is varlen / block-sparse)
-    #   auto:     segments on CPU, mask on GPU
+    #   auto:     segments on CPU for rows >= 512 tokens, else mask (always mask on GPU)
     attention: Literal["auto", "segments", "mask"] = "auto"
 
 

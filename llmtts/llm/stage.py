@@ -98,7 +98,9 @@ class LLMStage(Stage):
     def packed_attention(self, device: torch.device) -> str:
         mode = self.cfg.packing.attention
         if mode == "auto":
-            mode = "segments" if device.type == "cpu" else "mask"
+            # Measured (benchmarks/llm.py, CPU): segments beat the dense mask by ~20% at 1024-token rows and
+            # break even at 512; on short rows the per-utterance Python loop costs more than it saves.
+            mode = "segments" if device.type == "cpu" and self.cfg.packing.row_length >= 512 else "mask"
         return mode if self.cfg.packing.enabled else "causal"
 
     def parallelize(self, models, pctx):
