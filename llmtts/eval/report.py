@@ -92,6 +92,15 @@ def find_codec_evals(root: Path) -> list[Path]:
     return out
 
 
+def _load_json(path: Path):
+    """Parsed JSON, or None for a file that is unreadable or half-written (the report never crashes on one)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("%s: unreadable JSON, left out of the report", path)
+        return None
+
+
 def _label(d: Path, root: Path) -> str:
     return d.relative_to(root).as_posix() if d != root else root.name
 
@@ -159,9 +168,8 @@ def section_pipeline(root: Path) -> str:
     state = root / "pipeline.json"
     if not state.is_file():
         return "<p>Not a pipeline run directory (no pipeline.json).</p>"
-    try:
-        data = json.loads(state.read_text())
-    except json.JSONDecodeError:
+    data = _load_json(state)
+    if not isinstance(data, dict):
         return "<p>pipeline.json is unreadable.</p>"
     rows = [[s.get("name"), s.get("status"), s.get("wall_s"), s.get("log")] for s in data.get("steps", [])]
     out = _table(["step", "status", "wall time (s)", "log"], rows)
@@ -219,9 +227,8 @@ def section_codec(root: Path) -> str:
     parts = []
     for d in dirs:
         for p in sorted(d.glob("*.json")):
-            try:
-                data = json.loads(p.read_text())
-            except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+            data = _load_json(p)
+            if data is None:
                 continue
             rows = [[k, v] for k, v in _flatten(data).items()][:MAX_TABLE_ROWS]
             if rows:
@@ -239,7 +246,10 @@ def section_tts(root: Path, evals: list[Path]) -> str:
         return "<p>No TTS evaluation found (run <code>llmtts eval tts</code>).</p>"
     parts = []
     for p in evals:
-        data = json.loads(p.read_text())
+        data = _load_json(p)
+        if not isinstance(data, dict):
+            parts.append(f"<p>{html.escape(p.relative_to(root).as_posix())}: unreadable.</p>")
+            continue
         s = data.get("summary", {})
         dur = s.get("duration_s") or {}
         summary = _table(
@@ -262,7 +272,8 @@ def _audio_rows(evals: list[Path]) -> list[tuple[str, dict[str, Path]]]:
     p = evals[-1]
     base = p.parent
     rows = []
-    for u in json.loads(p.read_text()).get("utterances", [])[:MAX_AUDIO_ROWS]:
+    data = _load_json(p)
+    for u in (data.get("utterances", []) if isinstance(data, dict) else [])[:MAX_AUDIO_ROWS]:
         kinds = {}
         if u.get("ref_wav"):
             kinds["reference"] = base / u["ref_wav"]

@@ -75,3 +75,11 @@ def test_report_on_empty_run_says_what_is_missing(tmp_path):
 def test_report_missing_dir_is_user_error(tmp_path):
     with pytest.raises(UserError, match="not found"):
         render_report(tmp_path / "nope")
+
+
+def test_report_survives_half_written_json(tmp_path):
+    (tmp_path / "eval" / "tts").mkdir(parents=True)
+    (tmp_path / "eval" / "tts" / "tts_eval.json").write_text('{"summary": {"wer": 0.')
+    (tmp_path / "pipeline.json").write_text("{")
+    page = render_report(tmp_path)
+    assert "eval/tts/tts_eval.json: unreadable" in page and "pipeline.json is unreadable" in page
