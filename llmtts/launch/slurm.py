@@ -23,7 +23,8 @@ TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY
 
 
 def sbatch_parameters(cluster: ClusterConfig, job_dir: Path, array: int = 0) -> dict[str, Any]:
-    """submitit ``SlurmExecutor`` parameters (its names for sbatch flags) from a profile."""
+    """submitit's SLURM parameters (its names for sbatch flags; ``slurm_``-prefixed for the
+    ``AutoExecutor``) from a profile."""
     params: dict[str, Any] = {
         "job_name": cluster.job_name,
         "time": cluster.time_min,
@@ -92,9 +93,10 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
                      max_requeues=cluster.max_requeues, env=dict(cluster.env), array=bool(array))
     write_launch_record(job_dir, {"mode": "slurm", "module": module, "argv": run_argv, "cwd": str(cwd),
                                   "array": array, "cluster": cluster})
-    executor = submitit.SlurmExecutor(folder=job_dir / "slurm", max_num_timeout=cluster.max_requeues,
-                                      python=cluster.python or None)
-    executor.update_parameters(setup=setup_lines(cluster, code_dir), **sbatch_parameters(cluster, job_dir))
+    executor = submitit.AutoExecutor(folder=job_dir / "slurm", cluster="slurm",
+                                     slurm_max_num_timeout=cluster.max_requeues, slurm_python=cluster.python or None)
+    params = {"setup": setup_lines(cluster, code_dir), **sbatch_parameters(cluster, job_dir)}
+    executor.update_parameters(**{f"slurm_{k}": v for k, v in params.items()})
     try:
         jobs = executor.submit_array([task] * array) if array else [executor.submit(task)]
     except Exception as exc:  # submitit wraps sbatch's message; show it as one line
