@@ -285,7 +285,7 @@ class Runner:
         self.echo = echo or (lambda msg: print(msg, flush=True))
         self.marks = self.root / ".pipeline"
         self.logs = self.root / "logs"
-        self.state: list[dict] = [{"name": s.name, "status": "pending", "wall_s": None,
+        self.state: list[dict] = [{"name": s.name, "status": "pending", "wall_s": None, "cpu_s": None,
                                    "log": self._log(i, s).relative_to(self.root).as_posix(),
                                    "command": shlex.join(s.argv)} for i, s in enumerate(steps)]
 
@@ -356,7 +356,7 @@ class Runner:
         st["status"] = "running"
         self._save_state()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        t0 = time.time()
+        t0, cpu0 = time.time(), _children_cpu_s()
         # The step writes straight into its log file (nothing lags behind, nothing is lost if this process
         # dies); SIGINT/SIGTERM to the pipeline are forwarded as SIGTERM, on which the trainer checkpoints.
         with open(logp, "a", encoding="utf-8") as fh:
@@ -382,7 +382,8 @@ class Runner:
                 self.echo(f"interrupted during {step.name}: re-run the same command to resume")
                 raise
         wall = time.time() - t0
-        st["wall_s"] = round(wall, 1)
+        # CPU seconds of the step's processes: comparable across runs on a shared, loaded machine
+        st["wall_s"], st["cpu_s"] = round(wall, 1), round(_children_cpu_s() - cpu0, 1)
         if rc != 0 or not step.outputs_done():
             st["status"] = "failed"
             self._save_state()
@@ -391,11 +392,19 @@ class Runner:
             raise UserError(f"pipeline step '{step.name}' failed ({why}); full log: {logp}. "
                             f"Fix it and re-run the same command: finished steps are skipped")
         tmp = self._mark(step).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": step.argv, "wall_s": wall, "finished": time.time()}))
+        tmp.write_text(json.dumps({"command": step.argv, "wall_s": wall, "cpu_s": st["cpu_s"],
+                                   "finished": time.time()}))
         tmp.replace(self._mark(step))
         st["status"] = "done"
         self._save_state()
         self.echo(f"[{i + 1}/{len(self.steps)}] {step.name}: done in {wall:.1f} s")
+
+
+def _children_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _log_tail(path: Path, n: int = 25) -> list[str]:

@@ -249,3 +249,11 @@ def test_changed_command_is_reported_not_silently_ignored(tmp_path):
     msgs: list[str] = []
     Runner(root, [changed], echo=msgs.append).run()
     assert _runs(counter) == ["a"] and "--from a" in msgs[0]
+
+
+def test_state_records_wall_and_cpu_time(tmp_path):
+    burn = Step("burn", [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"],
+                lambda: True)
+    Runner(tmp_path, [burn], echo=lambda m: None).run()
+    st = json.loads((tmp_path / "pipeline.json").read_text())["steps"][0]
+    assert st["cpu_s"] >= 0.3 and st["wall_s"] >= 0.3

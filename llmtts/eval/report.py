@@ -171,8 +171,9 @@ def section_pipeline(root: Path) -> str:
     data = _load_json(state)
     if not isinstance(data, dict):
         return "<p>pipeline.json is unreadable.</p>"
-    rows = [[s.get("name"), s.get("status"), s.get("wall_s"), s.get("log")] for s in data.get("steps", [])]
-    out = _table(["step", "status", "wall time (s)", "log"], rows)
+    rows = [[s.get("name"), s.get("status"), s.get("wall_s"), s.get("cpu_s"), s.get("log")]
+            for s in data.get("steps", [])]
+    out = _table(["step", "status", "wall time (s)", "CPU time (s)", "log"], rows)
     cfg = root / "pipeline.yaml"
     if cfg.is_file():
         out += f"<details><summary>resolved pipeline config</summary><pre>{html.escape(cfg.read_text())}</pre></details>"
