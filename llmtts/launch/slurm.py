@@ -100,6 +100,7 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
     try:
         jobs = executor.submit_array([task] * array) if array else [executor.submit(task)]
     except Exception as exc:  # submitit wraps sbatch's message; show it as one line
+        shutil.rmtree(job_dir, ignore_errors=True)  # nothing was queued: leave no half job dir behind
         raise UserError(f"sbatch refused the job: {str(exc).strip().splitlines()[-1]}") from None
     job_id = jobs[0].job_id.split("_")[0]
     (job_dir / "job.json").write_text(json.dumps({"job_id": job_id, "jobs": [j.job_id for j in jobs],
@@ -107,7 +108,7 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
     print(f"submitted SLURM job {job_id} ({len(jobs)} array element(s))" if array else
           f"submitted SLURM job {job_id} ({cluster.world_size} task(s))")
     print(f"job dir: {job_dir}")
-    print(f"logs:    {job_dir / 'slurm'}/{job_id}*_log.out")
+    print(f"logs:    {job_dir / 'slurm'}/{job_id}_<rank>_log.err (stage output; .out: submitit)")
     if not wait:
         return 0
     try:
