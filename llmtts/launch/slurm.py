@@ -171,6 +171,9 @@ def report(job) -> bool:
         return True
     state = job_state(job.job_id)
     print(f"job {job.job_id} FAILED (SLURM state {state})", file=sys.stderr)
+    if state in ("TIMEOUT", "CANCELLED", "PREEMPTED", "NODE_FAIL"):
+        print("  (a training stage checkpoints on SLURM's SIGTERM: submit the same command again to resume)",
+              file=sys.stderr)
     for i, (t, o) in enumerate(zip(tasks, outcomes)):
         if o is None:
             print(f"  task {i}: no result (killed or died); log: {t.paths.stdout}", file=sys.stderr)
