@@ -67,7 +67,11 @@ class ShardEncoder:
         self.dtype = codes_dtype(model.quantizer.codebook_size)
 
     def _prepare(self, sample: dict) -> np.ndarray:
-        wav = resample(sample["audio"], int(sample["sample_rate"]), self.model.sample_rate)
+        wav = sample["audio"]
+        n = sample["json"].get("num_samples")  # re-encoding token shards: drop their padding to whole tokens
+        if isinstance(n, int) and 0 < n <= len(wav):
+            wav = wav[:n]
+        wav = resample(wav, int(sample["sample_rate"]), self.model.sample_rate)
         if wav.size == 0 or not np.isfinite(wav).all():
             raise ValueError("empty or non-finite audio after resampling")
         return wav
