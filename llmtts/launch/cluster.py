@@ -46,6 +46,8 @@ class ClusterConfig:
     job_name: str = "llmtts"
 
     def __post_init__(self) -> None:
+        # YAML / --set turn `OMP_NUM_THREADS: 4` into an int; the environment only takes strings.
+        self.env = {str(k): str(v) for k, v in self.env.items()}
         for name in ("nodes", "time_min"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

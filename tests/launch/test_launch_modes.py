@@ -23,8 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_profiles_in_repo_load():
     example = load_cluster(REPO / "slurm" / "example.yaml")
     assert example.gpus_per_node == 8 and example.ntasks_per_node == 8 and example.signal_delay_s < example.time_min * 60
-    local = load_cluster(REPO / "slurm" / "local.yaml", ["nodes=2", "tasks_per_node=3"])
-    assert local.world_size == 6
+    local = load_cluster(REPO / "slurm" / "local.yaml", ["nodes=2", "tasks_per_node=3", "env.OMP_NUM_THREADS=4"])
+    assert local.world_size == 6 and local.env["OMP_NUM_THREADS"] == "4"
 
 
 def test_profile_errors_name_the_key(tmp_path):
