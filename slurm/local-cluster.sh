@@ -163,7 +163,7 @@ EOF
     chmod 0600 /etc/slurm/slurmdbd.conf
 }
 
-node_ready() { sinfo -h -n "$HOST" -o %T 2>/dev/null | grep -Eq '^(idle|mixed|allocated)'; }
+node_ready() { sinfo -h -n "$HOST" -o %T 2>/dev/null | grep -Eqx '(idle|mixed|allocated)'; }
 
 start_daemon() {  # start_daemon NAME PIDFILE CHECK-COMMAND...
     local name=$1 pidfile=$2; shift 2

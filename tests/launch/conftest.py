@@ -24,7 +24,7 @@ def _cluster_up() -> bool:
         out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return False
-    return out.returncode == 0 and any(s.rstrip("*") in ("idle", "mixed", "allocated") for s in out.stdout.split())
+    return out.returncode == 0 and any(s in ("idle", "mixed", "allocated") for s in out.stdout.split())
 
 
 def _unavailable(reason: str):
