@@ -100,18 +100,18 @@ def frames_for_samples(samples: int, hop_length: int, padding: Padding = "same")
 
 
 class ISTFT(nn.Module):
-    """Inverse STFT with "same" or "center" padding (see the module docstring for the lengths).
+    """Inverse STFT (Hann window of ``n_fft``) with "same" or "center" padding (lengths: module docstring).
 
     "same" is done by hand (irfft -> window -> overlap-add -> divide by the window envelope -> trim) because
     ``torch.istft`` only supports centred framing.
     """
 
-    def __init__(self, n_fft: int, hop_length: int, win_length: int | None = None, padding: Padding = "same"):
+    def __init__(self, n_fft: int, hop_length: int, padding: Padding = "same"):
         super().__init__()
         if padding not in ("same", "center"):
             raise ValueError(f"padding must be 'same' or 'center', got {padding!r}")
         self.n_fft, self.hop_length = n_fft, hop_length
-        self.win_length = win_length or n_fft
+        self.win_length = n_fft  # a Hann window over the whole FFT frame (as Vocos)
         if padding == "same" and (self.win_length - hop_length) % 2:
             raise ValueError(f"'same' padding needs win_length - hop_length even ({self.win_length} - {hop_length})")
         self.padding = padding
