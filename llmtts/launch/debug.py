@@ -11,8 +11,9 @@ import sys
 
 DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
              "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
-# One process, data read in the main process (pdb-friendly), a log line per step.
-TRAIN_DEFAULTS = {"parallel.strategy": "none", "data.num_workers": "0", "trainer.log_every": "1"}
+# One process without a process group, data read in the main process (pdb-friendly). Only these:
+# the pipeline runs its steps in debug mode, and anything else would override the stage's YAML.
+TRAIN_DEFAULTS = {"parallel.strategy": "none", "data.num_workers": "0"}
 
 
 def is_train_command(argv: list[str]) -> bool:

@@ -139,10 +139,15 @@ def test_debug_mode_trains_in_this_process(tmp_path, monkeypatch):
     assert rc == 0
     env = json.loads((run / "env.json").read_text())
     assert env["world_size"] == 1
-    # Debug defaults were added, the user's own value won.
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["data"]["num_workers"] == 0 and cfg["parallel"]["strategy"] == "none"
     assert cfg["trainer"]["log_every"] == 2
+    # The command line's own values win over the debug defaults; non-train commands get none.
+    from llmtts.launch.debug import with_debug_defaults
+
+    argv = with_debug_defaults(["llm", "train", "--save-dir", "r", "data.num_workers=3"])
+    assert argv == ["llm", "train", "--save-dir", "r", "data.num_workers=3", "parallel.strategy=none"]
+    assert with_debug_defaults(["codec", "encode", "--out", "x"]) == ["codec", "encode", "--out", "x"]
 
 
 @pytest.mark.slow
