@@ -34,7 +34,7 @@ echo "job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0} of max $MAX_REQUEUES"
 # signal" (75) into 0: with --kill-on-bad-exit (which stops a crashed rank from leaving the others
 # hanging) the first rank to exit 75 would otherwise kill the rest.
 srun --kill-on-bad-exit=1 bash -c 'trap "" USR2; "$@"; rc=$?; [[ $rc == 75 ]] && exit 0; exit $rc' task \
-    llmtts llm train --config configs/llm/soprano.yaml --input-dir shards/tokens \
+    llmtts llm train --from-scratch --config configs/llm/soprano-80m.yaml --input-dir shards/tokens \
     --save-dir "$RUN_DIR" --resume auto &
 SRUN_PID=$!
 # `wait` returns early when the trap fires: wait again for srun itself.

@@ -15,10 +15,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = (
         "examples:\n"
-        "  llmtts launch --mode debug llm train --input-dir shards/hidden --save-dir runs/dbg trainer.max_steps=5\n"
-        "  llmtts launch --mode local --nproc-per-node 4 llm train --config configs/llm/soprano.yaml --save-dir runs/llm\n"
+        "  llmtts launch --mode debug llm train --from-scratch --config configs/llm/tiny.yaml --input-dir shards/tokens "
+        "--save-dir runs/dbg trainer.max_steps=5\n"
+        "  llmtts launch --mode local --nproc-per-node 4 llm train --from-scratch --config configs/llm/soprano-80m.yaml "
+        "--input-dir shards/tokens --save-dir runs/llm parallel.strategy=ddp\n"
         "  llmtts launch --mode slurm --cluster slurm/example.yaml --nodes 2 --gpus-per-node 8 llm train ...\n"
-        "  llmtts launch --mode slurm --cluster slurm/local.yaml --nproc-per-node 4 codec encode ...  # 4 shard-parallel tasks\n"
+        "  llmtts launch --mode slurm --cluster slurm/local.yaml --nproc-per-node 2 codec encode ...  # 2 shard-parallel tasks\n"
         "see docs/launch.md")
     parser.add_argument("--mode", choices=["debug", "local", "slurm"], required=True,
                         help="debug: this process, no process group; local: torchrun; slurm: submitit job")
