@@ -296,6 +296,8 @@ class Trainer:
                 if t.eval_every and self.step % t.eval_every == 0 and not last:
                     val_metrics = self._evaluate() or val_metrics
                     last_eval = self.step
+                elif self.lcfg.log_audio_every and self.step % self.lcfg.log_audio_every == 0 and not last:
+                    self._log_samples()
                 if sig:
                     status = "stopped"
                     self._save()
@@ -352,6 +354,15 @@ class Trainer:
         for m in self.models.values():
             m.train()
         return metrics
+
+    def _log_samples(self) -> None:
+        """``log.log_audio_every``: the stage's sample hook between evaluations."""
+        for m in self.models.values():
+            m.eval()
+        with torch.no_grad():
+            self.stage.on_eval_end(self.ctx, self.step)
+        for m in self.models.values():
+            m.train()
 
     # ------------------------------------------------------------------------------------------
     # checkpoints

@@ -124,3 +124,11 @@ def test_wandb_offline_lives_in_run_dir(tmp_path, monkeypatch):
     assert os.environ["WANDB_MODE"] == "offline"  # no key found -> offline, not a prompt or a crash
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_save_every_minutes_and_sample_hook(tmp_path):
+    fit(tmp_path, "trainer.max_steps=3", "trainer.save_every_minutes=1.0e-9", "trainer.keep_last=5",
+        "log.log_audio_every=2", "log.progress=false", "log.tensorboard=false")
+    assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == [
+        "step_00000001", "step_00000002", "step_00000003"]
+    assert (tmp_path / "samples" / "toy_weights_step00000002.png").is_file()

@@ -42,6 +42,9 @@ def test_sigkill_then_resume_auto_is_exact(tmp_path, caplog):
     assert "skipping checkpoint" in caplog.text and "step_00000006" in caplog.text
     assert res.step == 8
     assert train_losses(run) == train_losses(tmp_path / "ref")  # same loss at every step, bit for bit
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["split"] == "train"]
+    assert steps == list(range(1, 9))  # rows logged after step 4 by the killed run were dropped
     ref_w, w = export_weights(tmp_path / "ref"), export_weights(run)
     assert all(torch.equal(ref_w[k], w[k]) for k in ref_w)
 
