@@ -164,6 +164,8 @@ EOF
 }
 
 node_ready() { sinfo -h -n "$HOST" -o %T 2>/dev/null | grep -Eqx '(idle|mixed|allocated)'; }
+# slurmd has registered (a trailing * means "not responding"), whatever state the node is in.
+node_registered() { sinfo -h -n "$HOST" -o %T 2>/dev/null | grep -Eqx '[a-z+~#!%$@^-]*[a-z]'; }
 
 start_daemon() {  # start_daemon NAME PIDFILE CHECK-COMMAND...
     local name=$1 pidfile=$2; shift 2
@@ -189,7 +191,7 @@ start() {
     # slurmctld registers the cluster in slurmdbd itself; add it explicitly too for older versions.
     sacctmgr -i -Q add cluster "$CLUSTER" >/dev/null 2>&1 || true
     start_daemon slurmctld /run/slurm/slurmctld.pid scontrol ping
-    start_daemon slurmd /run/slurm/slurmd.pid node_ready
+    start_daemon slurmd /run/slurm/slurmd.pid node_registered
     # A node left DOWN/DRAINED by an earlier unclean stop: bring it back.
     if ! node_ready; then
         scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
