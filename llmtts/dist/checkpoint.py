@@ -179,15 +179,34 @@ def prune(root: Path, keep_last: int) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+def plain(obj):
+    """numpy scalars / arrays -> python numbers / tensors, recursively, so ``weights_only`` can load it."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [plain(v) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    return obj
+
+
 def save_rank_state(ckpt: Path, rank: int, state: dict) -> None:
-    torch.save(state, Path(ckpt) / f"rank_{rank:05d}.pt")
+    torch.save(plain(state), Path(ckpt) / f"rank_{rank:05d}.pt")
 
 
 def load_rank_state(ckpt: Path, rank: int) -> dict | None:
     f = Path(ckpt) / f"rank_{rank:05d}.pt"
     if not f.is_file():
         return None
-    return torch.load(f, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, truncated zip, ...
+        raise UserError(f"{f}: unreadable rank state ({exc.__class__.__name__}: {str(exc)[:200]})") from None
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -39,8 +39,11 @@ class ParallelContext:
             checkpoint(b)
 
     def compile_blocks(self, blocks: Iterable[nn.Module]) -> None:
+        """Compile each block's ``forward`` in place: parameter names, FSDP2 / checkpoint hooks
+        (which run in ``__call__``, outside the compiled region) stay untouched. (``Module.compile()``
+        captured nothing with torch 2.13 here, so the forward is replaced explicitly.)"""
         for b in blocks:
-            b.compile()
+            b.forward = torch.compile(b.forward)
 
     def shard(self, module: nn.Module, reshard_after_forward: bool = True) -> nn.Module:
         """``fully_shard`` one FSDP2 unit (no-op for other strategies)."""
@@ -64,7 +67,7 @@ class ParallelContext:
             if blocks:
                 self.compile_blocks(blocks)
             else:
-                model.compile()
+                self.compile_blocks([model])
         if not any(p.requires_grad for p in model.parameters()):
             return model  # frozen helpers (e.g. a teacher) need no gradient sync
         if self.strategy == "fsdp2":

@@ -46,3 +46,16 @@ def test_resolve_export(tmp_path):
     assert ck.resolve_export(tmp_path / "export") == tmp_path / "export"
     with pytest.raises(UserError, match="no such"):
         ck.resolve_export(tmp_path / "missing")
+
+
+def test_rank_state_with_numpy_values_loads_weights_only(tmp_path):
+    import numpy as np
+    import torch
+
+    ck.save_rank_state(tmp_path, 3, {"data": {"pos": np.int64(7), "order": np.arange(3), "names": ["a"]}})
+    got = ck.load_rank_state(tmp_path, 3)
+    assert got["data"]["pos"] == 7 and torch.equal(got["data"]["order"], torch.arange(3))
+    (tmp_path / "rank_00004.pt").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="rank_00004.pt"):
+        ck.load_rank_state(tmp_path, 4)
+    assert ck.load_rank_state(tmp_path, 5) is None
