@@ -37,6 +37,7 @@ class ToyModelConfig:
 class ToyOptions:
     num_samples: int = 4096   # size of the (cycled) training table
     val_batches: int = 4      # validation batches per rank
+    val_extra_per_rank: int = 0  # rank r gets r * this many more (uneven data must not hang eval)
     step_sleep: float = 0.0   # seconds slept per step, to give signal tests time to act
     gan: bool = False         # add a critic ("disc") with its own optimizer
 
@@ -121,7 +122,8 @@ class ToyStage(Stage):
 
     def val_data(self, rank: int, world_size: int):
         x, y = make_table(256, self.cfg.model.in_dim, self.cfg.data.seed + 1)
-        return ToyData(x, y, self.cfg.data.max_batch_size, rank, world_size, limit=self.cfg.toy.val_batches)
+        limit = self.cfg.toy.val_batches + rank * self.cfg.toy.val_extra_per_rank
+        return ToyData(x, y, self.cfg.data.max_batch_size, rank, world_size, limit=limit)
 
     def units_in_batch(self, batch) -> float:
         return float(len(batch[0]))

@@ -18,7 +18,9 @@ GAN = ["toy.gan=true", "trainer.optim.schedule=constant", "trainer.max_steps=100
 @pytest.mark.slow
 def test_sigterm_to_torchrun_checkpoints_on_all_ranks_and_marks_requeue(tmp_path):
     run = tmp_path / "run"
-    proc = popen_toy(run, GAN + ["parallel.strategy=ddp", "data.max_batch_size=4", "toy.step_sleep=0.1"], nproc=2)
+    # Uneven validation data (rank 1 has 3 more batches) with eval every 2 steps must not hang.
+    proc = popen_toy(run, GAN + ["parallel.strategy=ddp", "data.max_batch_size=4", "toy.step_sleep=0.1",
+                                 "trainer.eval_every=2", "toy.val_extra_per_rank=3"], nproc=2)
     wait_for_step(run, 3, proc)
     os.kill(proc.pid, signal.SIGTERM)  # torchrun forwards it to both workers
     rc = proc.wait(timeout=90)
@@ -29,6 +31,9 @@ def test_sigterm_to_torchrun_checkpoints_on_all_ranks_and_marks_requeue(tmp_path
     ck = run / "checkpoints" / f"step_{step:08d}"
     assert (ck / "COMPLETE").is_file() and (ck / "rank_00000.pt").is_file() and (ck / "rank_00001.pt").is_file()
     assert max(train_losses(run)) == step
+    val_steps = [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+                 if r["split"] == "val"]
+    assert val_steps[:1] == [2] and all(s % 2 == 0 for s in val_steps)
 
     # The DDP GAN (disc frozen through ctx.frozen in the generator step) follows the 1-process run.
     ref = tmp_path / "ref"
