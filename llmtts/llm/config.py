@@ -29,10 +29,11 @@ class PackingConfig:
     # Tokens per packed row; also the longest utterance trained on (longer ones are skipped, counted).
     row_length: int = 2048
     # How attention stays inside each utterance of a packed row:
-    #   segments: causal SDPA per utterance (llmtts/llm/attention.py; no L^2 work on the whole row)
+    #   segments: causal SDPA per utterance (llmtts/llm/attention.py; no L^2 work on the whole row, but
+    #             many small kernels: faster only single-threaded on CPU, see benchmarks/llm.py)
     #   mask:     transformers' block-diagonal mask from the position ids (any attn_implementation;
     #             with flash_attention_2 / flex_attention on GPU this is varlen / block-sparse)
-    #   auto:     segments on CPU for rows >= 512 tokens, else mask (always mask on GPU)
+    #   auto:     mask
     attention: Literal["auto", "segments", "mask"] = "auto"
 
 

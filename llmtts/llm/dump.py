@@ -111,10 +111,6 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
     dev = _pick_device(device)
     amp = torch.bfloat16 if (dtype == "bf16" or (dtype == "auto" and dev.type == "cuda")) else None
     model, vocab, frontend = load_llm(llm_path, device=dev)
-    if dev.type == "cpu" and batch_tokens >= 512:  # per-utterance attention: no L^2 work over whole rows
-        from llmtts.llm.attention import register
-
-        model.set_attn_implementation(register())
     max_len = int(model.config.max_position_embeddings)
     d = int(model.config.hidden_size)
     if batch_tokens < 8:

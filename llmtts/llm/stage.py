@@ -98,9 +98,9 @@ class LLMStage(Stage):
     def packed_attention(self, device: torch.device) -> str:
         mode = self.cfg.packing.attention
         if mode == "auto":
-            # Measured (benchmarks/llm.py, CPU): segments beat the dense mask by ~20% at 1024-token rows and
-            # break even at 512; on short rows the per-utterance Python loop costs more than it saves.
-            mode = "segments" if device.type == "cpu" and self.cfg.packing.row_length >= 512 else "mask"
+            # Measured here: segments beat the dense mask only single-threaded (~20% at 1024-token rows); with
+            # 2+ CPU threads its many small kernels were 4-5x slower than the mask path. So auto = mask.
+            mode = "mask"
         return mode if self.cfg.packing.enabled else "causal"
 
     def parallelize(self, models, pctx):

@@ -50,8 +50,7 @@ def test_dump_matches_generation_and_resumes(tmp_path, exported, vocab, frontend
                  "--out", str(out)]) == 0
     assert shard.stat().st_mtime_ns == before and (out / "train" / "shard-000001.tar").is_file()
     model, v, fe = load_llm(exported)
-    # shard 0 was written with the dense-mask path (short rows), shard 1 (re-run, 8192-token batches)
-    # with per-utterance attention: both must equal generation.
+    # shard 0 was written with 64-token packed forwards, shard 1 (re-run) with 8192-token ones.
     for name in ("shard-000000.tar", "shard-000001.tar"):
         compare_with_generation(model, v, fe, read_tar(shards / "train" / name), read_tar(out / "train" / name))
 
