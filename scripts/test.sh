@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/llmtts/torch_extensions}
 export WANDB_MODE=${WANDB_MODE:-disabled}
+# The test models are tiny: one intra-op thread per process is several times faster than two (OpenMP
+# spin-waiting), and the multi-process tests would otherwise oversubscribe the cores.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec .venv/bin/python -m pytest -q --durations=25 "$@"
