@@ -29,3 +29,10 @@ class EMA:
         for name, sh in self.shadow.items():
             for k, v in sh.items():
                 v.copy_(state[f"{name}.{k}"])
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Restart the average from the current weights."""
+        for name, ps in self.params.items():
+            for k, p in ps.items():
+                self.shadow[name][k].copy_(p.detach().float())

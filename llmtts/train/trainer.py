@@ -7,21 +7,15 @@ finally writes ``RUN/export/`` via ``stage.export``.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import os
-import random
-import shutil
 import time
-import warnings
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +25,7 @@ from llmtts.dist import process_group as pg
 from llmtts.dist.parallelize import ParallelContext, unwrap
 from llmtts.dist.signals import REQUEUE_EXIT_CODE, StopFlag
 from llmtts.errors import UserError
+from llmtts.train.checkpointing import Checkpointer, seed_everything
 from llmtts.train.context import OptimizerSlot, StepContext
 from llmtts.train.ema import EMA
 from llmtts.train.env_info import env_info
@@ -40,14 +35,6 @@ from llmtts.train.progress import Progress
 from llmtts.train.stage import Stage
 
 log = logging.getLogger(__name__)
-
-
-def _quiet_dcp():
-    """DCP without a process group (strategy none) is intended; its warning would repeat at every save."""
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
-    return ctx
 
 
 # Written to RUN/ when a signal stopped training (resumable); removed when a run starts.
@@ -75,34 +62,6 @@ def select_device(name: str, local_rank: int) -> torch.device:
             raise UserError("trainer.device=cuda but no CUDA device is visible")
         return torch.device("cuda", local_rank)
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -163,7 +122,6 @@ class Trainer:
                                compile=self.tcfg.compile, param_dtype=torch.bfloat16 if use_bf16 else None)
         self.models = self.stage.parallelize(models, pctx)
         self.raw = {k: unwrap(m) for k, m in self.models.items()}
-        self.container = nn.ModuleDict(self.raw)  # clean FQNs for checkpoints
 
         overrides = self.stage.optimizer_overrides()
         self.slots: dict[str, OptimizerSlot] = {}
@@ -191,9 +149,11 @@ class Trainer:
             self.ema = EMA(self.raw, self.tcfg.ema_decay)
 
         self.train_data = self.stage.train_data(self.rank, self.world)
+        self.ckpt = Checkpointer(self.run_dir, self.cfg, self.stage, self.raw, self.slots, self.ema, self.train_data,
+                                 self.rank, self.world)
         resume_from = ckpt_io.resolve_resume(self.resume, self.ckpt_root)
         if resume_from is not None:
-            self._load(resume_from)
+            self.step = self._last_saved_step = self.ckpt.load(resume_from)
         else:
             seed_everything(self.tcfg.seed + 1000 * self.rank)  # distinct dropout / sampling per rank
 
@@ -250,8 +210,6 @@ class Trainer:
         pbar = Progress(total=t.max_steps, initial=self.step, unit=self.stage.unit,
                         enabled=self.dist.is_main and self.lcfg.progress)
         window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
-        for m in self.models.values():
-            m.train()
         with StopFlag() as stop:
             while self.step < t.max_steps:
                 acc: dict[str, float] = defaultdict(float)
@@ -320,7 +278,7 @@ class Trainer:
                 val_metrics = self._evaluate() or val_metrics
             if self._last_saved_step != self.step:
                 self._save()
-            self._export()
+            self.ckpt.export()
         if self.dist.is_main:
             log.info("stage %s %s at step %d", self.stage.name, status, self.step)
         return FitResult(self.step, status, REQUEUE_EXIT_CODE if status == "stopped" else 0, train_metrics, val_metrics)
@@ -339,175 +297,36 @@ class Trainer:
             if self.dist.is_main:
                 log.warning("evaluation skipped at step %d: a rank has no validation batches", self.step)
             return None
-        for m in self.models.values():
-            m.eval()
         sums: dict[str, float] = defaultdict(float)
-        with torch.no_grad():
+        with self._eval_mode():
             for b in batches[:n]:
                 for k, v in (self.stage.eval_step(b, self.ctx) or {}).items():
                     sums[k] += float(v)
-        keys = sorted(sums)
-        vals = pg.all_reduce([sums[k] / n for k in keys], "mean")
-        metrics = dict(zip(keys, vals))
-        self.logger.log_metrics(metrics, self.step, "val")
-        self.stage.on_eval_end(self.ctx, self.step)
-        for m in self.models.values():
-            m.train()
+            keys = sorted(sums)
+            vals = pg.all_reduce([sums[k] / n for k in keys], "mean")
+            metrics = dict(zip(keys, vals))
+            self.logger.log_metrics(metrics, self.step, "val")
+            self.stage.on_eval_end(self.ctx, self.step)
         return metrics
 
     def _log_samples(self) -> None:
         """``log.log_audio_every``: the stage's sample hook between evaluations."""
-        for m in self.models.values():
-            m.eval()
-        with torch.no_grad():
+        with self._eval_mode():
             self.stage.on_eval_end(self.ctx, self.step)
-        for m in self.models.values():
-            m.train()
 
-    # ------------------------------------------------------------------------------------------
-    # checkpoints
-    # ------------------------------------------------------------------------------------------
-    def _dcp_state(self) -> dict:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
-
-        state: dict = {}
-        if not self.is_ds:
-            state["models"] = get_model_state_dict(self.container)
-            for name, slot in self.slots.items():
-                state[f"optim.{name}"] = get_optimizer_state_dict(self.container, slot.optimizer)
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
-        return state
+    @contextmanager
+    def _eval_mode(self):
+        """no_grad + eval(), then each module back to its own mode (a frozen helper stays in eval)."""
+        modes = [(m, m.training) for top in self.models.values() for m in top.modules()]
+        for top in self.models.values():
+            top.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def _save(self) -> None:
-        import torch.distributed.checkpoint as dcp
-
-        with ckpt_io.atomic_checkpoint(self.ckpt_root, self.step) as tmp:
-            if self.is_ds:
-                for name, slot in self.slots.items():
-                    slot.engine.save_checkpoint(str(tmp / f"ds_{name}"), tag="state", save_latest=False)
-            state = self._dcp_state()
-            if state:
-                q = _quiet_dcp()
-                try:
-                    dcp.save(state, checkpoint_id=str(tmp / "dcp"))
-                finally:
-                    q.__exit__(None, None, None)
-            data_state = self.train_data.state_dict() if hasattr(self.train_data, "state_dict") else {}
-            ckpt_io.save_rank_state(tmp, self.rank, {"data": data_state, "rng": rng_state()})
-            if self.dist.is_main:
-                ckpt_io.write_json_atomic(tmp / "trainer.json", {
-                    "step": self.step,
-                    "world_size": self.world,
-                    "strategy": self.pcfg.strategy,
-                    "zero_stage": self.pcfg.deepspeed.zero_stage if self.is_ds else None,
-                    "has_ema": self.ema is not None,
-                    "schedules": {n: s.schedule.state_dict() for n, s in self.slots.items()},
-                    "config": to_dict(self.cfg),
-                })
+        self.ckpt.save(self.step)
         self._last_saved_step = self.step
-        if self.dist.is_main:
-            ckpt_io.prune(self.ckpt_root, self.tcfg.keep_last)
-        pg.barrier()
-
-    def _load(self, ckpt: Path) -> None:
-        import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
-
-        try:
-            meta = json.loads((ckpt / "trainer.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{ckpt}: unreadable trainer.json ({exc})") from None
-        saved_ds = meta["strategy"] == "deepspeed"
-        if saved_ds != self.is_ds:
-            raise UserError(f"{ckpt}: saved with strategy '{meta['strategy']}', cannot resume with "
-                            f"'{self.pcfg.strategy}' (DeepSpeed and DCP checkpoints are not interchangeable)")
-        if self.is_ds and meta["world_size"] != self.world:
-            raise UserError(f"{ckpt}: DeepSpeed checkpoint from {meta['world_size']} ranks cannot resume on "
-                            f"{self.world}; use the same world size (or fsdp2/ddp, which reshard)")
-        if set(meta["schedules"]) != set(self.slots):
-            raise UserError(f"{ckpt}: optimizers {sorted(meta['schedules'])} do not match the stage's {sorted(self.slots)}")
-        if self.is_ds:
-            for name, slot in self.slots.items():
-                path, _ = slot.engine.load_checkpoint(str(ckpt / f"ds_{name}"), tag="state",
-                                                      load_optimizer_states=True, load_lr_scheduler_states=False)
-                if path is None:
-                    raise UserError(f"{ckpt}: DeepSpeed could not load ds_{name}")
-        state = self._dcp_state()
-        if not meta.get("has_ema"):
-            state.pop("ema", None)
-        if state:
-            q = _quiet_dcp()
-            try:
-                dcp.load(state, checkpoint_id=str(ckpt / "dcp"))
-            finally:
-                q.__exit__(None, None, None)
-        if not self.is_ds:
-            set_model_state_dict(self.container, state["models"])
-            for name, slot in self.slots.items():
-                set_optimizer_state_dict(self.container, slot.optimizer, state[f"optim.{name}"])
-        if self.ema is not None and "ema" not in state:
-            self.ema = EMA(self.raw, self.tcfg.ema_decay)  # restart the average from the loaded weights
-        for name, slot in self.slots.items():
-            slot.schedule.load_state_dict(meta["schedules"][name])
-        self.step = int(meta["step"])
-        self._last_saved_step = self.step
-        same_world = meta["world_size"] == self.world
-        rs = ckpt_io.load_rank_state(ckpt, self.rank) if same_world else None
-        if rs is not None:
-            if rs.get("data") and hasattr(self.train_data, "load_state_dict"):
-                self.train_data.load_state_dict(rs["data"])
-            set_rng_state(rs["rng"])
-        else:
-            if self.dist.is_main:
-                log.warning("%s: saved with %d ranks, resuming on %d: weights, optimizer and schedule restored; "
-                            "data positions and RNG streams start fresh", ckpt, meta["world_size"], self.world)
-            seed_everything(self.tcfg.seed + 1000 * self.rank + self.step)
-        if self.dist.is_main:
-            log.info("resumed from %s (step %d)", ckpt, self.step)
-
-    # ------------------------------------------------------------------------------------------
-    # export
-    # ------------------------------------------------------------------------------------------
-    def _full_state_dicts(self) -> dict[str, dict[str, torch.Tensor]] | None:
-        """Full fp32 CPU weights per model on rank 0 (collective for sharded strategies); EMA if enabled."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        out: dict[str, dict[str, torch.Tensor]] = {}
-        for name, m in self.raw.items():
-            if self.pcfg.strategy == "fsdp2":
-                sd = get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            elif self.is_ds:
-                from llmtts.dist.deepspeed_engine import gathered_state_dict
-
-                sd = gathered_state_dict(m, self.pcfg.deepspeed.zero_stage, self.dist.is_main)
-            else:
-                sd = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
-            if self.ema is not None:
-                for k, v in self.ema.shadow[name].items():
-                    full = v.full_tensor() if hasattr(v, "full_tensor") else v
-                    if sd is not None:
-                        sd[k] = full.detach().cpu().clone()
-            out[name] = sd
-        return out if self.dist.is_main else None
-
-    def _export(self) -> None:
-        full = self._full_state_dicts()
-        if self.dist.is_main:
-            fresh = self.stage.build_models()
-            for name, m in fresh.items():
-                sd = {k: v.float() if v.is_floating_point() else v for k, v in full[name].items()}
-                m.load_state_dict(sd, strict=True)
-                m.float().eval()
-            final = self.run_dir / "export"
-            tmp = self.run_dir / ".export_tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            self.stage.export(fresh, tmp)
-            old = self.run_dir / ".export_old"
-            if final.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        pg.barrier()

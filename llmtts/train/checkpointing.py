@@ -1,0 +1,228 @@
+"""Save / resume / export for the training core (directory layout in ``llmtts.dist.checkpoint``).
+
+- ``none`` / ``ddp`` / ``fsdp2``: models, optimizers and EMA through torch.distributed.checkpoint with
+  FQNs of the unwrapped models, so checkpoints reshard across strategies and world sizes.
+- ``deepspeed``: each engine's own ``save_checkpoint`` / ``load_checkpoint``; EMA through DCP.
+- Everything else (step, schedules, config) in ``trainer.json``; per-rank data position and RNG
+  states in ``rank_XXXXX.pt`` (loaded with ``weights_only=True``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from llmtts.config import to_dict
+from llmtts.dist import checkpoint as ckpt_io
+from llmtts.dist import process_group as pg
+from llmtts.errors import UserError
+from llmtts.train.context import OptimizerSlot
+from llmtts.train.ema import EMA
+from llmtts.train.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def _quiet_dcp():
+    """DCP without a process group (strategy none) is intended; its warning would repeat at every save."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
+@dataclass
+class Checkpointer:
+    run_dir: Path
+    cfg: Any                       # the stage's whole config (saved with every checkpoint)
+    stage: Stage
+    raw: dict[str, nn.Module]      # unwrapped models (FSDP2 modules are sharded in place)
+    slots: dict[str, OptimizerSlot]
+    ema: EMA | None
+    train_data: Any
+    rank: int
+    world: int
+
+    def __post_init__(self) -> None:
+        self.strategy = self.cfg.parallel.strategy
+        self.is_ds = self.strategy == "deepspeed"
+        self.zero_stage = self.cfg.parallel.deepspeed.zero_stage
+        self.root = Path(self.run_dir) / "checkpoints"
+        self.container = nn.ModuleDict(self.raw)  # clean FQNs: "<model>.<param>"
+
+    def _dcp_state(self) -> dict:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        state: dict = {}
+        if not self.is_ds:
+            state["models"] = get_model_state_dict(self.container)
+            for name, slot in self.slots.items():
+                state[f"optim.{name}"] = get_optimizer_state_dict(self.container, slot.optimizer)
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    # --- save -----------------------------------------------------------------------------------
+    def save(self, step: int) -> None:
+        import torch.distributed.checkpoint as dcp
+
+        with ckpt_io.atomic_checkpoint(self.root, step) as tmp:
+            if self.is_ds:
+                for name, slot in self.slots.items():
+                    slot.engine.save_checkpoint(str(tmp / f"ds_{name}"), tag="state", save_latest=False)
+            state = self._dcp_state()
+            if state:
+                with _quiet_dcp():
+                    dcp.save(state, checkpoint_id=str(tmp / "dcp"))
+            data_state = self.train_data.state_dict() if hasattr(self.train_data, "state_dict") else {}
+            ckpt_io.save_rank_state(tmp, self.rank, {"data": data_state, "rng": rng_state()})
+            if self.rank == 0:
+                ckpt_io.write_json_atomic(tmp / "trainer.json", {
+                    "step": step,
+                    "world_size": self.world,
+                    "strategy": self.strategy,
+                    "zero_stage": self.zero_stage if self.is_ds else None,
+                    "has_ema": self.ema is not None,
+                    "schedules": {n: s.schedule.state_dict() for n, s in self.slots.items()},
+                    "config": to_dict(self.cfg),
+                })
+        if self.rank == 0:
+            ckpt_io.prune(self.root, self.cfg.trainer.keep_last)
+        pg.barrier()
+
+    # --- load -----------------------------------------------------------------------------------
+    def load(self, ckpt: Path) -> int:
+        """Restore everything from ``ckpt``; returns its step."""
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        try:
+            meta = json.loads((ckpt / "trainer.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{ckpt}: unreadable trainer.json ({exc})") from None
+        if (meta["strategy"] == "deepspeed") != self.is_ds:
+            raise UserError(f"{ckpt}: saved with strategy '{meta['strategy']}', cannot resume with "
+                            f"'{self.strategy}' (DeepSpeed and DCP checkpoints are not interchangeable)")
+        if self.is_ds and meta["world_size"] != self.world:
+            raise UserError(f"{ckpt}: DeepSpeed checkpoint from {meta['world_size']} ranks cannot resume on "
+                            f"{self.world}; use the same world size (or fsdp2/ddp, which reshard)")
+        if set(meta["schedules"]) != set(self.slots):
+            raise UserError(f"{ckpt}: optimizers {sorted(meta['schedules'])} do not match the stage's {sorted(self.slots)}")
+        if self.is_ds:
+            for name, slot in self.slots.items():
+                path, _ = slot.engine.load_checkpoint(str(ckpt / f"ds_{name}"), tag="state",
+                                                      load_optimizer_states=True, load_lr_scheduler_states=False)
+                if path is None:
+                    raise UserError(f"{ckpt}: DeepSpeed could not load ds_{name}")
+        state = self._dcp_state()
+        if not meta.get("has_ema"):
+            state.pop("ema", None)
+        if state:
+            with _quiet_dcp():
+                dcp.load(state, checkpoint_id=str(ckpt / "dcp"))  # in place, resharded to this world
+        if not self.is_ds:
+            set_model_state_dict(self.container, state["models"])
+            for name, slot in self.slots.items():
+                set_optimizer_state_dict(self.container, slot.optimizer, state[f"optim.{name}"])
+        if self.ema is not None and "ema" not in state:
+            self.ema.reset()  # EMA switched on at resume: start the average from the loaded weights
+        for name, slot in self.slots.items():
+            slot.schedule.load_state_dict(meta["schedules"][name])
+        step = int(meta["step"])
+        rs = ckpt_io.load_rank_state(ckpt, self.rank) if meta["world_size"] == self.world else None
+        if rs is not None:
+            if rs.get("data") and hasattr(self.train_data, "load_state_dict"):
+                self.train_data.load_state_dict(rs["data"])
+            set_rng_state(rs["rng"])
+        else:
+            if self.rank == 0:
+                log.warning("%s: saved with %d ranks, resuming on %d: weights, optimizer and schedule restored; "
+                            "data positions and RNG streams start fresh", ckpt, meta["world_size"], self.world)
+            seed_everything(self.cfg.trainer.seed + 1000 * self.rank + step)
+        if self.rank == 0:
+            log.info("resumed from %s (step %d)", ckpt, step)
+        return step
+
+    # --- export ---------------------------------------------------------------------------------
+    def _full_state_dicts(self) -> dict[str, dict[str, torch.Tensor]] | None:
+        """Full CPU weights per model on rank 0 (collective for sharded strategies); EMA if enabled."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for name, m in self.raw.items():
+            if self.strategy == "fsdp2":
+                sd = get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            elif self.is_ds:
+                from llmtts.dist.deepspeed_engine import gathered_state_dict
+
+                sd = gathered_state_dict(m, self.zero_stage, self.rank == 0)
+            else:
+                sd = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+            if self.ema is not None:
+                for k, v in self.ema.shadow[name].items():
+                    full = v.full_tensor() if hasattr(v, "full_tensor") else v  # collective for DTensors
+                    if sd is not None:
+                        sd[k] = full.detach().cpu().clone()
+            out[name] = sd
+        return out if self.rank == 0 else None
+
+    def export(self) -> None:
+        """Fresh fp32 CPU models with the final (EMA) weights -> ``stage.export`` -> ``RUN/export``."""
+        full = self._full_state_dicts()
+        if self.rank == 0:
+            fresh = self.stage.build_models()
+            for name, m in fresh.items():
+                sd = {k: v.float() if v.is_floating_point() else v for k, v in full[name].items()}
+                m.load_state_dict(sd, strict=True)
+                m.float().eval()
+            final = self.run_dir / "export"
+            tmp = self.run_dir / ".export_tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.stage.export(fresh, tmp)
+            old = self.run_dir / ".export_old"
+            if final.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        pg.barrier()
