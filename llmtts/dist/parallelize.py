@@ -56,9 +56,11 @@ class ParallelContext:
         return fully_shard(module, reshard_after_forward=reshard_after_forward, **kwargs)
 
     # --- the generic recipe --------------------------------------------------------------------
-    def wrap(self, model: nn.Module, blocks: Iterable[nn.Module] | None = None) -> nn.Module:
+    def wrap(self, model: nn.Module, blocks: Iterable[nn.Module] | None = None,
+             find_unused_parameters: bool = False) -> nn.Module:
         """Move to device, then per the switches: activation checkpointing and compile on ``blocks``
-        (or the whole model), FSDP2 units per block + root, or DDP around the whole model."""
+        (or the whole model), FSDP2 units per block + root, or DDP around the whole model
+        (``find_unused_parameters`` for models whose forward skips some parameters on some steps)."""
         model.to(self.device)
         blocks = list(blocks) if blocks is not None else []
         if self.activation_checkpointing and blocks:
@@ -78,7 +80,7 @@ class ParallelContext:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            return DDP(model, device_ids=ids)
+            return DDP(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
         return model
 
 
