@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import warnings
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
 
 from llmtts.config import to_dict
 from llmtts.dist import checkpoint as ckpt_io
@@ -60,6 +62,13 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _reason(exc: BaseException) -> str:
+    """One line out of a DCP error (its text holds a traceback per rank)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if re.match(r"\s*\w+(Error|Exception): ", ln)]
+    text = lines[-1] if lines else (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text[:300]
 
 
 @contextmanager
@@ -156,13 +165,17 @@ class Checkpointer:
         state = self._dcp_state()
         if not meta.get("has_ema"):
             state.pop("ema", None)
-        if state:
-            with _quiet_dcp():
-                dcp.load(state, checkpoint_id=str(ckpt / "dcp"))  # in place, resharded to this world
-        if not self.is_ds:
-            set_model_state_dict(self.container, state["models"])
-            for name, slot in self.slots.items():
-                set_optimizer_state_dict(self.container, slot.optimizer, state[f"optim.{name}"])
+        try:
+            if state:
+                with _quiet_dcp():
+                    dcp.load(state, checkpoint_id=str(ckpt / "dcp"))  # in place, resharded to this world
+            if not self.is_ds:
+                set_model_state_dict(self.container, state["models"])
+                for name, slot in self.slots.items():
+                    set_optimizer_state_dict(self.container, slot.optimizer, state[f"optim.{name}"])
+        except (RuntimeError, KeyError, ValueError, CheckpointException) as exc:  # e.g. model config changed
+            raise UserError(f"{ckpt}: does not fit the current models ({_reason(exc)}); "
+                            "resume with the config it was saved with, or use --resume none / a new --save-dir") from None
         if self.ema is not None and "ema" not in state:
             self.ema.reset()  # EMA switched on at resume: start the average from the loaded weights
         for name, slot in self.slots.items():

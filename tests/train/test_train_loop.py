@@ -104,6 +104,8 @@ def test_bad_inputs_are_user_errors(tmp_path):
     fit(tmp_path / "r", "trainer.max_steps=1")
     with pytest.raises(UserError, match="optimizers"):
         fit(tmp_path / "r", "trainer.max_steps=2", "toy.gan=true")
+    with pytest.raises(UserError, match="does not fit the current models"):
+        fit(tmp_path / "r", "trainer.max_steps=2", "model.hidden=16")
 
 
 def test_activation_checkpointing_switch_keeps_the_math(tmp_path):
