@@ -8,6 +8,7 @@ finally writes ``RUN/export/`` via ``stage.export``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -94,7 +95,9 @@ class Trainer:
         self.is_ds = strategy == "deepspeed"
         self.amp_dtype = torch.bfloat16 if use_bf16 and not self.is_ds else None  # DeepSpeed casts itself
         if self.tcfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
             torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
