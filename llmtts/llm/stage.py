@@ -71,7 +71,9 @@ class LLMStage(Stage):
         elif _is_main_process():
             vocab.save(saved)
         self.vocab = vocab
-        self.max_length = cfg.packing.row_length if cfg.packing.enabled else cfg.data.batch_budget
+        # Longest sequence trained on (longer samples are skipped and counted as "filtered").
+        self.max_length = min(cfg.packing.row_length if cfg.packing.enabled else cfg.data.batch_budget,
+                              cfg.model.max_position_embeddings)
         if cfg.data.max_item_length:
             self.max_length = min(self.max_length, cfg.data.max_item_length)
         self._hf_config = None

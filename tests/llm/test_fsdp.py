@@ -21,7 +21,7 @@ def test_two_process_fsdp2_run(tmp_path):
            "parallel.strategy=fsdp2", "parallel.backend=gloo", "trainer.max_steps=6", "trainer.log_every=1",
            "log.progress=false", "log.tensorboard=false", "vocab.n_audio=64", "packing.row_length=128",
            "data.batch_budget=256", "model.num_hidden_layers=2", "model.max_position_embeddings=256",
-           "packing.attention=segments"]
+           "packing.enabled=true", "packing.attention=segments"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # Own process group, so a hang kills torchrun *and* its workers instead of leaving orphans.

@@ -9,7 +9,7 @@ from llmtts.errors import UserError
 from token_shards import make_token_shards
 
 TINY = "configs/llm/tiny.yaml"
-FAST = ["log.progress=false", "log.tensorboard=false", "trainer.log_every=1", "vocab.n_audio=64",
+FAST = ["packing.enabled=true", "log.progress=false", "log.tensorboard=false", "trainer.log_every=1", "vocab.n_audio=64",
         "packing.row_length=128", "data.batch_budget=512", "model.max_position_embeddings=256",
         "model.num_hidden_layers=2", "model.hidden_size=64", "model.intermediate_size=192", "model.head_dim=16"]
 
