@@ -1,6 +1,8 @@
 """``ctx``: what a stage's ``train_step`` / ``eval_step`` uses to talk to the training core."""
 from __future__ import annotations
 
+import logging
+import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -9,6 +11,8 @@ import torch
 from torch import nn
 
 from llmtts.train.loggers import RunLogger
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +41,7 @@ class StepContext:
     global_step: int = 0                  # optimizer steps done so far
     micro: int = 0                        # micro-batch index inside the accumulation cycle
     extra: dict[str, float] = field(default_factory=dict)  # grad norms, filled by step()
+    skipped: dict[str, int] = field(default_factory=dict)  # updates skipped for non-finite gradients
 
     @property
     def is_main(self) -> bool:
@@ -75,7 +80,18 @@ class StepContext:
             norm = torch.nn.utils.clip_grad_norm_(slot.params, self.grad_clip)
             if hasattr(norm, "full_tensor"):
                 norm = norm.full_tensor()
-            self.extra[f"grad_norm/{opt}"] = float(norm)
+            norm = float(norm)  # global over ranks (DDP all-reduced, FSDP2 DTensor): same on every rank
+            self.extra[f"grad_norm/{opt}"] = norm
+            if not math.isfinite(norm):
+                # A NaN/inf gradient would poison the weights and the Adam moments: skip this update.
+                self.skipped[opt] = self.skipped.get(opt, 0) + 1
+                self.extra[f"skipped_steps/{opt}"] = float(self.skipped[opt])
+                if self.rank == 0:
+                    log.warning("step %d: non-finite gradient norm for optimizer '%s'; update skipped (%d so far)",
+                                self.global_step + 1, opt, self.skipped[opt])
+                slot.optimizer.zero_grad(set_to_none=True)
+                slot.schedule.step()
+                return False
         slot.optimizer.step()
         slot.optimizer.zero_grad(set_to_none=True)
         slot.schedule.step()

@@ -40,6 +40,7 @@ class ToyOptions:
     val_extra_per_rank: int = 0  # rank r gets r * this many more (uneven data must not hang eval)
     step_sleep: float = 0.0   # seconds slept per step, to give signal tests time to act
     gan: bool = False         # add a critic ("disc") with its own optimizer
+    nan_at_step: int = 0      # make the loss NaN at this step (1-based; 0 = never), to test the guard
 
 
 @dataclass
@@ -148,6 +149,8 @@ class ToyStage(Stage):
                 adv = F.softplus(-disc(torch.cat([x, pred], 1)).float()).mean()
             loss = mse + 0.01 * adv
             out["loss_d"] = loss_d.item()
+        if self.cfg.toy.nan_at_step == ctx.global_step + 1:
+            loss = loss * float("nan")
         ctx.backward(loss, "main")
         ctx.step("main")
         if self.cfg.toy.step_sleep:

@@ -135,3 +135,12 @@ def test_save_every_minutes_and_sample_hook(tmp_path):
     assert [p.name for p in sorted((tmp_path / "checkpoints").iterdir())] == [
         "step_00000001", "step_00000002", "step_00000003"]
     assert (tmp_path / "samples" / "toy_weights_step00000002.png").is_file()
+
+
+def test_nonfinite_gradient_skips_the_update(tmp_path):
+    fit(tmp_path, "trainer.max_steps=4", "toy.nan_at_step=2")
+    r = rows(tmp_path)
+    assert r[1].get("skipped_steps/main") == 1.0 and r[1]["grad_norm/main"] != r[1]["grad_norm/main"]  # NaN
+    assert all(v == v for v in (r[2]["loss"], r[3]["loss"]))  # training goes on with finite losses
+    w = load_file(str(tmp_path / "export" / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in w.values())
