@@ -166,9 +166,10 @@ class Trainer:
                                slots=self.slots, logger=self.logger, grad_accum=self.tcfg.grad_accum,
                                grad_clip=self.tcfg.grad_clip, amp_dtype=self.amp_dtype, global_step=self.step)
         if self.dist.is_main:
-            n_params = sum(p.numel() for m in self.raw.values() for p in m.parameters())
-            log.info("stage %s: %s, world %d, %s, %.2fM parameters%s", self.stage.name, strategy, self.world,
-                     self.device, n_params / 1e6 * (self.world if strategy == "fsdp2" else 1),
+            # DTensor.numel() is the global size; ZeRO-3 keeps it in ds_numel.
+            n_params = sum(getattr(p, "ds_numel", p.numel()) for m in self.raw.values() for p in m.parameters())
+            log.info("stage %s: %s, world %d, %s, %.3fM parameters%s", self.stage.name, strategy, self.world,
+                     self.device, n_params / 1e6,
                      f", resumed at step {self.step}" if self.step else "")
 
     # ------------------------------------------------------------------------------------------
