@@ -2,9 +2,22 @@ from llmtts.llm.model import LLMModelConfig, build_model, count_parameters
 
 
 def test_soprano_architecture_parameter_count():
-    # Defaults are Soprano's LLM; built on the meta device (no memory, milliseconds).
-    model = build_model(LLMModelConfig(), vocab_size=8192, device="meta")
+    """configs/llm/soprano-80m.yaml is Soprano's LLM; built on the meta device (no memory, milliseconds)."""
+    from pathlib import Path
+
+    from llmtts.config import load_config
+    from llmtts.llm.config import LLMConfig
+    from llmtts.llm.stage import embedding_rows
+    from llmtts.llm.tokenizer import build_frontend
+    from llmtts.llm.vocab import Vocab
+
+    cfg = load_config(LLMConfig, Path(__file__).parents[2] / "configs" / "llm" / "soprano-80m.yaml")
+    fe = build_frontend(cfg.vocab.tokenizer, cfg.vocab.normalizer)
+    vocab = Vocab(n_audio=cfg.vocab.n_audio, n_text=len(fe.tokenizer), text_symbols=fe.tokenizer.symbols)
+    assert embedding_rows(cfg, vocab) == 8192 and vocab.audio_ids([0, 7999]).tolist() == [4, 8003]
+    model = build_model(cfg.model, vocab_size=embedding_rows(cfg, vocab), device="meta")
     assert count_parameters(model) == 79_714_048
+    assert count_parameters(build_model(LLMModelConfig(), 8192, device="meta")) == 79_714_048  # the defaults too
     assert model.config.use_cache is False  # packed training needs no cache (see packing.py)
     assert model.lm_head.weight is not model.model.embed_tokens.weight
 
