@@ -129,3 +129,17 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:
+    """Average each metric over the ranks that reported it (ranks may report different keys:
+    a mismatch must neither hang the collective nor mix metrics up)."""
+    if not is_dist() or dist.get_world_size() == 1:
+        return dict(metrics)
+    key_lists: list = [None] * dist.get_world_size()
+    dist.all_gather_object(key_lists, sorted(metrics))
+    keys = sorted(set().union(*key_lists))
+    vals = [float(metrics.get(k, 0.0)) for k in keys] + [1.0 if k in metrics else 0.0 for k in keys]
+    red = all_reduce(vals, "sum")
+    n = len(keys)
+    return {k: red[i] / red[n + i] for i, k in enumerate(keys) if red[n + i] > 0}

@@ -244,11 +244,10 @@ class Trainer:
                     metrics.update(self.ctx.extra)
                     for name, slot in self.slots.items():
                         metrics[f"lr/{name}" if len(self.slots) > 1 else "lr"] = slot.schedule.lr
-                    keys = sorted(metrics)
-                    vals = pg.all_reduce([metrics[k] for k in keys] + [window_units], "mean")
-                    train_metrics = dict(zip(keys, vals[:-1]))
+                    metrics["__units"] = window_units
+                    train_metrics = pg.mean_over_ranks(metrics)
                     dt = max(now - window_t0, 1e-9)
-                    rate = vals[-1] * self.world / dt
+                    rate = train_metrics.pop("__units") * self.world / dt
                     train_metrics[f"{self.stage.unit}_per_s"] = rate
                     train_metrics["steps_per_s"] = window_steps / dt
                     self.logger.log_metrics(train_metrics, self.step, "train")
@@ -306,9 +305,7 @@ class Trainer:
             for b in batches[:n]:
                 for k, v in (self.stage.eval_step(b, self.ctx) or {}).items():
                     sums[k] += float(v)
-            keys = sorted(sums)
-            vals = pg.all_reduce([sums[k] / n for k in keys], "mean")
-            metrics = dict(zip(keys, vals))
+            metrics = pg.mean_over_ranks({k: v / n for k, v in sums.items()})
             self.logger.log_metrics(metrics, self.step, "val")
             self.stage.on_eval_end(self.ctx, self.step)
         return metrics

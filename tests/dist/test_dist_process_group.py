@@ -29,3 +29,27 @@ def test_single_task_is_not_distributed(monkeypatch):
     assert not pg.launched_distributed()
     assert pg.init_process_group("none") == pg.DistInfo()
     assert pg.all_reduce([1.0, 2.0], "mean") == [1.0, 2.0]
+
+
+def _mean_worker(rank: int, port: int, out_dir: str) -> None:
+    import json
+
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        mine = {"a": 1.0, "b": 2.0} if rank == 0 else {"a": 3.0, "c": 5.0}
+        with open(f"{out_dir}/{rank}.json", "w") as f:
+            json.dump(pg.mean_over_ranks(mine), f)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_mean_over_ranks_with_different_keys(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    mp.spawn(_mean_worker, args=(pg._free_port(), str(tmp_path)), nprocs=2, join=True)
+    for r in (0, 1):
+        assert json.loads((tmp_path / f"{r}.json").read_text()) == {"a": 2.0, "b": 2.0, "c": 5.0}
