@@ -11,8 +11,10 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5,
-                            file=sys.stderr, smoothing=0.1)
+            # In a log file (SLURM, nohup) every refresh is a line: refresh rarely there.
+            interval = 0.5 if sys.stderr.isatty() else 30.0
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=interval,
+                            maxinterval=max(10.0, interval), file=sys.stderr, smoothing=0.1)
 
     def update_metrics(self, metrics: dict[str, float], units_per_s: float) -> None:
         if self.bar is None:
