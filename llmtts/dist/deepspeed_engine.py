@@ -68,3 +68,16 @@ def gathered_state_dict(module: nn.Module, zero_stage: int, is_main: bool) -> di
         with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
             return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()} if is_main else None
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()} if is_main else None
+
+
+def prebuild_ops() -> None:
+    """Build (or load from the cache) the ops DeepSpeed JIT-compiles at start-up, once, before a
+    multi-rank job or a test session would otherwise wait on it."""
+    prepare_env()
+    from deepspeed.comm.torch import build_shm_op
+
+    build_shm_op()
+
+
+if __name__ == "__main__":  # python -m llmtts.dist.deepspeed_engine
+    prebuild_ops()

@@ -66,7 +66,9 @@ def assert_matches(run, reference):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ddp", "fsdp2", "zero2"])
-def test_strategy_matches_single_process_and_resumes_exactly_after_sigkill(name, reference, tmp_path):
+def test_strategy_matches_single_process_and_resumes_exactly_after_sigkill(name, reference, tmp_path, request):
+    if name.startswith("zero"):
+        request.getfixturevalue("deepspeed_ops")
     ov = COMMON + STRATEGY[name]
     run = tmp_path / "run"
     proc = popen_toy(run, ov + ["toy.step_sleep=0.2"], nproc=2)
@@ -91,7 +93,7 @@ def test_strategy_matches_single_process_and_resumes_exactly_after_sigkill(name,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["zero1", "zero3"])
-def test_deepspeed_zero_matches_single_process(name, request, tmp_path):
+def test_deepspeed_zero_matches_single_process(name, request, tmp_path, deepspeed_ops):
     run_toy(tmp_path, COMMON + STRATEGY[name], nproc=2)
     # ZeRO-3's export gathers the partitioned parameters; it must equal the 1-process weights.
     assert_matches(tmp_path, request.getfixturevalue("reference_no_ema" if name == "zero3" else "reference"))
