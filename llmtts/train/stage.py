@@ -11,7 +11,7 @@ Step protocol (works for plain and GAN stages alike)::
             loss_d = ...                     # discriminator loss (GAN only)
         ctx.backward(loss_d, "disc")
         ctx.step("disc")                     # applied only at the grad-accumulation boundary
-        with ctx.autocast():
+        with ctx.autocast(), ctx.frozen("disc"):  # no discriminator gradients from the generator loss
             loss_g = ...
         ctx.backward(loss_g, "gen")
         ctx.step("gen")
@@ -19,7 +19,9 @@ Step protocol (works for plain and GAN stages alike)::
 
 ``ctx.backward`` scales by 1/grad_accum and uses the DeepSpeed engine's backward when one wraps
 the optimizer's models; ``ctx.step`` clips, steps, zeroes grads and advances that optimizer's
-scheduler at the accumulation boundary only.
+scheduler at the accumulation boundary only (an update whose gradient norm is not finite is skipped).
+Metrics are averaged over micro-batches and ranks. The full ``ctx`` API and the run directory are
+described in docs/training.md.
 """
 from __future__ import annotations
 
