@@ -123,7 +123,14 @@ class LLMStage(Stage):
                                                          bool(self.vocab.speakers)))
 
     def train_data(self, rank: int, world_size: int):
-        return self._loader(self.cfg.data.train_split, rank, world_size, train=True)
+        self._train_loader = self._loader(self.cfg.data.train_split, rank, world_size, train=True)
+        return self._train_loader
+
+    def skipped_samples(self) -> int:
+        """Training samples skipped so far on this rank (bad/over-long), as counted by the reader."""
+        stats = getattr(self, "_train_loader", None)
+        stats = stats.stats if stats is not None else {}
+        return sum(n for k, n in stats.items() if k not in ("samples", "batches"))
 
     def val_data(self, rank: int, world_size: int):
         if not list_shards(self.input_dir, self.cfg.data.val_split):
@@ -148,7 +155,7 @@ class LLMStage(Stage):
         loss, metrics = self._forward(batch, ctx)
         ctx.backward(loss)
         ctx.step()
-        return {"loss": float(loss.detach()), **metrics}
+        return {"loss": float(loss.detach()), **metrics, "skipped_samples": float(self.skipped_samples())}
 
     @torch.no_grad()
     def eval_step(self, batch: LMBatch, ctx) -> dict[str, float]:

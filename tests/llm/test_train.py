@@ -34,6 +34,8 @@ def test_tiny_overfits_exports_and_resumes(tmp_path):
     losses = [m["loss_audio"] for m in metrics(run)]
     assert len(losses) == 30
     assert sum(losses[-3:]) / 3 <= 0.5 * losses[0], losses
+    # The two bad samples (codes out of range, no text) are skipped and counted, never fatal.
+    assert metrics(run)[-1]["skipped_samples"] >= 2
     val = metrics(run, "val")[-1]
     assert 0.0 <= val["audio_acc"] <= 1.0 and val["loss"] > 0
     # Export: a plain HF directory plus our vocabulary files.
