@@ -77,3 +77,33 @@ def test_dump_rejects_non_token_shards(tmp_path, exported, capsys):
     assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(tmp_path / "audio"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "token shards" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_rank_dump_equals_one_rank(tmp_path, exported, vocab):
+    """torchrun with 2 ranks splits the shards and writes the same bytes as one process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    shards = make_token_shards(tmp_path / "tok", n_train=6, n_val=2, n_audio=vocab.n_audio, per_shard=2)
+    args = ["-m", "llmtts.cli", "llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards)]
+    assert main(args[2:] + ["--out", str(tmp_path / "one")]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args,
+           "--out", str(tmp_path / "two")]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("2-rank dump hung:\n" + proc.communicate()[0][-3000:])
+    assert proc.returncode == 0, out[-3000:]
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.tar"))
+    two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.tar"))
+    assert one == two and len(one) == 4
+    for rel in one:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
+    a, b = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
+    assert a["totals"] == b["totals"] and a["totals"]["num_samples"] == 8
