@@ -149,8 +149,14 @@ def _numeric_keys(rows: list[dict]) -> list[str]:
                 continue
             if isinstance(v, (int, float)):
                 keys[k] = None
-    # losses first: they answer "is it learning?"
-    return sorted(keys, key=lambda k: (0 if "loss" in k else 1, k))
+    # losses first (they answer "is it learning?"), bookkeeping (lr, speed, grad norms) last
+    def rank(k: str) -> int:
+        if "loss" in k:
+            return 0
+        if k == "lr" or k.startswith(("lr/", "grad_norm")) or k.endswith(("_per_s", "/s")):
+            return 2
+        return 1
+    return sorted(keys, key=lambda k: (rank(k), k))
 
 
 def _flatten(obj, prefix: str = "", depth: int = 0) -> dict[str, object]:
@@ -198,7 +204,7 @@ def section_curves(root: Path) -> str:
             continue
         ncol = min(4, len(keys))
         nrow = math.ceil(len(keys) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.6 * nrow), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.6 * nrow), squeeze=False, layout="constrained")
         final = []
         for ax, key in zip(axes.flat, keys):
             for split, style in (("train", "-"), ("val", "o-")):
@@ -329,7 +335,7 @@ def section_spectrograms(rows) -> str:
         avail = [(k, p) for k, p in kinds.items() if p.is_file()]
         if not avail:
             continue
-        fig, axes = plt.subplots(1, len(avail), figsize=(4.2 * len(avail), 2.6), squeeze=False)
+        fig, axes = plt.subplots(1, len(avail), figsize=(4.2 * len(avail), 2.6), squeeze=False, layout="constrained")
         for ax, (kind, p) in zip(axes[0], avail):
             try:
                 m, sr, hop = _logmel(p)
