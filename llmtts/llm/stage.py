@@ -31,10 +31,13 @@ def _is_main_process() -> bool:
 
 
 def resolve_vocab(cfg: LLMConfig, index: dict, input_dir: Path, frontend) -> Vocab:
+    """The vocabulary the config and the token shards call for, with its embedding rows."""
     n_audio = cfg.vocab.n_audio or n_audio_from_index(index, input_dir)
-    symbols = getattr(frontend.tokenizer, "symbols", ())
-    return Vocab(n_audio=n_audio, n_text=len(frontend.tokenizer), speakers=tuple(cfg.vocab.speakers),
-                 text_symbols=tuple(symbols), size=0)
+    symbols = tuple(getattr(frontend.tokenizer, "symbols", ()))
+    layout = Vocab(n_audio=n_audio, n_text=len(frontend.tokenizer), speakers=tuple(cfg.vocab.speakers),
+                   text_symbols=symbols)
+    return Vocab(n_audio=n_audio, n_text=layout.n_text, speakers=layout.speakers, text_symbols=symbols,
+                 size=embedding_rows(cfg, layout))
 
 
 def embedding_rows(cfg: LLMConfig, vocab: Vocab) -> int:
@@ -58,15 +61,13 @@ class LLMStage(Stage):
         check_single_codebook(self.input_dir, cfg.data.train_split)
         self.frontend = build_frontend(cfg.vocab.tokenizer, cfg.vocab.normalizer)
         vocab = resolve_vocab(cfg, index, self.input_dir, self.frontend)
-        vocab = Vocab(n_audio=vocab.n_audio, n_text=vocab.n_text, speakers=vocab.speakers,
-                      text_symbols=vocab.text_symbols, size=embedding_rows(cfg, vocab))
         # The run's vocabulary is fixed at its first start; a resume must not silently change ids.
         saved = self.run_dir / "vocab.json"
         if saved.is_file():
             old = Vocab.load(saved)
             if old != vocab:
                 raise UserError(f"{saved}: this run was started with a different vocabulary "
-                                f"({old.to_json()['n_audio']} audio, {old.n_text} text, speakers {list(old.speakers)}, "
+                                f"({old.n_audio} audio, {old.n_text} text, speakers {list(old.speakers)}, "
                                 f"{old.size} rows) than the config gives now; use a new --save-dir")
         elif _is_main_process():
             vocab.save(saved)
