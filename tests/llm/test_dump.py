@@ -5,7 +5,6 @@ import tarfile
 
 import numpy as np
 import pytest
-import torch
 
 from llmtts.cli import main
 from llmtts.llm import load_llm

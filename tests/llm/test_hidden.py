@@ -1,6 +1,5 @@
 """Alignment of hidden states: dump (teacher forcing) == step-by-step KV-cached generation."""
 import numpy as np
-import pytest
 import torch
 
 from llmtts.llm import load_llm

@@ -1,11 +1,9 @@
 """The LLM stage through the real CLI, trainer, shard reader and export (tiny model, seconds)."""
 import json
 
-import pytest
 import torch
 
 from llmtts.cli import main
-from llmtts.errors import UserError
 from token_shards import make_token_shards
 
 TINY = "configs/llm/tiny.yaml"
