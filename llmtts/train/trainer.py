@@ -93,7 +93,9 @@ class Trainer:
         prec = self.tcfg.precision
         use_bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cuda")
         self.is_ds = strategy == "deepspeed"
-        self.amp_dtype = torch.bfloat16 if use_bf16 and not self.is_ds else None  # DeepSpeed casts itself
+        # bf16 is torch autocast for every strategy (DeepSpeed too: its own bf16 mode would hand stages
+        # bf16 weights with fp32 inputs); weights, gradients and optimizer state stay fp32.
+        self.amp_dtype = torch.bfloat16 if use_bf16 else None
         if self.tcfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -122,7 +124,9 @@ class Trainer:
 
         pctx = ParallelContext(strategy=strategy, device=self.device, rank=self.rank, world_size=self.world,
                                activation_checkpointing=self.tcfg.activation_checkpointing,
-                               compile=self.tcfg.compile, param_dtype=torch.bfloat16 if use_bf16 else None)
+                               compile=self.tcfg.compile)
+        # FSDP2 keeps fp32 parameters: a bf16 MixedPrecisionPolicy would also cast forward inputs
+        # (waveforms into torch.stft, which has no bf16 kernel); autocast gives bf16 matmuls anyway.
         self.models = self.stage.parallelize(models, pctx)
         self.raw = {k: unwrap(m) for k, m in self.models.items()}
 
@@ -144,7 +148,7 @@ class Trainer:
 
                 module = self.raw[names[0]] if len(names) == 1 else nn.ModuleDict({n: self.raw[n] for n in names})
                 ds_cfg = dse.build_config(self.pcfg.deepspeed.zero_stage, self.pcfg.deepspeed.config_file,
-                                          self.tcfg.grad_accum, self.tcfg.grad_clip, self.world, use_bf16)
+                                          self.tcfg.grad_accum, self.tcfg.grad_clip, self.world, bf16=False)
                 engine, _ = dse.initialize(module, opt, ds_cfg)
             sched = Schedule(opt, ocfg, self.tcfg.max_steps)
             self.slots[opt_name] = OptimizerSlot(opt_name, list(names), opt, sched, params, engine)
