@@ -144,3 +144,13 @@ def test_nonfinite_gradient_skips_the_update(tmp_path):
     assert all(v == v for v in (r[2]["loss"], r[3]["loss"]))  # training goes on with finite losses
     w = load_file(str(tmp_path / "export" / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in w.values())
+
+
+def test_bf16_autocast_is_used_and_stays_close(tmp_path):
+    fit(tmp_path / "fp32", "trainer.max_steps=3")
+    fit(tmp_path / "bf16", "trainer.max_steps=3", "trainer.precision=bf16")
+    a, b = [r["loss"] for r in rows(tmp_path / "fp32")], [r["loss"] for r in rows(tmp_path / "bf16")]
+    assert a != b  # the compute really ran in bf16
+    np.testing.assert_allclose(a, b, rtol=0.03)
+    w = load_file(str(tmp_path / "bf16" / "export" / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in w.values())  # weights stay fp32
