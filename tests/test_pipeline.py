@@ -273,3 +273,11 @@ def test_missing_eval_extra_skips_evaluation_not_the_pipeline(tmp_path, monkeypa
     names = [s.name for s in build_steps(cfg)]
     assert "eval_tts" not in names and "eval_codec" not in names and names[-2:] == ["synthesize", "report"]
     assert len(notes) == 2 and all("pip install -e '.[eval]'" in n for n in notes)
+
+
+def test_threads_setting_reaches_the_steps(tmp_path):
+    out = tmp_path / "omp.txt"
+    step = Step("t", [sys.executable, "-c", f"import os, pathlib; pathlib.Path({str(out)!r}).write_text("
+                                           "os.environ.get('OMP_NUM_THREADS', '-'))"], out.is_file)
+    Runner(tmp_path / "run", [step], echo=lambda m: None, env={"OMP_NUM_THREADS": "1"}).run()
+    assert out.read_text() == "1"
