@@ -49,8 +49,12 @@ def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tens
 def output_head(lm_head: torch.nn.Module, start: int, stop: int):
     """``lm_head`` restricted to rows ``start:stop`` ([stop] + audio ids: text and speaker ids are never
     valid outputs), as a callable ``h [B, d] -> logits [B, stop - start]``."""
-    if hasattr(lm_head, "rows"):  # llmtts.infer.quant.Int8Linear
-        return lm_head.rows(start, stop)
+    if hasattr(lm_head, "rows"):  # llmtts.infer.quant.Int8Linear: slice once, reuse (it copies 3 B/weight)
+        cached = getattr(lm_head, "_rows_cache", None)
+        if cached is None or cached[0] != (start, stop):
+            cached = ((start, stop), lm_head.rows(start, stop))
+            lm_head._rows_cache = cached
+        return cached[1]
     w = lm_head.weight[start:stop]
     b = None if lm_head.bias is None else lm_head.bias[start:stop]
     return lambda h: torch.nn.functional.linear(h.to(w.dtype), w, b)
