@@ -10,14 +10,12 @@ first-chunk latency. Baseline: the same model, no KV cache (the whole sequence r
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
 import platform
 import time
 
-import numpy as np
 import torch
 
 from llmtts.config import load_config

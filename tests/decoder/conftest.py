@@ -12,7 +12,7 @@ def data(tmp_path_factory):
     from llmtts.llm.dump import dump_hidden
 
     root = tmp_path_factory.mktemp("dec")
-    llm = tiny_llm_export(root / "llm" / "export")
+    tiny_llm_export(root / "llm" / "export")
     tokens = write_token_shards(root / "tokens")
     dump_hidden(root / "llm", tokens, root / "hidden", device="cpu", progress=False)
     return {"root": root, "llm": root / "llm", "tokens": tokens, "hidden": root / "hidden"}

@@ -4,9 +4,6 @@ from __future__ import annotations
 import torch
 
 from llmtts.decoder.config import DecoderModelConfig
-from llmtts.decoder.export import save_decoder
-from llmtts.decoder.model import HiddenDecoder
-from llmtts.llm.export import save_export
 from llmtts.llm.model import LLMModelConfig, build_model
 from llmtts.llm.tokenizer import DEFAULT_SYMBOLS, build_frontend
 from llmtts.llm.vocab import Vocab, round_up

@@ -87,7 +87,9 @@ def test_unknown_characters_are_dropped_not_fatal(tts):
 
 
 def test_ten_thousand_characters_are_split_and_bounded(tts):
-    text = " ".join(f"This is sentence number {i} of a very long text." for i in range(300))[:10_000]
+    text = " ".join(f"This is sentence number {i}, which keeps going with many more words so that it is rather "
+                    "long, like the sentences of a novel that never seem to end, until it finally stops."
+                    for i in range(100))[:10_000]
     assert len(text) == 10_000
     wav, _ = tts.synthesize(text, seed=0, max_tokens=2, batch_size=64)
     n = tts.last_stats["sentences"]
