@@ -480,7 +480,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="re-run from this step on (steps resume from what they find on disk)")
     parser.add_argument("--until", metavar="STEP", help="stop after this step")
     parser.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
-    parser.epilog = "Pipeline config overrides go after the flags as dotted keys, e.g. codec.overrides=[trainer.max_steps=50]"
+    parser.epilog = ("steps: corpus, shards, codec_train, codec_encode, llm_train, dump_hidden, decoder_recon, "
+                     "decoder_gan, synthesize, eval_codec, references, eval_tts, report. "
+                     "Pipeline config overrides go after the flags as dotted keys, e.g. "
+                     "codec.overrides=[trainer.max_steps=50] eval.num_utterances=8. See docs/pipeline.md")
     parser.set_defaults(func=_main, accepts_overrides=True)
 
 

@@ -281,3 +281,11 @@ def test_threads_setting_reaches_the_steps(tmp_path):
                                            "os.environ.get('OMP_NUM_THREADS', '-'))"], out.is_file)
     Runner(tmp_path / "run", [step], echo=lambda m: None, env={"OMP_NUM_THREADS": "1"}).run()
     assert out.read_text() == "1"
+
+
+def test_help_lists_every_step_name(tmp_path):
+    from llmtts.cli import build_parser
+
+    names = [s.name for s in build_steps(PipelineConfig(run_root=str(tmp_path)))]
+    sub = build_parser()._subparsers._group_actions[0].choices["pipeline"]
+    assert all(n in sub.epilog for n in names)
