@@ -268,6 +268,12 @@ def validate(cfg: PipelineConfig) -> None:
             loaded[section] = load_config(cls, resolve_config_path(sec.config) or None, sec.overrides)
         except UserError as exc:
             raise UserError(f"pipeline {section}: {exc}") from None
+    world = cfg.launch.nproc_per_node * cfg.launch.nodes if cfg.launch.mode != "debug" else 1
+    for section, stage_cfg in loaded.items():
+        strategy = getattr(getattr(stage_cfg, "parallel", None), "strategy", None)
+        if world > 1 and strategy == "none":
+            raise UserError(f"pipeline: launch runs {world} processes but {section}'s parallel.strategy is 'none' "
+                            f"(every process would train alone): add {section}.overrides=[parallel.strategy=ddp]")
     codec = loaded.get("codec")
     sr = getattr(getattr(codec, "model", None), "sample_rate", None)
     if sr is not None and sr != cfg.shards.sample_rate:

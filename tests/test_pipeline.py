@@ -289,3 +289,16 @@ def test_help_lists_every_step_name(tmp_path):
     names = [s.name for s in build_steps(PipelineConfig(run_root=str(tmp_path)))]
     sub = build_parser()._subparsers._group_actions[0].choices["pipeline"]
     assert all(n in sub.epilog for n in names)
+
+
+def test_multi_process_launch_needs_a_parallel_strategy(tmp_path):
+    from llmtts.pipeline import validate
+
+    cfg = PipelineConfig(run_root=str(tmp_path))
+    cfg.llm.config = cfg.decoder_recon.config = cfg.decoder_gan.config = ""
+    cfg.launch.mode, cfg.launch.nproc_per_node = "local", 2
+    with pytest.raises(UserError, match=r"codec's parallel.strategy is 'none'.*codec.overrides=\[parallel.strategy=ddp\]"):
+        validate(cfg)
+    for sec in (cfg.codec, cfg.llm, cfg.decoder_recon, cfg.decoder_gan):
+        sec.overrides = ["parallel.strategy=ddp"]
+    validate(cfg)
