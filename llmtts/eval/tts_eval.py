@@ -171,7 +171,9 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
                 ref_wav, ref_sr = load_audio(ref_path)
                 ref_out = out_dir / "ref" / f"{utt.id}.wav"
                 save_wav(ref_out, ref_wav, ref_sr)
-                rhyp = judge.transcribe(ref_wav, ref_sr)
+                # scoring the references themselves: one transcription serves both columns
+                same = getattr(synthesize, "source_dir", None) == ref_root.resolve()
+                rhyp = hyp if same else judge.transcribe(ref_wav, ref_sr)
                 if reconstruct is not None:  # for the report's players: reference vs codec vs synthesis
                     rec, rec_sr = reconstruct(ref_wav, ref_sr)
                     save_wav(out_dir / "codec" / f"{utt.id}.wav", rec, rec_sr)
@@ -255,6 +257,7 @@ def file_synthesizer(audio_dir: str | Path) -> Synthesizer:
 
     synth.takes_id = True  # type: ignore[attr-defined]
     synth.timed = False  # type: ignore[attr-defined]
+    synth.source_dir = root.resolve()  # type: ignore[attr-defined]
     return synth
 
 
