@@ -22,24 +22,11 @@ from llmtts.codec.model import CodecModel
 from llmtts.codec.quantizer import CodebookMonitor, codebook_usage
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
-from llmtts.nn.losses import (
-    MultiResolutionMelLoss,
-    MultiResolutionSTFTLoss,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
+from llmtts.nn.losses import ReconstructionLoss, default_stft_resolutions
+from llmtts.train.adversarial import vocoder_gan_step
 from llmtts.train.stage import Stage
 
 log = logging.getLogger(__name__)
-
-
-def default_mel_resolutions(n_fft: int) -> list[list[int]]:
-    return [[n_fft // 4, n_fft // 16, 40], [n_fft // 2, n_fft // 8, 64], [n_fft, n_fft // 4, 100]]
-
-
-def default_stft_resolutions(n_fft: int) -> list[list[int]]:
-    return [[n, n // 4, n] for n in (n_fft // 4, n_fft // 2, n_fft)]
 
 
 class CropAudio:
@@ -96,15 +83,13 @@ class CodecStage(Stage):
                             f"(model.samples_per_token={m.samples_per_token})")
         if self.crop > cfg.data.batch_budget:
             raise UserError(f"data.batch_budget={cfg.data.batch_budget} cannot hold one crop of {self.crop} samples")
-        mel_res = cfg.loss.mel_resolutions or default_mel_resolutions(m.n_fft)
-        stft_res = cfg.loss.stft_resolutions or default_stft_resolutions(m.n_fft)
+        self.recon_loss = ReconstructionLoss(m.sample_rate, m.n_fft, cfg.loss.mel_resolutions,
+                                             cfg.loss.stft_resolutions, cfg.loss.mel_weight, cfg.loss.stft_weight)
         # Losses and the MRD use torch.stft(center=True), which reflect-pads n_fft / 2 on each side.
-        longest = max(r[0] for r in list(mel_res) + list(stft_res) + list(cfg.gan.resolutions))
+        longest = max([self.recon_loss.longest_fft] + [r[0] for r in cfg.gan.resolutions])
         if self.crop <= longest // 2:
             raise UserError(f"data.crop_samples={cfg.data.crop_samples} must be longer than half the largest "
                             f"loss/discriminator n_fft ({longest})")
-        self.mel_loss = MultiResolutionMelLoss(m.sample_rate, mel_res)
-        self.stft_loss = MultiResolutionSTFTLoss(stft_res)
         self._preview: tuple[torch.Tensor, torch.Tensor] | None = None
         self._monitor: CodebookMonitor | None = None  # rolling codebook use over recent training batches
 
@@ -167,48 +152,20 @@ class CodecStage(Stage):
 
     # --- steps --------------------------------------------------------------------------------
     def _recon_losses(self, out, ctx) -> tuple[torch.Tensor, dict[str, float]]:
-        self.mel_loss.to(ctx.device)
-        self.stft_loss.to(ctx.device)
-        mel = self.mel_loss(out.wav.float(), out.target.float())
-        sc, mag = self.stft_loss.parts(out.wav.float(), out.target.float())
-        lc = self.cfg.loss
-        loss = lc.mel_weight * mel + lc.stft_weight * (sc + mag)
-        return loss, {"mel": mel.item(), "stft_sc": sc.item(), "stft_mag": mag.item()}
+        return self.recon_loss.to(ctx.device)(out.wav, out.target)
 
     def gan_active(self, step: int) -> bool:
         return self.gan_enabled and step >= self.cfg.gan.start_step
 
     def train_step(self, batch: torch.Tensor, ctx) -> dict[str, float]:
         wav = batch.to(ctx.device, non_blocking=True)
-        gen = ctx.models["gen"]
         g = self.cfg.gan
         use_gan = self.gan_active(ctx.global_step)
         with ctx.autocast():
-            out = gen(wav)
-        metrics: dict[str, float] = {}
-        if use_gan:
-            disc = ctx.models["disc"]
-            n = wav.shape[0]
-            # Real and generated audio in one forward: DDP allows one forward per backward.
-            with ctx.autocast():
-                logits, _ = disc(torch.cat([out.target, out.wav.detach().to(out.target.dtype)]))
-                loss_d = discriminator_loss([lg[:n] for lg in logits], [lg[n:] for lg in logits], g.kind)
-            ctx.backward(loss_d, "disc")
-            ctx.step("disc")
-            metrics["loss_disc"] = loss_d.item()
-        with ctx.autocast():
-            loss_g, parts = self._recon_losses(out, ctx)
-            if use_gan:
-                with ctx.frozen("disc"):
-                    logits, fmaps = disc(torch.cat([out.target, out.wav.to(out.target.dtype)]))
-                adv = generator_loss([lg[n:] for lg in logits], g.kind)
-                fm = feature_matching_loss([[f[:n] for f in fs] for fs in fmaps], [[f[n:] for f in fs] for fs in fmaps])
-                loss_g = loss_g + g.adv_weight * adv + g.feature_matching_weight * fm
-                metrics.update(adv=adv.item(), feature_matching=fm.item())
-        ctx.backward(loss_g, "gen")
-        ctx.step("gen")
-        metrics.update(parts)
-        metrics["loss"] = loss_g.item()
+            out = ctx.models["gen"](wav)
+        metrics = vocoder_gan_step(ctx, out.wav, out.target, self.recon_loss.to(ctx.device),
+                                   train_disc=use_gan, use_adversarial=use_gan, kind=g.kind,
+                                   adv_weight=g.adv_weight, fm_weight=g.feature_matching_weight)
         if self._monitor is None:
             self._monitor = CodebookMonitor(self._codebook_size(ctx))
         metrics.update(self._monitor.update(out.codes))
@@ -239,7 +196,7 @@ class CodecStage(Stage):
         sr = self.cfg.model.sample_rate
         ctx.logger.log_audio("codec/target", target, sr, step)
         ctx.logger.log_audio("codec/reconstruction", recon, sr, step)
-        mel = self.mel_loss.mels[-1].cpu()
+        mel = self.recon_loss.mel_loss.mels[-1].cpu()
         ctx.logger.log_spectrogram("codec/target_mel", mel(target[None])[0], step)
         ctx.logger.log_spectrogram("codec/reconstruction_mel", mel(recon[None])[0], step)
 

@@ -26,24 +26,11 @@ from llmtts.decoder.export import load_decoder, write_decoder_files
 from llmtts.decoder.model import HiddenDecoder, shard_precision
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
-from llmtts.nn.losses import (
-    MultiResolutionMelLoss,
-    MultiResolutionSTFTLoss,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-)
+from llmtts.nn.losses import ReconstructionLoss, default_stft_resolutions
+from llmtts.train.adversarial import vocoder_gan_step
 from llmtts.train.stage import Stage
 
 log = logging.getLogger(__name__)
-
-
-def default_mel_resolutions(n_fft: int) -> list[list[int]]:
-    return [[n_fft // 4, n_fft // 16, 40], [n_fft // 2, n_fft // 8, 64], [n_fft, n_fft // 4, 100]]
-
-
-def default_stft_resolutions(n_fft: int) -> list[list[int]]:
-    return [[n, n // 4, n] for n in (n_fft // 4, n_fft // 2, n_fft)]
 
 
 class FrozenLLMStates:
@@ -89,12 +76,10 @@ class DecoderStage(Stage):
         if self.gan and not cfg.init_from:
             log.warning("decoder: stage gan without --init-from: the generator starts from scratch "
                         "(train stage recon first and pass its run directory)")
-        self.mel_res = cfg.loss.mel_resolutions or default_mel_resolutions(m.n_fft)
-        self.stft_res = cfg.loss.stft_resolutions or default_stft_resolutions(m.n_fft)
-        self.mel_loss = MultiResolutionMelLoss(m.sample_rate, self.mel_res)
-        self.stft_loss = MultiResolutionSTFTLoss(self.stft_res)
+        self.recon_loss = ReconstructionLoss(m.sample_rate, m.n_fft, cfg.loss.mel_resolutions,
+                                             cfg.loss.stft_resolutions, cfg.loss.mel_weight, cfg.loss.stft_weight)
         # torch.stft(center=True) reflect-pads n_fft/2: a crop must be longer than that.
-        longest = max(r[0] for r in self.mel_res + self.stft_res)
+        longest = self.recon_loss.longest_fft
         self.min_tokens = math.floor(longest / 2 / m.samples_per_token) + 1
         if cfg.crop_tokens < self.min_tokens:
             raise UserError(f"crop of {cfg.crop_tokens} tokens is shorter than the loss' longest STFT "
@@ -204,46 +189,17 @@ class DecoderStage(Stage):
 
     # --- steps --------------------------------------------------------------------------------
     def _recon(self, wav: torch.Tensor, target: torch.Tensor, device) -> tuple[torch.Tensor, dict[str, float]]:
-        self.mel_loss.to(device)
-        self.stft_loss.to(device)
-        mel = self.mel_loss(wav.float(), target.float())
-        sc, mag = self.stft_loss.parts(wav.float(), target.float())
-        lc = self.cfg.loss
-        loss = lc.mel_weight * mel + lc.stft_weight * (sc + mag)
-        return loss, {"mel": mel.item(), "stft_sc": sc.item(), "stft_mag": mag.item()}
+        return self.recon_loss.to(device)(wav, target)
 
     def train_step(self, batch: Batch, ctx) -> dict[str, float]:
         hidden = self.inputs(batch, ctx.device)
         target = batch.audio.to(ctx.device, non_blocking=True)
-        gen = ctx.models["gen"]
         g = self.cfg.gan
         with ctx.autocast():
-            wav = gen(hidden)
-        metrics: dict[str, float] = {}
-        n = target.shape[0]
-        if self.gan:
-            disc = ctx.models["disc"]
-            # Real and generated in one forward: DDP allows one forward per backward.
-            with ctx.autocast():
-                logits, _ = disc(torch.cat([target, wav.detach()]))
-                loss_d = discriminator_loss([lg[:n] for lg in logits], [lg[n:] for lg in logits], g.kind)
-            ctx.backward(loss_d, "disc")
-            ctx.step("disc")
-            metrics["loss_disc"] = loss_d.item()
-        with ctx.autocast():
-            loss, parts = self._recon(wav, target, ctx.device)
-            if self.gan and ctx.global_step >= g.disc_warmup_steps:
-                with ctx.frozen("disc"):
-                    logits, fmaps = disc(torch.cat([target, wav]))
-                adv = generator_loss([lg[n:] for lg in logits], g.kind)
-                fm = feature_matching_loss([[f[:n] for f in fs] for fs in fmaps], [[f[n:] for f in fs] for fs in fmaps])
-                loss = loss + g.adv_weight * adv + g.fm_weight * fm
-                metrics.update(adv=adv.item(), feature_matching=fm.item())
-        ctx.backward(loss, "gen")
-        ctx.step("gen")
-        metrics.update(parts)
-        metrics["loss"] = loss.item()
-        return metrics
+            wav = ctx.models["gen"](hidden)
+        return vocoder_gan_step(ctx, wav, target, self.recon_loss.to(ctx.device), train_disc=self.gan,
+                                use_adversarial=self.gan and ctx.global_step >= g.disc_warmup_steps,
+                                kind=g.kind, adv_weight=g.adv_weight, fm_weight=g.fm_weight)
 
     @torch.no_grad()
     def eval_step(self, batch: Batch, ctx) -> dict[str, float]:
@@ -264,7 +220,7 @@ class DecoderStage(Stage):
         sr = self.cfg.model.sample_rate
         ctx.logger.log_audio("decoder/target", target, sr, step)
         ctx.logger.log_audio("decoder/output", recon, sr, step)
-        mel = self.mel_loss.mels[-1].cpu()
+        mel = self.recon_loss.mel_loss.mels[-1].cpu()
         ctx.logger.log_spectrogram("decoder/target_mel", mel(target[None])[0], step)
         ctx.logger.log_spectrogram("decoder/output_mel", mel(recon[None])[0], step)
 

@@ -3,12 +3,14 @@
 - ``vocos``: ``ConvNeXtBlock``, ``VocosBackbone``, ``ISTFT``, ``ISTFTHead`` (+ exact frame/sample arithmetic)
 - ``discriminators``: ``MultiPeriodDiscriminator``, ``MultiResolutionDiscriminator``, ``CombinedDiscriminator``
 - ``losses``: ``MultiResolutionMelLoss``, ``MultiResolutionSTFTLoss``, hinge/LSGAN ``generator_loss`` /
-  ``discriminator_loss``, ``feature_matching_loss``
+  ``discriminator_loss``, ``feature_matching_loss``; ``ReconstructionLoss`` (the weighted mel + STFT objective
+  of the codec and decoder)
 """
 from llmtts.nn.discriminators import CombinedDiscriminator, MultiPeriodDiscriminator, MultiResolutionDiscriminator
 from llmtts.nn.losses import (
     MultiResolutionMelLoss,
     MultiResolutionSTFTLoss,
+    ReconstructionLoss,
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
@@ -17,6 +19,6 @@ from llmtts.nn.vocos import ISTFT, ConvNeXtBlock, ISTFTHead, VocosBackbone, fram
 
 __all__ = [
     "CombinedDiscriminator", "ConvNeXtBlock", "ISTFT", "ISTFTHead", "MultiPeriodDiscriminator",
-    "MultiResolutionDiscriminator", "MultiResolutionMelLoss", "MultiResolutionSTFTLoss", "VocosBackbone",
+    "MultiResolutionDiscriminator", "MultiResolutionMelLoss", "MultiResolutionSTFTLoss", "ReconstructionLoss", "VocosBackbone",
     "discriminator_loss", "feature_matching_loss", "frames_for_samples", "generator_loss", "samples_for_frames",
 ]

@@ -104,3 +104,39 @@ def feature_matching_loss(real_fmaps: list[list[torch.Tensor]], fake_fmaps: list
     for rs, fs in zip(real_fmaps, fake_fmaps, strict=True):
         total = total + sum(nn.functional.l1_loss(f, r.detach()) for r, f in zip(rs, fs, strict=True)) / len(rs)
     return total
+
+
+def default_mel_resolutions(n_fft: int) -> list[list[int]]:
+    """(n_fft, hop, n_mels) triples at 1/4, 1/2 and 1x the model's n_fft."""
+    return [[n_fft // 4, n_fft // 16, 40], [n_fft // 2, n_fft // 8, 64], [n_fft, n_fft // 4, 100]]
+
+
+def default_stft_resolutions(n_fft: int) -> list[list[int]]:
+    """(n_fft, hop, win) triples at 1/4, 1/2 and 1x the model's n_fft."""
+    return [[n, n // 4, n] for n in (n_fft // 4, n_fft // 2, n_fft)]
+
+
+class ReconstructionLoss(nn.Module):
+    """The waveform reconstruction objective shared by the codec and the hidden-state decoder:
+    ``mel_weight * multi-res mel L1 + stft_weight * (spectral convergence + log-magnitude L1)``.
+    Empty resolution lists are derived from ``n_fft`` (``default_*_resolutions``).
+    """
+
+    def __init__(self, sample_rate: int, n_fft: int, mel_resolutions: Sequence[Sequence[int]] = (),
+                 stft_resolutions: Sequence[Sequence[int]] = (), mel_weight: float = 45.0, stft_weight: float = 1.0):
+        super().__init__()
+        self.mel_resolutions = [list(r) for r in mel_resolutions] or default_mel_resolutions(n_fft)
+        self.stft_resolutions = [list(r) for r in stft_resolutions] or default_stft_resolutions(n_fft)
+        self.mel_loss = MultiResolutionMelLoss(sample_rate, self.mel_resolutions)
+        self.stft_loss = MultiResolutionSTFTLoss(self.stft_resolutions)
+        self.mel_weight, self.stft_weight = mel_weight, stft_weight
+
+    @property
+    def longest_fft(self) -> int:
+        return max(r[0] for r in self.mel_resolutions + self.stft_resolutions)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        mel = self.mel_loss(pred.float(), target.float())
+        sc, mag = self.stft_loss.parts(pred.float(), target.float())
+        loss = self.mel_weight * mel + self.stft_weight * (sc + mag)
+        return loss, {"mel": mel.item(), "stft_sc": sc.item(), "stft_mag": mag.item()}
