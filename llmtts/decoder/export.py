@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.config import ConfigError, _from_dict
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
+from llmtts.dist.checkpoint import replace_dir
 from llmtts.errors import UserError
 
 
@@ -41,15 +41,7 @@ def save_decoder(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | Non
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     write_decoder_files(model, tmp, llm_info)
-    old = out_dir.with_name(out_dir.name + ".old")
-    if out_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old.exists():
-        shutil.rmtree(old)
-    return out_dir
+    return replace_dir(tmp, out_dir)
 
 
 def resolve_decoder_dir(path: str | Path) -> Path:

@@ -211,3 +211,18 @@ def load_rank_state(ckpt: Path, rank: int) -> dict | None:
 
 def write_json_atomic(path: Path, obj) -> None:
     _write_atomic(Path(path), json.dumps(obj, indent=1, default=str))
+
+
+def replace_dir(tmp: Path, out_dir: Path) -> Path:
+    """Swap a fully written ``tmp`` directory into ``out_dir`` (exports): a reader sees the old or the new
+    directory, never a half-written one; the previous one is kept as ``.old`` until the swap is done."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    old = out_dir.with_name(out_dir.name + ".old")
+    if out_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return out_dir

@@ -3,12 +3,12 @@
 """
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import torch
 
+from llmtts.dist.checkpoint import replace_dir
 from llmtts.errors import UserError
 from llmtts.llm.model import load_model
 from llmtts.llm.tokenizer import Frontend
@@ -37,15 +37,7 @@ def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, at
     frontend.save(tmp)
     if not atomic:
         return out_dir
-    old = out_dir.with_name(out_dir.name + ".old")
-    if out_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old.exists():
-        shutil.rmtree(old)
-    return out_dir
+    return replace_dir(tmp, out_dir)
 
 
 def resolve_llm_dir(path: str | Path) -> Path:

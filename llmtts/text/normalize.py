@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Callable, Protocol
+from typing import Protocol
 
 from llmtts.errors import UserError
 from llmtts.text.numbers import spell_decimal, spell_digits, spell_int, spell_ordinal, spell_year
