@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from llmtts.data.workers import task_results
 from llmtts.audio import save_wav
 from llmtts.data.shards import write_json_atomic
 from llmtts.data.voices import ESPEAK_VOICES, get_voice
@@ -102,30 +102,15 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
     bar = _bar(len(plan), progress)
     chunks = [plan[i:i + CHUNK] for i in range(0, len(plan), CHUNK)]
     tasks = [(voice, chunk, str(wav_dir)) for chunk in chunks]
-    workers = max(1, min(workers, len(tasks)))
-    pool = None
-    if workers == 1:
-        results = map(_render_chunk, tasks)
-    else:  # each utterance renders independently of the others, so workers change nothing in the output
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(workers)
-        results = pool.imap(_render_chunk, tasks)
     try:
-        for sr, n_samples in results:
-            sample_rate = sr
-            seconds += sum(n_samples) / sr
-            bar.update(len(n_samples))
-            bar.set_postfix_str(f"{seconds:.0f} s audio")
-    except BaseException:
-        if pool is not None:  # Ctrl-C or a failing task: don't wait for the other workers' queues
-            pool.terminate()
-            pool.join()
-            pool = None
-        raise
+        # each utterance renders independently of the others, so workers change nothing in the output
+        with task_results(_render_chunk, tasks, workers) as results:
+            for sr, n_samples in results:
+                sample_rate = sr
+                seconds += sum(n_samples) / sr
+                bar.update(len(n_samples))
+                bar.set_postfix_str(f"{seconds:.0f} s audio")
     finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
         bar.close()
     # metadata.csv after the wavs and speakers.csv, corpus.json last: each marks everything before it done.
     _write_text(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import shutil
 import struct
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from llmtts.data.workers import task_results
 from llmtts.audio import AudioError, encode_flac, load_audio
 from llmtts.data.shards import INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, shard_name, \
     write_index
@@ -175,30 +175,14 @@ def ingest(input_dir: str | Path, fmt: str, out_dir: str | Path, cfg: IngestConf
     summaries: list[ShardSummary] = []
     all_rejects = [r.to_dict() for r in rejects]
     bar = _bar(sum(len(t[3]) for t in tasks), progress)
-    workers = max(1, min(cfg.workers, len(tasks)))
-    if workers == 1:
-        results = map(_write_shard, tasks)
-        pool = None
-    else:
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        pool = ctx.Pool(workers)
-        results = pool.imap_unordered(_write_shard, tasks)
     try:
-        for summary, shard_rejects in results:
-            s = ShardSummary.from_dict(summary)
-            summaries.append(s)
-            all_rejects += shard_rejects
-            bar.update(s.num_samples + sum(s.rejected.values()))
-    except BaseException:
-        if pool is not None:  # Ctrl-C or a failing task: don't wait for the other workers' queues
-            pool.terminate()
-            pool.join()
-            pool = None
-        raise
+        with task_results(_write_shard, tasks, cfg.workers, ordered=False) as results:
+            for summary, shard_rejects in results:
+                s = ShardSummary.from_dict(summary)
+                summaries.append(s)
+                all_rejects += shard_rejects
+                bar.update(s.num_samples + sum(s.rejected.values()))
     finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
         bar.close()
     all_rejects.sort(key=lambda r: (r["id"], r["reason"], r["path"]))
     tmp = out_dir / (REJECTS_NAME + ".tmp")
