@@ -193,12 +193,8 @@ class CodecStage(Stage):
             return
         target, recon = self._preview
         self._preview = None
-        sr = self.cfg.model.sample_rate
-        ctx.logger.log_audio("codec/target", target, sr, step)
-        ctx.logger.log_audio("codec/reconstruction", recon, sr, step)
-        mel = self.recon_loss.mel_loss.mels[-1].cpu()
-        ctx.logger.log_spectrogram("codec/target_mel", mel(target[None])[0], step)
-        ctx.logger.log_spectrogram("codec/reconstruction_mel", mel(recon[None])[0], step)
+        ctx.logger.log_audio_comparison("codec", {"target": target, "reconstruction": recon}, self.cfg.model.sample_rate,
+                                        step, spectrogram=self.recon_loss.mel_loss.mels[-1].cpu())
 
     # --- export -------------------------------------------------------------------------------
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:

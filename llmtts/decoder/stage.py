@@ -217,12 +217,8 @@ class DecoderStage(Stage):
             return
         target, recon = self._preview
         self._preview = None
-        sr = self.cfg.model.sample_rate
-        ctx.logger.log_audio("decoder/target", target, sr, step)
-        ctx.logger.log_audio("decoder/output", recon, sr, step)
-        mel = self.recon_loss.mel_loss.mels[-1].cpu()
-        ctx.logger.log_spectrogram("decoder/target_mel", mel(target[None])[0], step)
-        ctx.logger.log_spectrogram("decoder/output_mel", mel(recon[None])[0], step)
+        ctx.logger.log_audio_comparison("decoder", {"target": target, "output": recon}, self.cfg.model.sample_rate,
+                                        step, spectrogram=self.recon_loss.mel_loss.mels[-1].cpu())
 
     # --- export -------------------------------------------------------------------------------
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:

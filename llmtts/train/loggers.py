@@ -153,6 +153,16 @@ class RunLogger:
         rgb = (matplotlib.colormaps["magma"](s[::-1])[..., :3] * 255).astype(np.uint8)
         return self.log_image(name, rgb, step)
 
+    def log_audio_comparison(self, prefix: str, clips: dict[str, Any], sample_rate: int, step: int,
+                             spectrogram=None) -> None:
+        """Log each ``name -> waveform`` clip as ``prefix/name`` audio and, with ``spectrogram`` (a callable
+        ``[1, N] -> [1, F, T]``, e.g. a ``LogMel``), as ``prefix/name_mel`` images, for side-by-side listening."""
+        for name, wav in clips.items():
+            self.log_audio(f"{prefix}/{name}", wav, sample_rate, step)
+        if spectrogram is not None:
+            for name, wav in clips.items():
+                self.log_spectrogram(f"{prefix}/{name}_mel", spectrogram(torch.as_tensor(wav)[None])[0], step)
+
     def close(self) -> None:
         if not self.enabled:
             return
