@@ -75,10 +75,10 @@ def naive(tts: TTS, tokens: int) -> dict:
         g.generate_steps = orig
 
 
-def stream(tts: TTS, tokens: int) -> dict:
+def stream(tts: TTS, tokens: int, lookahead: int | None = None) -> dict:
     t = time.perf_counter()
     n = 0
-    for chunk in tts.stream(TEXT, **forced(tokens)):
+    for chunk in tts.stream(TEXT, lookahead=lookahead, **forced(tokens)):
         n += len(chunk)
     wall = time.perf_counter() - t
     return {"x_rt": n / tts.sample_rate / wall, "first_chunk_ms": tts.last_stats["first_chunk_s"] * 1000,
@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="skip batch and bf16 runs")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--lookahead", type=int, default=2,
+                    help="also stream with this smaller right context (approximate chunk edges; -1 = skip)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,6 +126,10 @@ def main() -> None:
         line = (f"[{args.tokens} tokens] ours {dtype} batch 1: {r1['x_rt']:.2f}x RT ({r1['ms_per_token']:.1f} ms/token)"
                 f" | stream: {st['x_rt']:.2f}x RT ({st['x_rt'] / r1['x_rt']:.2f} of offline), "
                 f"first chunk {st['first_chunk_ms']:.0f} ms")
+        if args.lookahead >= 0:
+            sl = stream(tts, args.tokens, args.lookahead)
+            results[f"{dtype}_stream_lookahead{args.lookahead}_b1"] = sl
+            line += f" | stream lookahead {args.lookahead}: first chunk {sl['first_chunk_ms']:.0f} ms, {sl['x_rt']:.2f}x RT"
         if not args.quick:
             rb = offline(tts, [TEXT] * args.batch, args.tokens)
             results[f"{dtype}_b{args.batch}"] = rb

@@ -21,6 +21,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", help="output directory (with --text-file): 000000.wav, 000001.wav ...")
     p.add_argument("--stream", action="store_true",
                    help="generate and decode chunk by chunk (prints first-chunk latency); same audio as offline")
+    p.add_argument("--lookahead", type=int, default=None,
+                   help="with --stream: tokens of right context before a chunk is emitted (default: the decoder's "
+                        "receptive field = exact; smaller = lower latency, inexact chunk edges)")
     p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.7)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default 0.95)")
     p.add_argument("--top-k", type=int, default=None, help="0 = off (default)")
@@ -76,7 +79,7 @@ def run(args) -> int:
     total_s = 0.0
     if args.stream:
         for text, out in zip(texts, outs):
-            chunks = list(tts.stream(text, **opts))
+            chunks = list(tts.stream(text, lookahead=args.lookahead, **opts))
             wav = np.concatenate(chunks)
             save_wav(out, wav, tts.sample_rate)
             total_s += len(wav) / tts.sample_rate

@@ -5,6 +5,11 @@ receptive field in tokens) and cropped to its own samples, so every sample sees 
 sees in the offline pass: the concatenated chunks equal ``decode(all tokens)`` up to float rounding.
 Chunk sizes start at ``first_chunk`` tokens (latency) and double up to ``max_chunk`` (throughput: the
 decoder's extra work is ``2R / chunk``).
+
+``lookahead`` (default R) trades exactness for latency: a chunk is emitted once ``lookahead`` tokens past it
+exist, so the first chunk waits for ``first_chunk + lookahead`` tokens instead of ``first_chunk + R``. The left
+context stays R; only the last ``R - lookahead`` tokens of each chunk see less right context than offline,
+so chunk edges differ slightly from the offline output (the total length is unchanged).
 """
 from __future__ import annotations
 
@@ -16,10 +21,13 @@ import torch
 
 class StreamDecoder:
     def __init__(self, decode: Callable[[torch.Tensor], np.ndarray], receptive_field: int, samples_per_token: int,
-                 first_chunk: int = 1, max_chunk: int = 32):
+                 first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None):
         if first_chunk < 1 or max_chunk < first_chunk:
             raise ValueError(f"need 1 <= first_chunk <= max_chunk, got {first_chunk}, {max_chunk}")
         self.decode, self.R, self.spt = decode, receptive_field, samples_per_token
+        self.lookahead = receptive_field if lookahead is None else lookahead
+        if not 0 <= self.lookahead <= receptive_field:
+            raise ValueError(f"lookahead must be in [0, {receptive_field}] (the receptive field), got {lookahead}")
         self.chunk, self.max_chunk = first_chunk, max_chunk
         self.states: list[torch.Tensor] = []  # [n, d] blocks
         self.n = 0  # tokens received
@@ -42,7 +50,7 @@ class StreamDecoder:
             self.states.append(hidden)
             self.n += hidden.shape[0]
         out = []
-        while self.n - self.R - self.done >= self.chunk:
+        while self.n - self.lookahead - self.done >= self.chunk:
             out.append(self._emit(self.done + self.chunk))
             self.chunk = min(self.chunk * 2, self.max_chunk)
         return out

@@ -227,10 +227,12 @@ class TTS:
             out.append((np.concatenate(wavs).astype(np.float32), self.sample_rate))
         return out
 
-    def stream(self, text: str, first_chunk: int = 1, max_chunk: int = 32, **options) -> Iterator[np.ndarray]:
+    def stream(self, text: str, first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None,
+               **options) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks as tokens are generated; their concatenation equals
         ``synthesize(text)`` (same options and seed) within float tolerance. ``self.last_stats`` gets
-        ``first_chunk_s`` (latency from the call to the first chunk)."""
+        ``first_chunk_s`` (latency from the call to the first chunk). ``lookahead`` < the decoder's receptive
+        field (tokens) lowers latency at the price of inexact chunk edges (see ``StreamDecoder``)."""
         t0 = time.perf_counter()
         o = self._options(**options)
         prompts = self.prepare(text, o)
@@ -240,7 +242,7 @@ class TTS:
         self.last_stats = stats
         R = self.decoder.receptive_field
         for j, prompt in enumerate(prompts):
-            sd = StreamDecoder(self.decode, R, self.samples_per_token, first_chunk, max_chunk)
+            sd = StreamDecoder(self.decode, R, self.samples_per_token, first_chunk, max_chunk, lookahead)
             gen = torch.Generator().manual_seed(_sentence_seed(o.seed, j))
             for step in generate_steps(self.llm, [prompt], max_new_tokens=[o.max_new_tokens(len(prompt))],
                                        generators=[gen], **kw):

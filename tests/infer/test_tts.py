@@ -65,6 +65,33 @@ def test_chunked_decoding_equals_full_decoding(first, maxc):
     np.testing.assert_allclose(np.concatenate(out), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("lookahead", [0, 2])
+def test_smaller_lookahead_emits_earlier_with_the_same_length(lookahead):
+    torch.manual_seed(0)
+    dec = HiddenDecoder(tiny_decoder_cfg()).eval()
+    h = torch.randn(29, 32)
+    R = dec.receptive_field
+    assert R > 2
+    with torch.no_grad():
+        full = dec(h[None])[0].numpy()
+        sd = StreamDecoder(lambda x: dec(x[None])[0].numpy(), R, 256, 1, 4, lookahead=lookahead)
+        out, first_at = [], None
+        for i in range(29):  # one token at a time, as generation delivers them
+            got = sd.push(h[i:i + 1])
+            if got and first_at is None:
+                first_at = i + 1
+            out += got
+        out.append(sd.flush())
+    assert first_at == 1 + lookahead  # instead of 1 + R with exact streaming
+    stream = np.concatenate(out)
+    assert stream.shape == full.shape
+    # The left context is exact, so the first token's samples differ only through missing right context,
+    # and the very last chunk (flushed with the true right edge) is exact.
+    np.testing.assert_allclose(stream[-256:], full[-256:], atol=1e-5)
+    with pytest.raises(ValueError, match="lookahead"):
+        StreamDecoder(lambda x: x, R, 256, lookahead=R + 1)
+
+
 def test_sentence_splitting():
     assert split_sentences("one. two. three.", max_chars=300, min_chars=0) == ["one.", "two.", "three."]
     assert split_sentences("one. two. three.", max_chars=300, min_chars=30) == ["one. two. three."]
