@@ -17,6 +17,7 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from llmtts.errors import UserError
+from llmtts.io import write_text_atomic
 
 T = TypeVar("T")
 
@@ -197,8 +198,4 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML (atomically) next to an output."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(json.loads(json.dumps(to_dict(cfg))), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(json.loads(json.dumps(to_dict(cfg))), sort_keys=False))

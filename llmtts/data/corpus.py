@@ -21,7 +21,7 @@ import numpy as np
 
 from llmtts.data.workers import task_results
 from llmtts.audio import save_wav
-from llmtts.data.shards import write_json_atomic
+from llmtts.io import write_json_atomic, write_text_atomic
 from llmtts.data.voices import ESPEAK_VOICES, get_voice
 from llmtts.errors import UserError
 from llmtts.text.normalize import normalize_text
@@ -113,8 +113,8 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
     finally:
         bar.close()
     # metadata.csv after the wavs and speakers.csv, corpus.json last: each marks everything before it done.
-    _write_text(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))
-    _write_text(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
+    write_text_atomic(out_dir / "speakers.csv", "".join(f"{p['id']}|{p['speaker']}\n" for p in plan))
+    write_text_atomic(out_dir / "metadata.csv", "".join(f"{p['id']}|{p['text']}|{p['normalized_text']}\n" for p in plan))
     info = dict(settings, sample_rate=sample_rate, seconds=round(seconds, 3),
                 speakers=sorted({p["speaker"] for p in plan}))
     write_json_atomic(done, info)
@@ -143,12 +143,6 @@ def _render_chunk(task: tuple[str, list[dict], str]) -> tuple[int, list[int]]:
         save_wav(Path(wav_dir) / (item["id"] + ".wav"), wav, synth.sample_rate)
         lengths.append(int(wav.size))
     return synth.sample_rate, lengths
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 class _NoBar:

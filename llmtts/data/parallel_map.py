@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from llmtts.data.reader import decode_sample
-from llmtts.data.shards import INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, write_index, \
-    write_json_atomic
+from llmtts.data.shards import INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, write_index
 from llmtts.errors import UserError
+from llmtts.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 

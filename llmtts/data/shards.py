@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from llmtts.errors import UserError
+from llmtts.io import write_json_atomic
 
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
@@ -230,17 +231,9 @@ def build_index(kind: str, shards: list[ShardSummary], rejected: Mapping[str, in
     return index
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def write_index(shard_dir: str | Path, index: Mapping) -> Path:
     path = Path(shard_dir) / INDEX_NAME
-    write_json_atomic(path, dict(index))
+    write_json_atomic(path, dict(index), ensure_ascii=False)
     return path
 
 

@@ -25,6 +25,9 @@ from typing import Iterator
 
 import torch
 
+from llmtts import io as atomic_io
+from llmtts.io import write_text_atomic
+
 from llmtts.dist import process_group as pg
 from llmtts.errors import UserError
 
@@ -133,7 +136,7 @@ def atomic_checkpoint(root: Path, step: int) -> Iterator[Path]:
     yield tmp
     pg.barrier()  # every rank has finished writing
     if pg.info().is_main:
-        _write_atomic(tmp / COMPLETE, json.dumps({"step": step, "files": _manifest(tmp)}, indent=0))
+        write_text_atomic(tmp / COMPLETE, json.dumps({"step": step, "files": _manifest(tmp)}, indent=0), fsync=True)
         _fsync_dir(tmp)
         if final.exists():  # re-saving the same step (e.g. resumed then stopped at once)
             shutil.rmtree(final)
@@ -151,15 +154,6 @@ def _fsync_dir(d: Path) -> None:
             os.close(fd)
     except OSError:
         pass
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def clean_partial(root: Path) -> None:
@@ -209,10 +203,6 @@ def load_rank_state(ckpt: Path, rank: int) -> dict | None:
         raise UserError(f"{f}: unreadable rank state ({exc.__class__.__name__}: {str(exc)[:200]})") from None
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    _write_atomic(Path(path), json.dumps(obj, indent=1, default=str))
-
-
 def replace_dir(tmp: Path, out_dir: Path) -> Path:
     """Swap a fully written ``tmp`` directory into ``out_dir`` (exports): a reader sees the old or the new
     directory, never a half-written one; the previous one is kept as ``.old`` until the swap is done."""
@@ -226,3 +216,8 @@ def replace_dir(tmp: Path, out_dir: Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return out_dir
+
+
+def write_json_atomic(path: Path, obj) -> Path:
+    """Run-directory JSON (trainer state, env.json, stopped.json): anything not JSON-native becomes a string."""
+    return atomic_io.write_json_atomic(path, obj, indent=1, default=str)

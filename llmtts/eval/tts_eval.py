@@ -12,7 +12,6 @@ the references, so the report is self-contained), ``codec/ID.wav`` (references t
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
@@ -24,6 +23,7 @@ import numpy as np
 
 from llmtts.audio import load_audio, save_wav
 from llmtts.errors import UserError
+from llmtts.io import write_json_atomic
 from llmtts.eval.wer import char_counts, word_counts, ErrorCounts
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,6 @@ def find_reference(reference_dir: Path, uid: str) -> Path | None:
         if cand.is_file():
             return cand
     return None
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False, default=_json_default))
-    tmp.replace(path)
 
 
 def _json_default(o):
@@ -215,7 +208,7 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
         "model": model_info or {},
     }
     report = {"summary": summary, "utterances": [asdict(r) for r in results]}
-    write_json_atomic(out_dir / "tts_eval.json", report)
+    write_json_atomic(out_dir / "tts_eval.json", report, allow_nan=False, default=_json_default)
     return report
 
 
