@@ -14,6 +14,27 @@ from torch.nn.utils.parametrizations import weight_norm
 Outputs = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
 
 
+
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """LeakyReLU conv stack + output conv -> (flattened logits, feature maps of every layer)."""
+    fmaps = []
+    for conv in convs:
+        x = nn.functional.leaky_relu(conv(x), 0.1)
+        fmaps.append(x)
+    x = conv_post(x)
+    fmaps.append(x)
+    # A fresh tensor, not a view: FSDP2 attaches its backward hook to module outputs.
+    return x.flatten(1).clone(), fmaps
+
+
+def _run_all(discriminators: nn.ModuleList, wav: torch.Tensor) -> Outputs:
+    logits, fmaps = [], []
+    for d in discriminators:
+        lg, fm = d(wav)
+        logits.append(lg)
+        fmaps.append(fm)
+    return logits, fmaps
+
 class PeriodDiscriminator(nn.Module):
     """Folds the waveform into ``[B, 1, N / period, period]`` and applies 2-D convs along time only."""
 
@@ -35,14 +56,7 @@ class PeriodDiscriminator(nn.Module):
         if n % self.period:
             x = nn.functional.pad(x, (0, self.period - n % self.period), mode="reflect" if n > self.period else "constant")
         x = x.view(b, c, -1, self.period)
-        fmaps = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), 0.1)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        # A fresh tensor, not a view: FSDP2 attaches its backward hook to module outputs.
-        return x.flatten(1).clone(), fmaps
+        return _conv_stack(x, self.convs, self.conv_post)
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -52,12 +66,7 @@ class MultiPeriodDiscriminator(nn.Module):
         self.discriminators = nn.ModuleList([PeriodDiscriminator(p, channels, max_channels) for p in periods])
 
     def forward(self, wav: torch.Tensor) -> Outputs:
-        logits, fmaps = [], []
-        for d in self.discriminators:
-            lg, fm = d(wav)
-            logits.append(lg)
-            fmaps.append(fm)
-        return logits, fmaps
+        return _run_all(self.discriminators, wav)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -80,14 +89,7 @@ class ResolutionDiscriminator(nn.Module):
         spec = torch.stft(wav.float(), self.n_fft, self.hop_length, self.win_length, self.window,
                           center=True, return_complex=True).abs()
         x = spec.transpose(1, 2).unsqueeze(1)  # [B, 1, frames, bins]
-        fmaps = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), 0.1)
-            fmaps.append(x)
-        x = self.conv_post(x)
-        fmaps.append(x)
-        # A fresh tensor, not a view: FSDP2 attaches its backward hook to module outputs.
-        return x.flatten(1).clone(), fmaps
+        return _conv_stack(x, self.convs, self.conv_post)
 
 
 class MultiResolutionDiscriminator(nn.Module):
@@ -99,12 +101,7 @@ class MultiResolutionDiscriminator(nn.Module):
         self.discriminators = nn.ModuleList([ResolutionDiscriminator(*r, channels=channels) for r in resolutions])
 
     def forward(self, wav: torch.Tensor) -> Outputs:
-        logits, fmaps = [], []
-        for d in self.discriminators:
-            lg, fm = d(wav)
-            logits.append(lg)
-            fmaps.append(fm)
-        return logits, fmaps
+        return _run_all(self.discriminators, wav)
 
 
 class CombinedDiscriminator(nn.Module):
