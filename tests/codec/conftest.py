@@ -26,13 +26,3 @@ def codec_dir(tmp_path_factory) -> Path:
     with torch.no_grad():  # spread the untrained latent so codes vary from frame to frame
         model.to_latent.weight.mul_(30)
     return export_codec(model, tmp_path_factory.mktemp("codec") / "export")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models gain nothing from 2 threads, and on a busy machine OpenMP's spinning barriers make them
-    ~30x slower (measured: 0.05 s vs 1.5 s per training step); one thread keeps these tests fast anyway."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
