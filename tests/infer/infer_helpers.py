@@ -1,6 +1,7 @@
 """Tiny random-weight LLM and decoder builders for the inference tests."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from llmtts.decoder.config import DecoderModelConfig
@@ -28,3 +29,16 @@ def tiny_llm(hidden: int = HIDDEN, n_audio: int = N_AUDIO, seed: int = 0):
 def tiny_decoder_cfg(hidden: int = HIDDEN) -> DecoderModelConfig:
     return DecoderModelConfig(hidden_size=hidden, sample_rate=16000, samples_per_token=256, upsample=4, dim=32,
                               intermediate_dim=64, num_layers=2, n_fft=256, hop_length=64)
+
+
+def assert_audio_close(actual, expected, rel: float = 1e-4) -> None:
+    """Same length and max |actual - expected| <= rel x peak |expected|.
+
+    Tolerances are relative to the signal, not absolute: CPU kernels (AVX2 vs AVX-512/AMX, oneDNN blocking
+    chosen by tensor shape) round differently from host to host, while the bugs these tests catch (wrong
+    chunk edges, dropped or repeated tokens, cross-talk between batch rows) change the audio by O(peak)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"length {actual.shape} != {expected.shape}"
+    peak = float(np.abs(expected).max()) if expected.size else 0.0
+    worst = float(np.abs(actual - expected).max()) if expected.size else 0.0
+    assert worst <= rel * max(peak, 1e-3), f"max |diff| {worst:.3g} > {rel:g} x peak {peak:.3g}"

@@ -13,7 +13,7 @@ from llmtts.errors import UserError
 from llmtts.infer.stream import StreamDecoder
 from llmtts.infer.text import split_sentences
 
-from infer_helpers import tiny_decoder_cfg
+from infer_helpers import assert_audio_close, tiny_decoder_cfg
 
 TEXT = "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work?"
 
@@ -37,15 +37,14 @@ def test_batch_equals_one_by_one(tts):
     batch = tts.synthesize_batch(texts, seed=3, max_tokens=16, batch_size=3)
     for text, (wav, sr) in zip(texts, batch):
         alone, _ = tts.synthesize(text, seed=3, max_tokens=16)
-        assert len(alone) == len(wav)
-        np.testing.assert_allclose(wav, alone, atol=1e-4)
+        assert_audio_close(wav, alone)
 
 
 def test_stream_equals_offline(tts):
     offline, _ = tts.synthesize(TEXT, seed=5, max_tokens=24)
     chunks = list(tts.stream(TEXT, seed=5, max_tokens=24, first_chunk=1, max_chunk=4))
     assert len(chunks) > 4 and tts.last_stats["first_chunk_s"] > 0
-    np.testing.assert_allclose(np.concatenate(chunks), offline, atol=1e-5)
+    assert_audio_close(np.concatenate(chunks), offline)
 
 
 @pytest.mark.parametrize("first,maxc", [(1, 1), (2, 8), (5, 64)])
@@ -62,7 +61,7 @@ def test_chunked_decoding_equals_full_decoding(first, maxc):
         for i in range(0, 29, 3):  # tokens arrive in groups
             out += sd.push(h[i:i + 3])
         out.append(sd.flush())
-    np.testing.assert_allclose(np.concatenate(out), full, atol=1e-5)
+    assert_audio_close(np.concatenate(out), full)
 
 
 @pytest.mark.parametrize("lookahead", [0, 2])
@@ -87,7 +86,7 @@ def test_smaller_lookahead_emits_earlier_with_the_same_length(lookahead):
     assert stream.shape == full.shape
     # The left context is exact, so the first token's samples differ only through missing right context,
     # and the very last chunk (flushed with the true right edge) is exact.
-    np.testing.assert_allclose(stream[-256:], full[-256:], atol=1e-5)
+    assert_audio_close(stream[-256:], full[-256:])
     with pytest.raises(ValueError, match="lookahead"):
         StreamDecoder(lambda x: x, R, 256, lookahead=R + 1)
 
@@ -149,7 +148,8 @@ def test_cli_text_stream_and_batch(exports, tmp_path, capsys):
     assert "first chunk after" in capsys.readouterr().out
     a, sr = sf.read(tmp_path / "a.wav")
     s, _ = sf.read(tmp_path / "s.wav")
-    assert sr == 16000 and len(a) > 0 and len(a) % 256 == 0 and np.allclose(a, s, atol=1e-4)
+    assert sr == 16000 and len(a) > 0 and len(a) % 256 == 0
+    assert_audio_close(s, a, rel=1e-3)  # 16-bit wav files: one LSB is 3e-5
     (tmp_path / "texts.txt").write_text("first line.\n\nsecond line here.\n")
     assert main(["synthesize", "--text-file", str(tmp_path / "texts.txt"), "--out-dir", str(tmp_path / "o"), *common]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000000.wav", "000001.wav"]
@@ -172,9 +172,13 @@ def test_int8_mode_streams_like_its_offline_output(exports):
     from llmtts import TTS
 
     fast = TTS.load(*exports, dtype="int8")
-    offline, sr = fast.synthesize(TEXT, seed=2, max_tokens=12)
-    assert len(offline) == fast.last_stats["tokens"] * 256 and np.isfinite(offline).all()
-    streamed = np.concatenate(list(fast.stream(TEXT, seed=2, max_tokens=12)))
-    np.testing.assert_allclose(streamed, offline, atol=2e-3)
+    one = "Hello, my name is Soma Siddhartha, and this sentence is long enough to stand alone."
+    for seed in range(5):
+        # One sentence, batch 1: offline and streamed generation run the same kernels on the same shapes,
+        # so they sample the same tokens on any host; only the bf16 decoder's chunk edges differ.
+        offline, sr = fast.synthesize(one, seed=seed, max_tokens=12, batch_size=1)
+        assert len(offline) == fast.last_stats["tokens"] * 256 and np.isfinite(offline).all()
+        streamed = np.concatenate(list(fast.stream(one, seed=seed, max_tokens=12)))
+        assert_audio_close(streamed, offline, rel=2e-2)
     with pytest.raises(UserError, match="dtype"):
         TTS.load(*exports, dtype="fp8")
