@@ -218,8 +218,9 @@ class Checkpointer:
             out[name] = sd
         return out if self.rank == 0 else None
 
-    def export(self) -> None:
-        """Fresh fp32 CPU models with the final (EMA) weights -> ``stage.export`` -> ``RUN/export``."""
+    def export(self, dirname: str = "export", extra: dict | None = None) -> None:
+        """Fresh fp32 CPU models with the current (EMA) weights -> ``stage.export`` -> ``RUN/<dirname>``
+        (``extra``: a JSON file written into the export, e.g. best.json). Collective for sharded strategies."""
         full = self._full_state_dicts()
         if self.rank == 0:
             fresh = self.stage.build_models()
@@ -227,12 +228,14 @@ class Checkpointer:
                 sd = {k: v.float() if v.is_floating_point() else v for k, v in full[name].items()}
                 m.load_state_dict(sd, strict=True)
                 m.float().eval()
-            final = self.run_dir / "export"
-            tmp = self.run_dir / ".export_tmp"
+            final = self.run_dir / dirname
+            tmp = self.run_dir / f".{dirname}_tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             self.stage.export(fresh, tmp)
-            old = self.run_dir / ".export_old"
+            for fname, content in (extra or {}).items():
+                ckpt_io.write_json_atomic(tmp / fname, content)
+            old = self.run_dir / f".{dirname}_old"
             if final.exists():
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(final, old)

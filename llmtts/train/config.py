@@ -39,6 +39,10 @@ class TrainerConfig:
     save_every: int = 0  # steps; 0 = only at the end
     save_every_minutes: float = 0.0
     keep_last: int = 2
+    # Keep the best model by a validation metric (a key of the stage's val metrics, lower is better): each
+    # evaluation that improves it re-exports RUN/best/ (same format as RUN/export/, plus best.json with the
+    # step and value). "" = off. Small data over-fits: the last step is often not the best one.
+    best_metric: str = ""
     log_every: int = 10
     activation_checkpointing: bool = False
     compile: bool = False

@@ -7,8 +7,10 @@ finally writes ``RUN/export/`` via ``stage.export``.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 # Written to RUN/ when a signal stopped training (resumable); removed when a run starts.
 STOPPED_MARKER = "stopped.json"
+BEST_DIR, BEST_FILE = "best", "best.json"  # trainer.best_metric: RUN/best/ is an export + best.json
 
 
 @dataclass
@@ -163,6 +166,8 @@ class Trainer:
             self.step = self._last_saved_step = self.ckpt.load(resume_from)
         else:
             seed_everything(self.tcfg.seed + 1000 * self.rank)  # distinct dropout / sampling per rank
+            if self.dist.is_main and (self.run_dir / BEST_DIR / BEST_FILE).is_file():
+                shutil.rmtree(self.run_dir / BEST_DIR)  # an earlier run's best (our own export): not this run's
 
         self.logger = RunLogger(self.run_dir, self.lcfg, to_dict(self.cfg), enabled=self.dist.is_main,
                                 resume_step=self.step)
@@ -261,6 +266,7 @@ class Trainer:
                 if t.eval_every and self.step % t.eval_every == 0 and not last:
                     val_metrics = self._evaluate() or val_metrics
                     last_eval = self.step
+                    self._track_best(val_metrics)
                 elif self.lcfg.log_audio_every and self.step % self.lcfg.log_audio_every == 0 and not last:
                     self._log_samples()
                 if sig:
@@ -283,6 +289,7 @@ class Trainer:
         if status == "finished":
             if last_eval != self.step:
                 val_metrics = self._evaluate() or val_metrics
+                self._track_best(val_metrics)
             if self._last_saved_step != self.step:
                 self._save()
             self.ckpt.export()
@@ -313,6 +320,30 @@ class Trainer:
             self.logger.log_metrics(metrics, self.step, "val")
             self.stage.on_eval_end(self.ctx, self.step)
         return metrics
+
+    def _track_best(self, metrics: dict[str, float] | None) -> None:
+        """``trainer.best_metric``: export RUN/best/ when the metric improves (every rank calls this with the
+        same rank-averaged metrics, so the collective export runs on all of them or none)."""
+        key = self.tcfg.best_metric
+        if not key or not metrics:
+            return
+        if key not in metrics:
+            raise UserError(f"trainer.best_metric={key!r} is not a validation metric of stage "
+                            f"{self.stage.name} (it has: {', '.join(sorted(metrics))})")
+        value = float(metrics[key])
+        best_file = self.run_dir / BEST_DIR / BEST_FILE
+        try:
+            best = json.loads(best_file.read_text())  # survives resume: the run's best so far
+        except (OSError, ValueError):
+            best = None
+        if best is not None and best.get("metric") == key and int(best.get("step", -1)) <= self.step \
+                and not value < float(best["value"]):
+            return
+        record = {"metric": key, "value": value, "step": self.step}
+        self.ckpt.export(BEST_DIR, extra={BEST_FILE: record})
+        self.logger.log_metrics({f"best_{key}": value}, self.step, "val")
+        if self.dist.is_main:
+            log.info("new best %s=%.4f at step %d -> %s", key, value, self.step, self.run_dir / BEST_DIR)
 
     def _log_samples(self) -> None:
         """``log.log_audio_every``: the stage's sample hook between evaluations."""
