@@ -46,6 +46,9 @@ class CorpusSection:
     format: Literal["ljspeech", "libritts", "manifest"] = "ljspeech"
     num_utterances: int = 200
     voice: Literal["piper", "espeak"] = "piper"
+    # builtin: the project's sentences; generated: num_utterances distinct generated sentences (data/sentence_gen.py)
+    text_source: Literal["builtin", "generated"] = "builtin"
+    rate_range: list[float] = field(default_factory=lambda: [0.9, 1.1])  # speaking rate per utterance
     seed: int = 0
     workers: int = 1  # rendering processes
 
@@ -94,6 +97,10 @@ class PipelineConfig:
     # little from a second thread, and on a shared machine oversubscribed OpenMP threads spin-wait: measured
     # here under load, 30 tiny-LLM steps took 12 s with 1 thread and 58 s with 2.
     threads: int = 0
+    # Which LLM export the later steps (dump-hidden, decoder, synthesis, eval) use: "last" = RUN/llm/export;
+    # "best" = RUN/llm/best, the lowest validation loss (needs the LLM config's trainer.best_metric).
+    # On small data the LLM over-fits long before its last step, so recipes that must generalise use "best".
+    llm_checkpoint: Literal["last", "best"] = "last"
     launch: LaunchSection = field(default_factory=LaunchSection)
     corpus: CorpusSection = field(default_factory=CorpusSection)
     shards: ShardsSection = field(default_factory=ShardsSection)
@@ -169,6 +176,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     corpus = Path(cfg.corpus.input_dir) if cfg.corpus.input_dir else R / "corpus"
     audio, tokens, hidden = R / "shards" / "audio", R / "shards" / "tokens", R / "shards" / "hidden"
     codec, llm, dec_recon, dec_gan = R / "codec", R / "llm", R / "decoder_recon", R / "decoder_gan"
+    llm_export = llm / "best" if cfg.llm_checkpoint == "best" else llm  # what every later step loads
     wav = R / "synth" / "sample.wav"
     ev = R / "eval"
     L = lambda args: launch_argv(cfg, args)  # noqa: E731
@@ -177,7 +185,9 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
         steps.append(Step("corpus", _llmtts() + [
             "data", "corpus", "--out", str(corpus), "--num-utterances", str(cfg.corpus.num_utterances),
             "--voice", cfg.corpus.voice, "--seed", str(cfg.corpus.seed), "--sentences", "train",
-            "--workers", str(cfg.corpus.workers)],
+            "--workers", str(cfg.corpus.workers)]
+            + (["--text-source", cfg.corpus.text_source] if cfg.corpus.text_source != "builtin" else [])
+            + (["--rate-range", *map(str, cfg.corpus.rate_range)] if cfg.corpus.rate_range != [0.9, 1.1] else []),
             _file(corpus / "metadata.csv"), [str(corpus)]))
     steps.append(Step("shards", _llmtts() + [
         "data", "shards", "--input-dir", str(corpus), "--format", cfg.corpus.format if cfg.corpus.input_dir
@@ -195,7 +205,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
         "llm", "train", "--input-dir", str(tokens), "--save-dir", str(llm), "--from-scratch"]
         + _stage_cfg(cfg.llm) + cfg.llm.extra + cfg.llm.overrides), _export_done(llm), [str(llm)]))
     steps.append(Step("dump_hidden", L([
-        "llm", "dump-hidden", "--llm-path", str(llm), "--input-dir", str(tokens), "--out", str(hidden)]
+        "llm", "dump-hidden", "--llm-path", str(llm_export), "--input-dir", str(tokens), "--out", str(hidden)]
         + cfg.dump_hidden.extra), _file(hidden / "index.json"), [str(hidden)]))
     steps.append(Step("decoder_recon", L([
         "decoder", "train", "--stage", "recon", "--input-dir", str(hidden), "--save-dir", str(dec_recon)]
@@ -206,7 +216,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
         "--init-from", str(dec_recon)] + _stage_cfg(cfg.decoder_gan) + cfg.decoder_gan.extra
         + cfg.decoder_gan.overrides), _export_done(dec_gan), [str(dec_gan)]))
     steps.append(Step("synthesize", _llmtts() + [
-        "synthesize", "--text", cfg.synthesize.text, "--llm-path", str(llm), "--decoder-path", str(dec_gan),
+        "synthesize", "--text", cfg.synthesize.text, "--llm-path", str(llm_export), "--decoder-path", str(dec_gan),
         "--out", str(wav)] + cfg.synthesize.extra, _file(wav), [str(wav)]))
     if cfg.eval.enabled and cfg.eval.codec:
         steps.append(Step("eval_codec", _llmtts() + [
@@ -222,7 +232,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
                 "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "heldout",
                 "--workers", str(cfg.corpus.workers)],
                 _file(Path(refs) / "metadata.csv"), [refs]))
-        tts_args = ["eval", "tts", "--llm-path", str(llm), "--decoder-path", str(dec_gan), "--out", str(ev / "tts"),
+        tts_args = ["eval", "tts", "--llm-path", str(llm_export), "--decoder-path", str(dec_gan), "--out", str(ev / "tts"),
                     "--max-utterances", str(cfg.eval.num_utterances)]
         if texts:
             tts_args += ["--texts", texts]
@@ -274,6 +284,10 @@ def validate(cfg: PipelineConfig) -> None:
         if world > 1 and strategy == "none":
             raise UserError(f"pipeline: launch runs {world} processes but {section}'s parallel.strategy is 'none' "
                             f"(every process would train alone): add {section}.overrides=[parallel.strategy=ddp]")
+    llm_cfg = loaded.get("llm")
+    if cfg.llm_checkpoint == "best" and llm_cfg is not None and not llm_cfg.trainer.best_metric:
+        raise UserError("pipeline: llm_checkpoint=best needs the LLM config's trainer.best_metric "
+                        "(e.g. llm.overrides=[trainer.best_metric=loss_audio, trainer.eval_every=200])")
     codec = loaded.get("codec")
     sr = getattr(getattr(codec, "model", None), "sample_rate", None)
     if sr is not None and sr != cfg.shards.sample_rate:

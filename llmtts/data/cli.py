@@ -10,7 +10,8 @@ def _corpus(args: argparse.Namespace) -> int:
     from llmtts.data.corpus import build_corpus
 
     info = build_corpus(args.out, args.num_utterances, voice=args.voice, seed=args.seed,
-                        progress=not args.no_progress, sentence_set=args.sentences, workers=args.workers)
+                        progress=not args.no_progress, sentence_set=args.sentences, workers=args.workers,
+                        text_source=args.text_source, rate_range=tuple(args.rate_range))
     print(f"corpus: {info['num_utterances']} utterances, {info['seconds']:.1f} s of audio at "
           f"{info['sample_rate']} Hz, voice {info['voice']} -> {args.out}")
     return 0
@@ -41,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sentences", choices=["train", "heldout", "all"], default="train",
                    help="train: 90%% of the sentence set (default); heldout: the other 10%%, never in a train "
                         "corpus (use for evaluation references); all: every sentence")
+    p.add_argument("--text-source", choices=["builtin", "generated"], default="builtin",
+                   help="builtin: the project's ~570 sentences (repeated when more utterances are asked); "
+                        "generated: NUM_UTTERANCES distinct sentences from an offline Markov text model "
+                        "(for recipes that must generalise; never a built-in held-out sentence)")
+    p.add_argument("--rate-range", type=float, nargs=2, metavar=("LO", "HI"), default=[0.9, 1.1],
+                   help="speaking rate drawn per utterance (default 0.9 1.1; 1 1 = the voice's own pace: "
+                        "the most learnable data for small compute budgets)")
     p.add_argument("--workers", type=int, default=1, help="render with N processes, one CPU thread each "
                    "(output identical for any N; default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -7,6 +7,9 @@
 
 ``sentences="train"`` (default) draws from 90 % of the sentence set; ``"heldout"`` from the other 10 %
 (for evaluation references that the model never heard); ``"all"`` from everything.
+``text_source="generated"`` replaces the training sentences by ``num_utterances`` distinct generated ones
+(``sentence_gen.py``: thousands of sentences for recipes that must generalise); the built-in held-out
+sentences never occur among them.
 Deterministic: the seed picks the sentences, the speaker and a speaking rate per utterance, and both
 voices render reproducibly, so the same arguments give byte-identical files.
 """
@@ -41,6 +44,7 @@ def load_sentences() -> list[str]:
 
 
 SENTENCE_SETS = ("train", "heldout", "all")
+TEXT_SOURCES = ("builtin", "generated")
 
 
 def select_sentences(which: str = "train") -> list[str]:
@@ -55,9 +59,19 @@ def select_sentences(which: str = "train") -> list[str]:
     return [s for i, s in enumerate(sentences) if (i % 10 == 9) == held]
 
 
-def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sentence_set: str = "train") -> list[dict]:
+def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sentence_set: str = "train",
+                text_source: str = "builtin", rate_range: tuple[float, float] = RATE_RANGE) -> list[dict]:
     """Which sentence, speaker and speaking rate each utterance gets (a pure function of the seed)."""
-    sentences = select_sentences(sentence_set)
+    if text_source not in TEXT_SOURCES:
+        raise UserError(f"unknown text source '{text_source}' (choose from {', '.join(TEXT_SOURCES)})")
+    if text_source == "generated":
+        if sentence_set != "train":
+            raise UserError("text source 'generated' makes training sentences only; use --sentences train")
+        from llmtts.data.sentence_gen import generated_sentences
+
+        sentences = generated_sentences(num_utterances, seed, exclude=load_sentences())
+    else:
+        sentences = select_sentences(sentence_set)
     rng = np.random.default_rng(seed)
     order: list[int] = []
     while len(order) < num_utterances:  # more utterances than sentences: reshuffle and repeat
@@ -65,7 +79,7 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
     plan = []
     for i in range(num_utterances):
         spk = speakers[int(rng.integers(len(speakers)))]
-        rate = round(float(rng.uniform(*RATE_RANGE)), 2)
+        rate = round(float(rng.uniform(*rate_range)), 2)
         text = sentences[order[i]]
         plan.append({"id": f"utt_{i + 1:06d}", "text": text, "normalized_text": normalize_text(text),
                      "speaker": spk, "rate": rate})
@@ -73,13 +87,22 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
 
 
 def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper", seed: int = 0,
-                 progress: bool = True, sentence_set: str = "train", workers: int = 1) -> dict:
+                 progress: bool = True, sentence_set: str = "train", workers: int = 1,
+                 text_source: str = "builtin", rate_range: tuple[float, float] = RATE_RANGE) -> dict:
     """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete."""
     if num_utterances < 1:
         raise UserError(f"--num-utterances must be >= 1, got {num_utterances}")
     out_dir = Path(out_dir)
     settings = {"version": CORPUS_VERSION, "voice": voice, "seed": seed, "num_utterances": num_utterances,
                 "sentences": sentence_set}
+    rate_range = (float(rate_range[0]), float(rate_range[1]))
+    if not 0.25 <= rate_range[0] <= rate_range[1] <= 4.0:
+        raise UserError(f"rate range must be 0.25 <= LO <= HI <= 4, got {rate_range}")
+    # Only when set: corpora rendered before these options existed stay complete.
+    if text_source != "builtin":
+        settings["text_source"] = text_source
+    if rate_range != RATE_RANGE:
+        settings["rate_range"] = list(rate_range)
     done = out_dir / "corpus.json"
     if done.is_file():
         try:
@@ -91,7 +114,7 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
             return old
         done.unlink()  # different settings: re-render below
     plan = plan_corpus(num_utterances, seed, tuple(VOICE_SPEAKERS[voice]) if voice in VOICE_SPEAKERS
-                       else tuple(get_voice(voice).speakers), sentence_set)
+                       else tuple(get_voice(voice).speakers), sentence_set, text_source, rate_range)
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
     keep = {p["id"] + ".wav" for p in plan}

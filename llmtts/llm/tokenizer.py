@@ -1,8 +1,10 @@
 """Text front end: normaliser + tokenizer, saved as ``frontend.json`` next to the model.
 
-The default tokenizer is one id per character over a fixed symbol set (what Soprano does); any
-Hugging Face tokenizer in a local directory can replace it (``tokenizer: PATH``). Tokenizers
-return *local* text ids 0..n_text-1; ``Vocab.text_ids`` moves them to the text range.
+The default tokenizer is one id per character over a fixed symbol set (what Soprano does); ``phonemes``
+reads eSpeak NG phonemes instead (an easier, regular input for small data: the same spelling always maps
+to the same sounds), and any Hugging Face tokenizer in a local directory can replace both
+(``tokenizer: PATH``). Tokenizers return *local* text ids 0..n_text-1; ``Vocab.text_ids`` moves them to
+the text range. The front end is saved with the export, so inference encodes text exactly as training did.
 """
 from __future__ import annotations
 
@@ -46,6 +48,58 @@ class CharTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return "".join(self.symbols[i] for i in ids)
+
+
+class PhonemeTokenizer:
+    """Normalised text -> eSpeak NG IPA phonemes (piper-tts's bundled espeak-ng, a core dependency; the
+    same phonemizer the built-in Piper voice reads) -> one id per phoneme symbol.
+
+    Symbols are Piper's phoneme set (IPA letters, stress marks, punctuation). Symbols eSpeak emits outside
+    that set are dropped (they are rare diacritics); ``dropped`` counts them. Encoding is cached: training
+    encodes the same sentences every epoch."""
+
+    kind = "phonemes"
+
+    def __init__(self, symbols: tuple[str, ...] | None = None, voice: str = "en-us"):
+        if symbols is None:
+            from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+
+            # one codepoint each: phonemize() splits eSpeak's output into codepoints (Piper's few
+            # multi-codepoint vowel clusters are for other voices' merged ids)
+            symbols = tuple(k for k in sorted(DEFAULT_PHONEME_ID_MAP, key=lambda k: DEFAULT_PHONEME_ID_MAP[k][0])
+                            if len(k) == 1)
+        if any(len(s) != 1 for s in symbols):
+            raise UserError("phoneme tokenizer: every symbol must be exactly one character")
+        self.phonemes = tuple(symbols)  # not ``symbols``: those would be read as the text's own characters
+        self.voice = voice
+        self._index = {s: i for i, s in enumerate(self.phonemes)}
+        self._cache: dict[str, list[int]] = {}
+        self.dropped = 0
+
+    def __getstate__(self) -> dict:  # DataLoader workers start their own eSpeak
+        return {**self.__dict__, "_cache": {}}
+
+    def __len__(self) -> int:
+        return len(self.phonemes)
+
+    def phonemize(self, text: str) -> str:
+        from piper.phonemize_espeak import EspeakPhonemizer
+
+        sentences = EspeakPhonemizer().phonemize(self.voice, text)  # initialises once per process
+        return " ".join("".join(ph) for ph in sentences)
+
+    def encode(self, text: str) -> list[int]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ph = self.phonemize(text)
+            ids = [self._index[c] for c in ph if c in self._index]
+            self.dropped += len(ph) - len(ids)
+            if len(self._cache) < 200_000:
+                self._cache[text] = ids
+        return list(ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.phonemes[i] for i in ids)
 
 
 class HFTokenizer:
@@ -92,7 +146,7 @@ class Frontend:
     """Raw text -> local text ids. ``normalize`` is applied at inference; training data already
     carries ``normalized_text`` and goes through ``encode`` only."""
 
-    tokenizer: CharTokenizer | HFTokenizer
+    tokenizer: CharTokenizer | PhonemeTokenizer | HFTokenizer
     normalizer: str = "english"
 
     def __post_init__(self) -> None:
@@ -120,6 +174,9 @@ class Frontend:
         data: dict = {"normalizer": self.normalizer, "tokenizer": self.tokenizer.kind}
         if isinstance(self.tokenizer, CharTokenizer):
             data["symbols"] = "".join(self.tokenizer.symbols)
+        elif isinstance(self.tokenizer, PhonemeTokenizer):
+            data["symbols"] = "".join(self.tokenizer.phonemes)
+            data["voice"] = self.tokenizer.voice
         else:
             dst = out_dir / "tokenizer"
             if dst.resolve() != self.tokenizer.path.resolve():
@@ -146,17 +203,27 @@ class Frontend:
             symbols = data.get("symbols")
             if not isinstance(symbols, str) or not symbols:
                 raise UserError(f"{file}: key 'symbols' must be a non-empty string")
-            tok: CharTokenizer | HFTokenizer = CharTokenizer(tuple(symbols))
+            tok: CharTokenizer | PhonemeTokenizer | HFTokenizer = CharTokenizer(tuple(symbols))
+        elif kind == "phonemes":
+            symbols = data.get("symbols")
+            if not isinstance(symbols, str) or not symbols:
+                raise UserError(f"{file}: key 'symbols' must be a non-empty string")
+            tok = PhonemeTokenizer(tuple(symbols), voice=str(data.get("voice", "en-us")))
         elif kind == "hf":
             tok = HFTokenizer(file.parent / str(data.get("path", "tokenizer")))
         else:
-            raise UserError(f"{file}: key 'tokenizer' must be 'chars' or 'hf', got {kind!r}")
+            raise UserError(f"{file}: key 'tokenizer' must be 'chars', 'phonemes' or 'hf', got {kind!r}")
         return cls(tokenizer=tok, normalizer=str(data.get("normalizer", "english")))
 
 
 def build_frontend(tokenizer: str = "chars", normalizer: str = "english") -> Frontend:
-    """``tokenizer``: "chars" or a local Hugging Face tokenizer directory."""
-    tok = CharTokenizer() if tokenizer in ("", "chars") else HFTokenizer(tokenizer)
+    """``tokenizer``: "chars", "phonemes" or a local Hugging Face tokenizer directory."""
+    if tokenizer in ("", "chars"):
+        tok: CharTokenizer | PhonemeTokenizer | HFTokenizer = CharTokenizer()
+    elif tokenizer == "phonemes":
+        tok = PhonemeTokenizer()
+    else:
+        tok = HFTokenizer(tokenizer)
     if normalizer not in ("english", "none"):
         raise UserError(f"unknown text normaliser '{normalizer}' (choose 'english' or 'none')")
     return Frontend(tokenizer=tok, normalizer=normalizer)
