@@ -9,12 +9,10 @@ soundfile.read; ratios > 1 mean faster than that baseline.
 from __future__ import annotations
 
 import argparse
-import itertools
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 
 from llmtts.data.corpus import build_corpus

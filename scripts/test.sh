@@ -10,4 +10,6 @@ export WANDB_MODE=${WANDB_MODE:-disabled}
 # The test models are tiny: one intra-op thread per process is several times faster than two (OpenMP
 # spin-waiting), and the multi-process tests would otherwise oversubscribe the cores.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# Lint first (seconds): undefined names and unused imports fail the run before any test does.
+.venv/bin/python -m ruff check llmtts tests benchmarks
 exec .venv/bin/python -m pytest -q --durations=25 "$@"

@@ -9,7 +9,6 @@ import soundfile as sf
 
 from llmtts.cli import main
 from llmtts.data.ingest import IngestConfig, ingest
-from llmtts.errors import UserError
 
 LJ_MINI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ljspeech-mini"
 

@@ -12,7 +12,7 @@ import yaml
 
 from llmtts.cli import main
 from llmtts.config import ConfigError
-from llmtts.launch.cluster import ClusterConfig, load_cluster
+from llmtts.launch.cluster import load_cluster
 from llmtts.launch.jobdir import freeze_stage_config, new_job_dir, snapshot_code
 from llmtts.launch.task import (StageTask, master_port, option_value, rank_environment, stop_signal,
                                 with_option)

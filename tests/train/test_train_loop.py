@@ -66,7 +66,7 @@ def test_ema_export_and_resume_equality(tmp_path):
     for k in full:
         assert torch.equal(full[k], half[k]), k
     # EMA weights differ from the raw weights in the last checkpoint.
-    raw = fit(tmp_path / "raw", "trainer.max_steps=8")
+    fit(tmp_path / "raw", "trainer.max_steps=8")
     raw_w = load_file(str(tmp_path / "raw/export/model.safetensors"))
     assert not torch.equal(raw_w["out.weight"], full["out.weight"])
 
