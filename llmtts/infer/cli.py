@@ -24,12 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookahead", type=int, default=None,
                    help="with --stream: tokens of right context before a chunk is emitted (default: the decoder's "
                         "receptive field = exact; smaller = lower latency, inexact chunk edges)")
-    p.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0.7)")
-    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass (default 0.95)")
-    p.add_argument("--top-k", type=int, default=None, help="0 = off (default)")
-    p.add_argument("--repetition-penalty", type=float, default=None, help=">= 1.0 (default 1.2)")
+    add_sampling_args(p)
     p.add_argument("--seed", type=int, default=None, help="fixed seed: the same text gives the same audio")
-    p.add_argument("--max-tokens", type=int, default=None, help="max audio tokens per sentence (default 512)")
     p.add_argument("--batch-size", type=int, default=None, help="sentences generated together (default 8)")
     p.add_argument("--speaker", default=None, help="speaker name (multi-speaker models)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
@@ -40,10 +36,35 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """Sampling flags shared by ``synthesize`` and ``eval tts``. Unset flags fall back to the LLM export's
+    ``inference.json`` (the recipe's defaults), then to the built-in defaults named in the help."""
+    g = p.add_argument_group("sampling (default: the export's inference.json, else the value in brackets)")
+    g.add_argument("--temperature", type=float, default=None, help="0 = greedy [0.7]")
+    g.add_argument("--greedy", action="store_true", help="argmax decoding: same as --temperature 0")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass [0.95]")
+    g.add_argument("--top-k", type=int, default=None, help="0 = off [0]")
+    g.add_argument("--repetition-penalty", type=float, default=None, help=">= 1.0 [1.2]")
+    g.add_argument("--repetition-window", type=int, default=None,
+                   help="recent audio tokens the penalty looks at, 0 = all [64]")
+    g.add_argument("--max-tokens", type=int, default=None, help="max audio tokens per sentence [512]")
+
+
+def sampling_options(args: argparse.Namespace) -> dict:
+    """The sampling flags that were given (unset ones are left out, so the defaults apply), checked."""
+    if args.greedy and args.temperature not in (None, 0.0):
+        raise UserError(f"--greedy and --temperature {args.temperature} contradict each other: give one")
+    opts = {"temperature": 0.0 if args.greedy else args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "repetition_penalty": args.repetition_penalty, "repetition_window": args.repetition_window,
+            "max_tokens": args.max_tokens}
+    opts = {k: v for k, v in opts.items() if v is not None}
+    from llmtts.llm.export import check_inference
+
+    return check_inference(opts, "sampling flags")
+
+
 def _options(args) -> dict:
-    return {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
-            "repetition_penalty": args.repetition_penalty, "seed": args.seed, "max_tokens": args.max_tokens,
-            "batch_size": args.batch_size, "speaker": args.speaker}
+    return {**sampling_options(args), "seed": args.seed, "batch_size": args.batch_size, "speaker": args.speaker}
 
 
 def run(args) -> int:
@@ -70,10 +91,10 @@ def run(args) -> int:
             raise UserError(f"--text-file {f}: no non-empty lines")
     else:
         texts = [args.text]
+    opts = _options(args)  # bad flags fail before the model loads
     if args.threads:
         torch.set_num_threads(args.threads)
     tts = TTS.load(args.llm_path, args.decoder_path, device=args.device, dtype=args.dtype)
-    opts = _options(args)
     outs = [Path(args.out)] if args.text is not None else [Path(args.out_dir) / f"{i:06d}.wav" for i in range(len(texts))]
     t0 = time.perf_counter()
     total_s = 0.0

@@ -67,20 +67,31 @@ class SynthesisOptions:
         return max(self.min_tokens, min(self.max_tokens, math.ceil(self.tokens_per_text_id * n_text_ids) + 16))
 
 
+def options_from_inference(defaults: dict) -> SynthesisOptions:
+    """``SynthesisOptions`` with an export's checked ``inference.json`` values (``llmtts.llm.export``) over the
+    built-in defaults; an export without one gets the built-in defaults."""
+    sampling_keys = set(SamplingConfig.__dataclass_fields__)
+    samp = {k: v for k, v in defaults.items() if k in sampling_keys}
+    rest = {k: v for k, v in defaults.items() if k not in sampling_keys}
+    return SynthesisOptions(sampling=SamplingConfig(**samp), **rest)
+
+
 def _sentence_seed(seed: int, j: int) -> int:
     return (seed * 1_000_003 + j * 0x9E3779B1) % (2**63 - 1)
 
 
 class TTS:
     def __init__(self, llm, vocab, frontend, decoder: HiddenDecoder, decoder_meta: dict | None = None,
-                 dtype: str = "fp32"):
-        """``dtype`` other than fp32 also runs the decoder under bf16 autocast (its iSTFT stays fp32)."""
+                 dtype: str = "fp32", options: SynthesisOptions | None = None):
+        """``dtype`` other than fp32 also runs the decoder under bf16 autocast (its iSTFT stays fp32).
+        ``options``: the defaults every call starts from (``load`` passes the export's ``inference.json``);
+        keyword arguments of a call override them."""
         self.llm, self.vocab, self.frontend, self.decoder = llm, vocab, frontend, decoder
         self.decoder_meta = decoder_meta or {}
         if dtype not in DTYPES:
             raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         self.dtype = dtype
-        self.options = SynthesisOptions()
+        self.options = options or SynthesisOptions()
         self._check_pair()
         self.last_stats: dict = {}
 
@@ -88,16 +99,19 @@ class TTS:
     @classmethod
     def load(cls, llm_path: str | Path, decoder_path: str | Path, device: str = "cpu", dtype: str = "fp32") -> "TTS":
         """``llm_path``/``decoder_path``: run directories or their ``export/``. ``dtype``: LLM weights,
-        ``fp32``, ``bf16`` or ``int8`` (weight-only; fewer bytes read per token: CPU decoding is bandwidth bound)."""
+        ``fp32``, ``bf16`` or ``int8`` (weight-only; fewer bytes read per token: CPU decoding is bandwidth bound).
+        The LLM export's ``inference.json`` (the recipe's sampling defaults), if any, becomes ``self.options``."""
         from llmtts.llm import load_llm
+        from llmtts.llm.export import load_inference
 
         if dtype not in DTYPES:
             raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         if not Path(llm_path).exists():
             raise UserError(f"LLM path {llm_path}: no such run or export directory")
+        options = options_from_inference(load_inference(llm_path))  # a bad inference.json fails before loading
         decoder, meta = load_decoder(decoder_path, device=device)
         llm, vocab, frontend = load_llm(llm_path, device=device)
-        return cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype)
+        return cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype, options=options)
 
     def _check_pair(self) -> None:
         d_llm = self.llm.config.hidden_size
@@ -180,6 +194,11 @@ class TTS:
         if o.max_tokens < 1:
             raise UserError(f"max_tokens must be >= 1, got {o.max_tokens}")
         return o
+
+    def resolve_options(self, **overrides) -> SynthesisOptions:
+        """The options a call with these keyword arguments uses: ``self.options`` (the export's defaults)
+        with the given non-None overrides, checked (e.g. to record what an evaluation ran with)."""
+        return self._options(**overrides)
 
     def _generate(self, prompts: list[list[int]], seeds: list[int], o: SynthesisOptions):
         kw = dict(stop_id=self.vocab.stop, audio_offset=self.vocab.audio_offset, n_audio=self.vocab.n_audio,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 from llmtts.llm.model import LLMModelConfig
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
@@ -46,6 +46,31 @@ class LLMDataConfig(DataConfig):
 
 
 @dataclass
+class InferenceConfig:
+    """Synthesis defaults the recipe ships with its model: written to the export's ``inference.json``;
+    ``llmtts synthesize`` / ``eval tts`` / ``TTS.load`` use them unless told otherwise. None = the inference
+    code's own default (llmtts/infer/sampling.py, llmtts/infer/tts.py)."""
+    temperature: Optional[float] = None         # 0 = greedy
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None                 # 0 = off
+    repetition_penalty: Optional[float] = None  # >= 1.0
+    repetition_window: Optional[int] = None     # recent audio tokens the penalty looks at (0 = all)
+    max_tokens: Optional[int] = None            # per sentence
+    tokens_per_text_id: Optional[float] = None  # runaway guard: at most this many tokens per text id (+16)
+
+    def __post_init__(self) -> None:
+        from dataclasses import asdict
+
+        from llmtts.errors import UserError
+        from llmtts.llm.export import check_inference
+
+        try:  # a bad value fails when the config loads, not at the export after training
+            check_inference(asdict(self), "inference")
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@dataclass
 class LLMConfig:
     model: LLMModelConfig = field(default_factory=LLMModelConfig)
     vocab: VocabConfig = field(default_factory=VocabConfig)
@@ -54,6 +79,7 @@ class LLMConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     # Weight of the loss on text-side targets (text_start, text ids, speech_start); audio + stop weigh 1.
     text_loss_weight: float = 0.0
     # Set by the CLI: exactly one of these ("" = unset).

@@ -1,24 +1,73 @@
 """The LLM's export directory: a Hugging Face model dir (``save_pretrained``) + ``vocab.json`` +
-``frontend.json``. Loadable by ``AutoModelForCausalLM.from_pretrained`` with no custom code.
+``frontend.json`` (+ ``inference.json``: the recipe's sampling defaults, when it sets any). Loadable by
+``AutoModelForCausalLM.from_pretrained`` with no custom code.
 """
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from llmtts.dist.checkpoint import replace_dir
 from llmtts.errors import UserError
+from llmtts.io import write_json_atomic
 from llmtts.llm.model import load_model
 from llmtts.llm.tokenizer import Frontend
 from llmtts.llm.vocab import Vocab
 
+INFERENCE_FILE = "inference.json"
+# Synthesis options an export may carry besides the sampling ones (llmtts.infer.sampling.SamplingConfig):
+# how long a sentence may run depends on the codec's token rate, i.e. on the recipe.
+INFERENCE_EXTRA = {"max_tokens": int, "tokens_per_text_id": float}
 
-def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, atomic: bool = True) -> Path:
+
+def inference_keys() -> dict[str, type]:
+    from llmtts.infer.sampling import SamplingConfig
+
+    # field types are strings under ``from __future__ import annotations``
+    keys = {f.name: int if f.type in ("int", int) else float for f in fields(SamplingConfig)}
+    return {**keys, **INFERENCE_EXTRA}
+
+
+def check_inference(values: dict, source: str) -> dict:
+    """The inference defaults without unset (None) entries, checked: known keys, numbers, valid sampling.
+    ``source`` names the file or config key in the one-line error."""
+    from llmtts.infer.sampling import SamplingConfig
+
+    if not isinstance(values, dict):
+        raise UserError(f"{source}: expected a mapping of inference defaults, got {type(values).__name__}")
+    keys = inference_keys()
+    out = {}
+    for k, v in values.items():
+        if v is None:
+            continue
+        if k not in keys:
+            raise UserError(f"{source}: unknown key '{k}' (valid: {', '.join(sorted(keys))})")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (keys[k] is int and v != int(v)):
+            raise UserError(f"{source}: '{k}' must be {'an integer' if keys[k] is int else 'a number'}, got {v!r}")
+        out[k] = keys[k](v)
+    try:
+        SamplingConfig(**{k: v for k, v in out.items() if k not in INFERENCE_EXTRA}).validate()
+    except UserError as exc:
+        raise UserError(f"{source}: {exc}") from None
+    if out.get("max_tokens", 1) < 1:
+        raise UserError(f"{source}: 'max_tokens' must be >= 1, got {out['max_tokens']}")
+    if out.get("tokens_per_text_id", 1.0) <= 0:
+        raise UserError(f"{source}: 'tokens_per_text_id' must be > 0, got {out['tokens_per_text_id']}")
+    return out
+
+
+def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, atomic: bool = True,
+                inference: dict | None = None) -> Path:
     """Write the export; ``atomic``: into ``out_dir.tmp`` first, then renamed over ``out_dir`` (the
-    trainer already hands stages a temporary directory, so it passes ``atomic=False``)."""
+    trainer already hands stages a temporary directory, so it passes ``atomic=False``). ``inference``: the
+    recipe's synthesis defaults (``LLMConfig.inference``; None entries = the inference code's defaults),
+    written to ``inference.json`` when any is set; ``llmtts.TTS.load`` uses them unless told otherwise."""
     out_dir = Path(out_dir)
+    defaults = check_inference(inference or {}, "LLM config inference")
     tmp = out_dir.with_name(out_dir.name + ".tmp") if atomic else out_dir
     if not atomic:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -35,6 +84,8 @@ def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, at
         model.config.use_cache = False
     vocab.save(tmp / "vocab.json")
     frontend.save(tmp)
+    if defaults:
+        write_json_atomic(tmp / INFERENCE_FILE, defaults)
     if not atomic:
         return out_dir
     return replace_dir(tmp, out_dir)
@@ -48,6 +99,19 @@ def resolve_llm_dir(path: str | Path) -> Path:
         p = Path(path)
         return p / "export" if (p / "export").is_dir() else p
     return resolve_export(path)
+
+
+def load_inference(path: str | Path) -> dict:
+    """The export's inference defaults (``inference.json``), checked; ``{}`` for an export without one
+    (older exports keep the inference code's defaults)."""
+    f = resolve_llm_dir(path) / INFERENCE_FILE
+    if not f.is_file():
+        return {}
+    try:
+        values = json.loads(f.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{f}: not valid JSON ({exc})") from None
+    return check_inference(values, str(f))
 
 
 def load_llm(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

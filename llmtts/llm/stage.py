@@ -165,4 +165,5 @@ class LLMStage(Stage):
 
     # --- export ---------------------------------------------------------------------------------
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
-        save_export(models["model"], self.vocab, self.frontend, out_dir, atomic=False)
+        save_export(models["model"], self.vocab, self.frontend, out_dir, atomic=False,
+                    inference=vars(self.cfg.inference))
