@@ -113,3 +113,25 @@ def test_save_export_refuses_bad_inference_defaults(tmp_path):
     with pytest.raises(UserError, match="repetition_penalty"):
         save_export(model, vocab, frontend, tmp_path / "export", inference={"repetition_penalty": 0.5})
     assert not (tmp_path / "export").exists()  # refused before anything was written
+
+
+def test_llm_stage_writes_the_recipes_inference_defaults(tmp_path):
+    """The real LLM stage (2 steps): `inference.*` config keys end up in the export, and TTS.load uses them."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
+    from token_shards import make_token_shards
+
+    shards = make_token_shards(tmp_path / "tok", n_train=4, n_val=2)
+    run = tmp_path / "run"
+    assert main(["llm", "train", "--input-dir", str(shards), "--save-dir", str(run), "--from-scratch",
+                 "--config", "configs/llm/tiny.yaml", "trainer.max_steps=2", "log.progress=false",
+                 "log.tensorboard=false", "vocab.n_audio=64", "model.num_hidden_layers=1", "model.hidden_size=32",
+                 "model.intermediate_size=64", "model.head_dim=16", "model.num_attention_heads=2",
+                 "model.num_key_value_heads=1", "inference.temperature=0", "inference.max_tokens=40"]) == 0
+    assert json.loads((run / "export" / "inference.json").read_text()) == {"temperature": 0.0, "max_tokens": 40}
+    torch.manual_seed(1)
+    save_decoder(HiddenDecoder(tiny_decoder_cfg()), tmp_path / "dec" / "export")
+    tts = TTS.load(run, tmp_path / "dec")
+    assert tts.options.sampling.temperature == 0.0 and tts.options.max_tokens == 40
