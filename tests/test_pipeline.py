@@ -118,7 +118,7 @@ E2E_OVERRIDES = [
     "corpus.num_utterances=10", "shards.val_fraction=0.2", "shards.workers=1",
     "codec.overrides=[trainer.max_steps=4]", "llm.overrides=[trainer.max_steps=4]",
     "decoder_recon.overrides=[trainer.max_steps=2]", "decoder_gan.overrides=[trainer.max_steps=2]",
-    "eval.num_utterances=1", "eval.codec_limit=2",
+    "eval.num_utterances=1", "eval.train_utterances=2", "eval.codec_limit=2",
 ]
 
 
@@ -155,7 +155,11 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
         assert u["n_tokens"] > 0
         assert sf.info(root / "eval" / "tts" / u["wav"]).frames == u["n_tokens"] * spt
         assert u["ref_wer"] is not None and u["ref_wer"] < 0.5  # the judge understands the Piper references
-    assert 0.0 <= ev["summary"]["wer"] and ev["summary"]["max_length_share"] in (0.0, 1.0)
+    assert list(ev["sets"]) == ["train", "unseen"]  # sentences it trained on, and sentences it never saw
+    assert [ev["sets"][k]["num_utterances"] for k in ("train", "unseen")] == [2, 1]
+    for summary in ev["sets"].values():
+        assert 0.0 <= summary["wer"] and summary["ref_wer"] is not None and summary["max_length_share"] in (0.0, 1.0, 0.5)
+    assert "WER train " in out and "WER unseen " in out  # the pipeline's closing lines
 
     # every stage chained: token and hidden shards, exports
     assert json.loads((root / "shards" / "tokens" / "index.json").read_text())["kind"] == "tokens"
@@ -168,8 +172,9 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
     assert re.findall(r"<h3>(codec|llm|decoder_recon|decoder_gan)</h3>", page) == \
         ["codec", "llm", "decoder_recon", "decoder_gan"]
     assert "eval/codec/codec_eval.json" in page
-    # the pipeline's sample + reference, codec reconstruction and synthesis of the evaluated utterance
-    assert len(re.findall(r"<audio ", page)) == 4 and "<em>not available</em>" not in page
+    # the pipeline's sample; per-sentence rows (synthesis + reference) for 2 train + 1 unseen sentences; and
+    # reference, codec reconstruction and synthesis of each evaluated utterance
+    assert len(re.findall(r"<audio ", page)) == 1 + 3 * 2 + 3 * 3 and "<em>not available</em>" not in page
 
     # re-run: every step but the report is skipped; no training run is touched
     before = _tree_state(root)
