@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from llmtts.llm.model import LLMModelConfig
+from llmtts.llm.samples import SamplesConfig
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
 
 
@@ -80,6 +81,8 @@ class LLMConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     log: LogConfig = field(default_factory=LogConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    # Audio samples + judge WER of held-out sentences during training (llmtts/llm/samples.py).
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
     # Weight of the loss on text-side targets (text_start, text ids, speech_start); audio + stop weigh 1.
     text_loss_weight: float = 0.0
     # Set by the CLI: exactly one of these ("" = unset).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from pathlib import Path
@@ -162,6 +163,29 @@ class LLMStage(Stage):
     def eval_step(self, batch: LMBatch, ctx) -> dict[str, float]:
         loss, metrics = self._forward(batch, ctx)
         return {"loss": float(loss.detach()), **metrics}
+
+    # --- samples during training -------------------------------------------------------------------
+    def on_eval_end(self, ctx, step: int) -> None:
+        """``samples.every``: synthesise held-out sentences with the current weights (llm/samples.py)."""
+        sc = self.cfg.samples
+        last = getattr(self, "_last_sample_step", None)
+        due = sc.every > 0 and (last is None or step - last >= sc.every or step >= self.cfg.trainer.max_steps)
+        if not due or ctx.rank != 0:
+            return
+        if self.cfg.parallel.strategy == "fsdp2" or (self.cfg.parallel.strategy == "deepspeed"
+                                                     and self.cfg.parallel.deepspeed.zero_stage == 3):
+            log.warning("samples: skipped under sharded parameters (their forward needs every rank)")
+            sc.every = 0
+            return
+        from llmtts.dist.parallelize import unwrap
+        from llmtts.llm.samples import TrainingSampler
+
+        if getattr(self, "_sampler", None) is None:
+            index = json.loads((self.input_dir / "index.json").read_text())
+            self._sampler = TrainingSampler(sc, self.vocab, self.frontend, index.get("codec"))
+        self._last_sample_step = step
+        metrics = self._sampler(unwrap(ctx.models["model"]), ctx.logger, step)
+        log.info("samples at step %d: %s", step, ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
 
     # --- export ---------------------------------------------------------------------------------
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
