@@ -10,3 +10,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """When the whole tree is collected (no paths given), every tests/**/test_*.py must yield a test: a folder
+    that pytest silently skips (as ``dist`` once was, by pytest's default ``norecursedirs``) fails the run."""
+    if config.args_source != pytest.Config.ArgsSource.TESTPATHS:
+        return
+    root = config.rootpath / "tests"
+    collected = {item.path for item in items}
+    missing = sorted(str(p.relative_to(config.rootpath)) for p in root.rglob("test_*.py") if p not in collected)
+    if missing:
+        raise pytest.UsageError(f"{len(missing)} test file(s) yielded no tests (not collected?): {', '.join(missing)}")

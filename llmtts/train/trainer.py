@@ -259,6 +259,8 @@ class Trainer:
                     rate = train_metrics.pop("__units") * self.world / dt
                     train_metrics[f"{self.stage.unit}_per_s"] = rate
                     train_metrics["steps_per_s"] = window_steps / dt
+                    if self.device.type == "cuda":  # peak since start, this rank: sizes batches, compares recipes
+                        train_metrics["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                     self.logger.log_metrics(train_metrics, self.step, "train")
                     pbar.update_metrics(train_metrics, rate)
                     window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
