@@ -31,12 +31,13 @@ def tiny_decoder_cfg(hidden: int = HIDDEN) -> DecoderModelConfig:
                               intermediate_dim=64, num_layers=2, n_fft=256, hop_length=64)
 
 
-def assert_audio_close(actual, expected, rel: float = 1e-4) -> None:
+def assert_audio_close(actual, expected, rel: float = 1e-3) -> None:
     """Same length and max |actual - expected| <= rel x peak |expected|.
 
     Tolerances are relative to the signal, not absolute: CPU kernels (AVX2 vs AVX-512/AMX, oneDNN blocking
-    chosen by tensor shape) round differently from host to host, while the bugs these tests catch (wrong
-    chunk edges, dropped or repeated tokens, cross-talk between batch rows) change the audio by O(peak)."""
+    chosen by tensor shape) round differently from host to host (fp32 chunked vs whole decoding: 1e-4 x peak
+    seen on an AMD EPYC), while the bugs these tests catch (wrong chunk edges, dropped or repeated tokens,
+    cross-talk between batch rows) change the audio by O(peak): 1e-3 x peak separates the two."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, f"length {actual.shape} != {expected.shape}"
     peak = float(np.abs(expected).max()) if expected.size else 0.0
