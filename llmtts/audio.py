@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from llmtts.errors import UserError
+from llmtts.io import write_bytes_atomic
 
 
 class AudioError(UserError, ValueError):
@@ -58,14 +59,21 @@ def encode_flac(wav: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def save_wav(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> None:
+def wav_bytes(wav: np.ndarray | torch.Tensor, sample_rate: int) -> bytes:
+    """16-bit PCM mono WAV file content, clipped to [-1, 1]."""
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().float().cpu().numpy()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.wav")
-    sf.write(str(tmp), np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0), sample_rate, subtype="PCM_16")
-    tmp.replace(path)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(wav, dtype=np.float32).reshape(-1), -1.0, 1.0), sample_rate, format="WAV",
+             subtype="PCM_16")
+    return buf.getvalue()
+
+
+def save_wav(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int) -> None:
+    """Encoded in memory, then written by ``llmtts.io.write_bytes_atomic``: unique temporary names, and a FIFO or
+    device (``--out /dev/null``) is written through, never replaced (libsndfile cannot write a WAV header into a
+    pipe itself: it seeks back to fill in the sizes)."""
+    write_bytes_atomic(path, wav_bytes(wav, sample_rate))
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:

@@ -1,25 +1,66 @@
-"""Atomic file writes: a reader (or a resumed run) sees the old file or the new one, never half of one."""
+"""Atomic file writes: a reader (or a resumed run) sees the old file or the new one, never half of one.
+
+One writer for every output file (JSON, YAML, CSV, wav): the bytes go to a temporary file beside the target,
+then ``os.replace`` puts it in place. Two exceptions, because a rename would do the wrong thing there:
+
+* the target exists and is not a regular file (``/dev/null``, a FIFO, a device): renaming over it would
+  replace the node itself (as root, ``--out /dev/null`` left a regular file in /dev), so the bytes are
+  written through it instead;
+* the target is a symbolic link: the link is followed and its target gets the new content (what ``> link``
+  does in a shell); renaming over the link would silently cut it from the file it points to.
+"""
 from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
+from llmtts.errors import UserError
+
+
+def temp_path_for(path: Path) -> Path:
+    """A temporary name beside ``path``, unique per process *and* call: two writers of the same file (two
+    processes, or two threads of one) never share a temporary file. Hidden, so globs for outputs skip it."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+
+
+def _write_through(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, fsync: bool = False) -> Path:
+    """Write ``data`` to a unique temporary file beside ``path``, then rename it over ``path`` (see the module
+    docstring for non-regular targets and symlinks). ``fsync`` for markers that must survive a power loss."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.is_dir():
+        raise UserError(f"{path}: is a directory, expected a file name")
+    if target.exists() and not target.is_file():
+        _write_through(target, data)
+        return path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    # O_EXCL: the temporary file is ours alone; mode 0o666 lets the umask decide, as for any new file.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
 
 def write_text_atomic(path: str | Path, text: str, fsync: bool = False) -> Path:
-    """Write ``text`` to a per-process temporary file beside ``path``, then rename it over ``path``.
-    ``fsync`` for markers that must survive a power loss (checkpoint COMPLETE files)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    """``text`` as UTF-8, written atomically (``write_bytes_atomic``)."""
+    return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
 
 
 def write_json_atomic(path: str | Path, obj: Any, fsync: bool = False, **dumps_kwargs: Any) -> Path:
