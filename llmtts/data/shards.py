@@ -16,7 +16,7 @@ import re
 import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 import numpy as np
@@ -25,6 +25,7 @@ from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 
 INDEX_NAME = "index.json"
+DONE_SUFFIX = ".done.json"  # beside each output shard of a rank-parallel map (parallel_map), written last
 INDEX_VERSION = 1
 KINDS = ("audio", "tokens", "hidden")
 # A key becomes a file name prefix; webdataset splits "KEY.ext" at the first dot of the base name.
@@ -244,11 +245,28 @@ def read_index(shard_dir: str | Path) -> dict:
                         "(made by `llmtts data shards`, `llmtts codec encode` or `llmtts llm dump-hidden`)?")
     try:
         index = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(index, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(index).__name__}")
     if index.get("kind") not in KINDS:
         raise UserError(f"{path}: 'kind' must be one of {KINDS}, got {index.get('kind')!r}")
+    shards = index.get("shards")
+    if not isinstance(shards, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("path"), str) and isinstance(s.get("split"), str) for s in shards):
+        raise UserError(f"{path}: 'shards' must be a list of {{\"path\": ..., \"split\": ...}} entries")
+    for s in shards:
+        confined(s["path"], path)
     return index
+
+
+def confined(rel: str, source: str | Path) -> str:
+    """``rel`` if it names a file inside the shard folder; readers and writers join it to their folder, so an
+    absolute path or a ``..`` (from an edited or hostile ``index.json``) would make them leave it."""
+    parts = PurePosixPath(rel).parts
+    if not rel or "\x00" in rel or PurePosixPath(rel).is_absolute() or ".." in parts:
+        raise UserError(f"{source}: shard path {rel!r} is absolute or leaves the shard folder")
+    return rel
 
 
 def list_shards(shard_dir: str | Path, split: str) -> list[Path]:

@@ -50,22 +50,45 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _lines(path: Path) -> list[tuple[int, str | None]]:
+    """(line number, text) per line; text None for a line that is not valid UTF-8. Decoding line by line lets
+    one bad byte cost its own row instead of the whole file (a UTF-8 BOM at the start is dropped)."""
+    raw = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    out: list[tuple[int, str | None]] = []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        try:
+            out.append((n, line.decode("utf-8")))
+        except UnicodeDecodeError:
+            out.append((n, None))
+    return out
+
+
+def read_speakers(path: Path) -> dict[str, str]:
+    """``id|speaker`` lines. A line that is not UTF-8 is decoded with U+FFFD for the bad bytes, not dropped:
+    dropping it would silently give that utterance the default speaker, and the same bytes always decode
+    to the same name, so the speaker stays one consistent label."""
+    speakers: dict[str, str] = {}
+    for line in path.read_bytes().decode("utf-8", errors="replace").removeprefix("\ufeff").splitlines():
+        if "|" in line:
+            k, v = line.split("|", 1)
+            speakers[k.strip()] = v.strip()
+    return speakers
+
+
 def read_ljspeech(root: Path) -> tuple[list[Utterance], list[Reject]]:
     """``metadata.csv`` (``id|text[|normalized_text]``) + ``wavs/ID.wav``; optional ``speakers.csv``
     (``id|speaker``, written by ``llmtts data corpus``); otherwise one speaker named after the directory."""
     meta = root / "metadata.csv"
     if not meta.is_file():
         raise UserError(f"{root}: no metadata.csv (LJSpeech layout: metadata.csv + wavs/)")
-    speakers: dict[str, str] = {}
     spk_file = root / "speakers.csv"
-    if spk_file.is_file():
-        for line in spk_file.read_text(encoding="utf-8").splitlines():
-            if "|" in line:
-                k, v = line.split("|", 1)
-                speakers[k.strip()] = v.strip()
+    speakers = read_speakers(spk_file) if spk_file.is_file() else {}
     default_speaker = root.resolve().name
     utts, rejects = [], []
-    for n, line in enumerate(meta.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for n, line in _lines(meta):
+        if line is None:  # a transcript with a wrong character would train the model on the wrong text
+            rejects.append(Reject(f"line{n}", str(meta), "bad_metadata", f"line {n}: not UTF-8 text"))
+            continue
         if not line.strip():
             continue
         cols = line.split("|")
@@ -118,10 +141,12 @@ def read_manifest(path: Path) -> tuple[list[Utterance], list[Reject]]:
         raise UserError(f"manifest not found: {path}")
     base = path.parent
     utts, rejects = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for n, line in _lines(path):
+        if line is not None and not line.strip():
             continue
         try:
+            if line is None:
+                raise ValueError("not UTF-8 text")
             row = json.loads(line)
             if not isinstance(row, dict) or not isinstance(row.get("audio"), str):
                 raise ValueError("needs an 'audio' path")

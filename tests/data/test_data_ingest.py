@@ -168,3 +168,26 @@ def test_real_ljspeech_mini(tmp_path):
     assert sr == 24000 and wav.ndim == 1
     meta_line = next(line for line in (LJ_MINI / "metadata.csv").read_text().splitlines() if line.startswith(key + "|"))
     assert json.loads(samples[key]["json"])["text"] == meta_line.split("|")[1]
+
+
+def test_non_utf8_bytes_cost_one_row_not_the_run(tmp_path):
+    """A latin-1 byte in metadata.csv rejects that row (counted, listed); in speakers.csv it is decoded with
+    U+FFFD (the speaker stays one consistent label); in a manifest it rejects that line."""
+    root = tmp_path / "lj"
+    for i in range(3):
+        write_wav(root / "wavs" / f"u{i}.wav", tone(0.6))
+    (root / "metadata.csv").write_bytes(b"u0|Fine text.|Fine text.\nu1|Caf\xe9 au lait.|Caf\xe9 au lait.\n"
+                                        b"u2|Also fine.|Also fine.\n")
+    (root / "speakers.csv").write_bytes(b"u0|ann\nu1|ann\nu2|Jos\xe9\n")
+    assert main(["data", "shards", "--input-dir", str(root), "--out", str(tmp_path / "s"), "--sample-rate", "16000",
+                 "--val-fraction", "0", "--no-progress"]) == 0
+    index = json.loads((tmp_path / "s" / "index.json").read_text())
+    assert index["totals"]["num_samples"] == 2 and index["rejected"] == {"bad_metadata": 1}
+    assert sorted(index["speakers"]) == ["Jos\ufffd", "ann"]
+    rejects = [json.loads(line) for line in (tmp_path / "s" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["detail"] for r in rejects] == ["line 2: not UTF-8 text"]
+    (root / "data.jsonl").write_bytes(b'{"audio": "wavs/u0.wav", "text": "Fine."}\n'
+                                      b'{"audio": "wavs/u1.wav", "text": "Caf\xe9."}\n')
+    index = ingest(root / "data.jsonl", "manifest", tmp_path / "m", IngestConfig(sample_rate=16000, val_fraction=0),
+                   progress=False)
+    assert index["totals"]["num_samples"] == 1 and index["rejected"] == {"bad_manifest_line": 1}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmtts.data.parallel_map import dist_env, iter_shard, map_shards
-from llmtts.data.shards import ShardSetWriter, ShardWriter, build_index, read_index, write_index
+from llmtts.data.shards import ShardSetWriter, ShardWriter, build_index, list_shards, read_index, write_index
 from llmtts.errors import UserError
 
 
@@ -115,3 +115,18 @@ def test_map_shards_rank0_times_out_when_a_rank_is_missing(make_shards, tmp_path
     with pytest.raises(UserError, match="1 shard\\(s\\) still unfinished"):
         map_shards(src, tmp_path / "o", _tokenize([]), kind="tokens", rank=0, world_size=2, progress=False,
                    wait_timeout_s=0.2, poll_s=0.05)
+
+
+@pytest.mark.parametrize("bad", ["../victim/shard.tar", "/tmp/victim/shard.tar", "train/../../victim/shard.tar"])
+def test_index_shard_paths_must_stay_inside_the_folder(make_shards, tmp_path, bad):
+    """A hostile index.json must not make readers or writers leave the shard folder."""
+    src, _ = make_shards(1, 2)
+    index = json.loads((src / "index.json").read_text())
+    index["shards"][0]["path"] = bad
+    (src / "index.json").write_text(json.dumps(index))
+    for call in (lambda: read_index(src), lambda: list_shards(src, "train"),
+                 lambda: map_shards(src, tmp_path / "o", _tokenize([]), kind="tokens", progress=False)):
+        with pytest.raises(UserError, match="index.json: shard path .* leaves the shard folder") as err:
+            call()
+        assert repr(bad) in str(err.value) and len(str(err.value).splitlines()) == 1
+    assert not (tmp_path / "o").exists() and not (tmp_path / "victim").exists()
