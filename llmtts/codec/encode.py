@@ -26,7 +26,7 @@ import torch
 from llmtts.audio import encode_flac, resample
 from llmtts.codec.export import load_codec
 from llmtts.codec.model import CodecModel
-from llmtts.data.parallel_map import dist_env, iter_shard, map_shards
+from llmtts.data.parallel_map import check_output, dist_env, iter_shard, map_shards
 from llmtts.data.shards import ShardWriter
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ def encode_shards(codec_path: str | Path, input_dir: str | Path, out_dir: str | 
                   device: str = "auto", rank: int | None = None, world_size: int | None = None,
                   progress: bool = True) -> dict | None:
     """Encode every input shard of this rank; rank 0 returns the output ``index.json`` content."""
+    check_output(input_dir, out_dir, "tokens")  # before the model loads
     if rank is None or world_size is None:
         rank, world_size = dist_env()
     model = load_codec(codec_path, pick_device(device))

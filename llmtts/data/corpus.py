@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmtts.data.outdir import check_out_path, claim, ensure_ours
 from llmtts.data.workers import task_results
 from llmtts.audio import save_wav
 from llmtts.io import write_json_atomic, write_text_atomic
@@ -92,7 +93,7 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
     """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete."""
     if num_utterances < 1:
         raise UserError(f"--num-utterances must be >= 1, got {num_utterances}")
-    out_dir = Path(out_dir)
+    out_dir = check_out_path(out_dir)
     settings = {"version": CORPUS_VERSION, "voice": voice, "seed": seed, "num_utterances": num_utterances,
                 "sentences": sentence_set}
     rate_range = (float(rate_range[0]), float(rate_range[1]))
@@ -104,23 +105,19 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
     if rate_range != RATE_RANGE:
         settings["rate_range"] = list(rate_range)
     done = out_dir / "corpus.json"
-    if done.is_file():
-        try:
-            old = json.loads(done.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if all(old.get(k) == v for k, v in settings.items()):
-            log.info("corpus in %s is already complete (%d utterances)", out_dir, num_utterances)
-            return old
-        done.unlink()  # different settings: re-render below
+    old = _read_corpus_json(done)
+    if old is not None and all(old.get(k) == v for k, v in settings.items()):
+        log.info("corpus in %s is already complete (%d utterances)", out_dir, num_utterances)
+        return old
+    ensure_ours(out_dir, recognised=old is not None, what="a corpus folder")
     plan = plan_corpus(num_utterances, seed, tuple(VOICE_SPEAKERS[voice]) if voice in VOICE_SPEAKERS
                        else tuple(get_voice(voice).speakers), sentence_set, text_source, rate_range)
+    claim(out_dir, {"written_by": "llmtts data corpus"})
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
-    keep = {p["id"] + ".wav" for p in plan}
-    for stale in wav_dir.glob("utt_*.wav"):  # left by an earlier, larger corpus in the same place
-        if stale.name not in keep:
-            stale.unlink()
+    if old is not None:  # ours, with other settings: re-rendered below
+        done.unlink()
+        _remove_stale_wavs(wav_dir, {p["id"] + ".wav" for p in plan})
     seconds, sample_rate = 0.0, 0
     bar = _bar(len(plan), progress)
     chunks = [plan[i:i + CHUNK] for i in range(0, len(plan), CHUNK)]
@@ -142,6 +139,23 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
                 speakers=sorted({p["speaker"] for p in plan}))
     write_json_atomic(done, info)
     return info
+
+
+def _read_corpus_json(path: Path) -> dict | None:
+    """A finished corpus's ``corpus.json``, or None (absent or not ours: then nothing here may be deleted)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "version" in info and "voice" in info else None
+
+
+def _remove_stale_wavs(wav_dir: Path, keep: set[str]) -> None:
+    """``utt_*.wav`` left by an earlier, larger corpus in the same place: only called when ``corpus.json``
+    says that corpus was ours (the same names in someone else's folder are their files)."""
+    for stale in wav_dir.glob("utt_*.wav"):
+        if stale.name not in keep:
+            stale.unlink()
 
 
 _VOICES: dict[str, object] = {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +19,11 @@ import soundfile as sf
 
 from llmtts.data.workers import task_results
 from llmtts.audio import AudioError, encode_flac, load_audio
-from llmtts.data.shards import INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, shard_name, \
-    write_index
+from llmtts.data import outdir
+from llmtts.data.shards import ShardSummary, ShardWriter, build_index, shard_name, write_index
 from llmtts.data.sources import Reject, Utterance, read_source
 from llmtts.errors import UserError
+from llmtts.io import write_text_atomic
 from llmtts.text.normalize import normalize_text
 
 log = logging.getLogger(__name__)
@@ -151,25 +151,23 @@ def plan_shards(utts: list[Utterance], cfg: IngestConfig) -> dict[str, list[list
 def ingest(input_dir: str | Path, fmt: str, out_dir: str | Path, cfg: IngestConfig, progress: bool = True) -> dict:
     """Build the shard directory; returns its index. A finished directory with the same settings is kept."""
     cfg.validate()
-    out_dir = Path(out_dir)
+    out_dir = outdir.check_out_path(out_dir, [input_dir])
     settings = {"format": fmt, "input": str(Path(input_dir).resolve()), **asdict(cfg)}
     settings.pop("workers")
-    if (out_dir / INDEX_NAME).is_file():
-        try:
-            old = read_index(out_dir)
-        except UserError:
-            old = {}
-        if old.get("ingest") == settings:
-            log.info("shards in %s are already complete", out_dir)
-            return old
+    old = outdir.shard_index_or_none(out_dir)
+    if old is not None and old.get("ingest") == settings:
+        log.info("shards in %s are already complete", out_dir)
+        return old
+    marker = outdir.ensure_ours(out_dir, recognised=old is not None, what="a shard folder")
     utts, rejects = read_source(input_dir, fmt)
     if not utts and not rejects:
         raise UserError(f"{input_dir}: no utterances found for format '{fmt}'")
-    for split in ("train", "val"):  # a previous run with other settings: its shards would mix in
-        if (out_dir / split).is_dir():
-            shutil.rmtree(out_dir / split)
-    (out_dir / INDEX_NAME).unlink(missing_ok=True)
     plan = plan_shards(utts, cfg)
+    # A previous run with other settings: its shards would mix in. Only the files it listed go.
+    outdir.remove_shards(out_dir, outdir.owned_shards(old, marker), extra_files=[REJECTS_NAME])
+    outdir.claim(out_dir, {"written_by": "llmtts data shards", "kind": "audio", "input": settings["input"],
+                           "files": [f"{split}/{shard_name(i)}" for split, shards in plan.items()
+                                     for i in range(len(shards))]})
     tasks = [(str(out_dir), split, i, [asdict(u) for u in items], asdict(cfg))
              for split, shards in plan.items() for i, items in enumerate(shards)]
     summaries: list[ShardSummary] = []
@@ -185,9 +183,7 @@ def ingest(input_dir: str | Path, fmt: str, out_dir: str | Path, cfg: IngestConf
     finally:
         bar.close()
     all_rejects.sort(key=lambda r: (r["id"], r["reason"], r["path"]))
-    tmp = out_dir / (REJECTS_NAME + ".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in all_rejects))
-    tmp.replace(out_dir / REJECTS_NAME)
+    write_text_atomic(out_dir / REJECTS_NAME, "".join(json.dumps(r, sort_keys=True) + "\n" for r in all_rejects))
     source_rejected: dict[str, int] = {}
     for r in rejects:
         source_rejected[r.reason] = source_rejected.get(r.reason, 0) + 1

@@ -26,14 +26,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from llmtts.data import outdir
+from llmtts.data.outdir import check_out_path
 from llmtts.data.reader import decode_sample
-from llmtts.data.shards import INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, write_index
+from llmtts.data.shards import DONE_SUFFIX, INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, \
+    write_index
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-DONE_SUFFIX = ".done.json"
 
 
 def dist_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
@@ -93,11 +94,12 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if rank is None or world_size is None:
         rank, world_size = dist_env()
+    check_output(input_dir, out_dir, kind)
     rels = input_shards(input_dir, splits)
     if not rels:
         raise UserError(f"no input shards under {input_dir} (expected {input_dir}/<split>/*.tar)")
-    if input_dir.resolve() == out_dir.resolve():
-        raise UserError(f"output directory {out_dir} must differ from the input directory")
+    # Every rank marks the folder before writing into it (the same content on every rank).
+    outdir.claim(out_dir, {"written_by": "llmtts", "kind": kind, "input": str(input_dir.resolve()), "files": rels})
     mine = [r for i, r in enumerate(rels) if i % world_size == rank]
     bar = _progress(len(mine), f"rank {rank}", progress)
     for rel in mine:
@@ -127,6 +129,21 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
     index = build_index(kind, summaries, **extra)
     write_index(out_dir, index)
     return index
+
+
+def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> None:
+    """Refuse an ``out_dir`` this map must not write into (callers run it before loading a model too): a file,
+    the input or a folder above / inside it, a non-empty folder that is not ours. Finished shards are skipped
+    by their ``.done.json``, so a folder made from another input or of another kind would mix stale shards
+    in: refused as well."""
+    out_dir = check_out_path(out_dir, [input_dir])
+    index = outdir.shard_index_or_none(out_dir)
+    source = str(Path(input_dir).resolve())
+    marker = outdir.ensure_ours(out_dir, recognised=index is not None and index.get("kind") == kind,
+                                what=f"a {kind} shard folder")
+    if marker is not None and (marker.get("kind"), marker.get("input")) != (kind, source):
+        raise UserError(f"--out {out_dir}: holds {marker.get('kind')} shards made from {marker.get('input')}; "
+                        f"choose a new --out for {kind} shards from {source} (or delete that folder)")
 
 
 def _wait_for_all(out_dir: Path, rels: list[str], timeout_s: float | None, poll_s: float) -> list[ShardSummary]:

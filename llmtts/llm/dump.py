@@ -103,10 +103,11 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
                 dtype: str = "auto", batch_tokens: int = 8192, splits: list[str] | None = None,
                 progress: bool = True) -> dict | None:
     """Write hidden shards for every input shard of this rank; rank 0 returns the index."""
-    from llmtts.data.parallel_map import map_shards
+    from llmtts.data.parallel_map import check_output, map_shards
     from llmtts.llm.data import check_token_shards
     from llmtts.llm.export import load_llm
 
+    check_output(input_dir, out_dir, "hidden")  # before the model loads
     source = check_token_shards(input_dir)
     dev = _pick_device(device)
     amp = torch.bfloat16 if (dtype == "bf16" or (dtype == "auto" and dev.type == "cuda")) else None

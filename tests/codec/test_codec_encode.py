@@ -104,3 +104,25 @@ def test_encode_cli_bad_codec_path_is_one_line_error(tmp_path, audio_shards, cap
                    "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "nope" in err and len(err.strip().splitlines()) == 1
+
+
+def test_encode_cli_refuses_outputs_that_are_not_its_own(tmp_path, codec_dir, audio_shards, capsys):
+    """--out a file, a non-empty folder that is not ours, the input's parent; an input index whose shard path
+    leaves the folder: one-line errors, exit 2, nothing written (issue 11, items 1, 9, 10)."""
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "foreign" / "train").mkdir(parents=True)
+    (tmp_path / "foreign" / "train" / "shard-000000.tar").write_text("mine")
+    evil = write_audio_shards(tmp_path / "evil", {"train": [1]})
+    index = json.loads((evil / "index.json").read_text())
+    index["shards"][0]["path"] = "../victim/shard.tar"
+    (evil / "index.json").write_text(json.dumps(index))
+    cases = [(audio_shards, tmp_path / "file", "not a directory"), (audio_shards, tmp_path / "foreign", "not empty"),
+             (audio_shards, audio_shards.parent, "above"), (evil, tmp_path / "o", "'../victim/shard.tar'")]
+    for inp, out, words in cases:
+        rc = cli_main(["codec", "encode", "--codec-path", str(codec_dir), "--input-dir", str(inp), "--out", str(out),
+                       "--device", "cpu", "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "file").read_text() == "mine"
+    assert (tmp_path / "foreign" / "train" / "shard-000000.tar").read_text() == "mine"
+    assert not (tmp_path / "o").exists() and not (tmp_path / "victim").exists()

@@ -1,6 +1,7 @@
 """dump-hidden writes exactly the vectors generation sees, one per audio token, resumably."""
 import io
 import json
+import os
 import tarfile
 
 import numpy as np
@@ -76,6 +77,22 @@ def test_dump_rejects_non_token_shards(tmp_path, exported, capsys):
     assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(tmp_path / "audio"),
                  "--out", str(tmp_path / "o")]) == 2
     assert "token shards" in capsys.readouterr().err
+
+
+def test_dump_refuses_outputs_that_are_not_its_own(tmp_path, exported, vocab, capsys):
+    """--out a file, the input, a folder above it, a non-empty folder that is not ours: one line, exit 2, nothing
+    touched (issue 11, items 1 and 10)."""
+    shards = make_token_shards(tmp_path / "tok", n_train=2, n_val=0, n_audio=vocab.n_audio, per_shard=2)
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    for out, words in [(tmp_path / "file", "not a directory"), (shards, "is the input"), (tmp_path, "above"),
+                       (tmp_path / "foreign", "not empty")]:
+        assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards),
+                     "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "file").read_text() == "mine" and os.listdir(tmp_path / "foreign") == ["notes.txt"]
 
 
 @pytest.mark.slow
