@@ -5,6 +5,7 @@ A stage config (``CodecConfig``, ``LLMConfig``, ``DecoderConfig``) embeds these 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -20,6 +21,23 @@ class OptimConfig:
     # Warmup-stable-decay: fraction of max_steps spent in the final decay.
     decay_fraction: float = 0.2
     min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        # Checked here so a bad value is one line naming the key at start-up, not a traceback from the
+        # optimizer (torch refuses lr < 0) or a run that trains on NaN (lr = nan / inf).
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not 0 < self.eps < math.inf:
+            raise ValueError(f"eps must be a finite number > 0, got {self.eps}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        for key in ("decay_fraction", "min_lr_ratio"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
 
 
 @dataclass

@@ -43,6 +43,8 @@ def run_training(args: argparse.Namespace, config_cls: type,
     cfg = load_config(config_cls, args.config, getattr(args, "overrides", None))
     if getattr(args, "input_dir", None) is not None and not Path(args.input_dir).exists():
         raise UserError(f"--input-dir {args.input_dir}: no such directory")
+    if Path(args.save_dir).exists() and not Path(args.save_dir).is_dir():  # else a traceback at the first write
+        raise UserError(f"--save-dir {args.save_dir}: exists and is not a directory")
     pg.init_process_group(cfg.parallel.strategy, cfg.parallel.backend)
     try:
         stage = stage_factory(cfg, args)

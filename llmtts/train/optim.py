@@ -15,8 +15,8 @@ from llmtts.train.config import OptimConfig
 def optim_config_for(base: OptimConfig, overrides: dict) -> OptimConfig:
     try:
         return replace(base, **overrides)
-    except TypeError as exc:
-        raise UserError(f"optimizer_overrides: {exc}") from None
+    except (TypeError, ValueError) as exc:  # ValueError: OptimConfig's own checks (e.g. a negative lr)
+        raise UserError(f"optimizer overrides {overrides}: {exc}") from None
 
 
 def build_adamw(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.AdamW:

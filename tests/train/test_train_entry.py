@@ -24,3 +24,18 @@ def test_run_to_completion_returns_0(tmp_path):
     rc = main(["train", "--save-dir", str(tmp_path), "trainer.max_steps=2", "log.progress=false",
                "log.tensorboard=false"])
     assert rc == 0 and (tmp_path / "export" / "model.safetensors").is_file()
+
+
+def test_bad_save_dir_and_optimizer_values_are_one_line_errors(tmp_path, capsys):
+    """Issue 11, item 10: these were tracebacks (the save dir at the first write, lr=-1 in torch's AdamW)."""
+    (tmp_path / "file").write_text("mine")
+    cases = [(["--save-dir", str(tmp_path / "file")], "--save-dir"),
+             (["--save-dir", str(tmp_path / "r"), "trainer.optim.lr=-1"], "trainer.optim: lr must be"),
+             (["--save-dir", str(tmp_path / "r"), "trainer.optim.lr=.nan"], "trainer.optim: lr must be"),
+             (["--save-dir", str(tmp_path / "r"), "trainer.optim.betas=[0.9, 1.5]"], "betas"),
+             (["--save-dir", str(tmp_path / "r"), "trainer.optim.warmup_steps=-1"], "warmup_steps")]
+    for args, words in cases:
+        assert main(["train", *args, "trainer.max_steps=2", "log.progress=false", "log.tensorboard=false"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "file").read_text() == "mine"
