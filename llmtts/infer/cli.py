@@ -67,6 +67,49 @@ def _options(args) -> dict:
     return {**sampling_options(args), "seed": args.seed, "batch_size": args.batch_size, "speaker": args.speaker}
 
 
+def _read_texts(args) -> list[str]:
+    if args.text_file is None:
+        return [args.text]
+    f = Path(args.text_file)
+    if not f.is_file():
+        raise UserError(f"--text-file {f}: no such file")
+    try:
+        texts = [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise UserError(f"--text-file {f}: not UTF-8 text ({exc})") from None
+    if not texts:
+        raise UserError(f"--text-file {f}: no non-empty lines")
+    return texts
+
+
+def _check_outputs(args) -> None:
+    """Before the model loads: a bad output path is found in a second, not after the synthesis."""
+    if args.text is not None and not args.out:
+        raise UserError("--text needs --out FILE.wav")
+    if args.text_file is not None and not args.out_dir:
+        raise UserError("--text-file needs --out-dir DIR")
+    if args.out and Path(args.out).is_dir():
+        raise UserError(f"--out {args.out}: is a directory, expected a file name")
+    if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise UserError(f"--out-dir {args.out_dir}: exists and is not a directory")
+
+
+def synthesize_to_files(tts, texts: list[str], outs: list[Path], opts: dict):
+    """Yield ``(out, seconds)`` as each wav is written. Texts are synthesised ``batch_size`` at a time and written
+    at once, so memory holds one batch of audio, not the whole file's (a 5 MB text file held 885 MB and had
+    written nothing after two minutes). Same audio as one big batch: a text's audio depends only on its seed."""
+    from llmtts.audio import save_wav
+
+    o = tts.resolve_options(**opts)
+    for t in texts:  # every text checked first: a bad line fails the run before it writes anything
+        tts.prepare(t, o)
+    opts = {**opts, "seed": o.seed}  # one seed for the whole file, as for one call
+    for b in range(0, len(texts), o.batch_size):
+        for (wav, sr), out in zip(tts.synthesize_batch(texts[b: b + o.batch_size], **opts), outs[b: b + o.batch_size]):
+            save_wav(out, wav, sr)
+            yield out, len(wav) / sr
+
+
 def run(args) -> int:
     import numpy as np
     import torch
@@ -74,23 +117,8 @@ def run(args) -> int:
     from llmtts.audio import save_wav
     from llmtts.infer.tts import TTS
 
-    if args.text is not None and not args.out:
-        raise UserError("--text needs --out FILE.wav")
-    if args.text_file is not None and not args.out_dir:
-        raise UserError("--text-file needs --out-dir DIR")
-    texts: list[str]
-    if args.text_file is not None:
-        f = Path(args.text_file)
-        if not f.is_file():
-            raise UserError(f"--text-file {f}: no such file")
-        try:
-            texts = [line.strip() for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError as exc:
-            raise UserError(f"--text-file {f}: not UTF-8 text ({exc})") from None
-        if not texts:
-            raise UserError(f"--text-file {f}: no non-empty lines")
-    else:
-        texts = [args.text]
+    _check_outputs(args)
+    texts = _read_texts(args)
     opts = _options(args)  # bad flags fail before the model loads
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,11 +135,9 @@ def run(args) -> int:
             print(f"{out}: {len(wav) / tts.sample_rate:.2f} s in {len(chunks)} chunks, "
                   f"first chunk after {tts.last_stats['first_chunk_s'] * 1000:.0f} ms")
     else:
-        results = tts.synthesize_batch(texts, **opts)
-        for (wav, sr), out in zip(results, outs):
-            save_wav(out, wav, sr)
-            total_s += len(wav) / sr
-            print(f"{out}: {len(wav) / sr:.2f} s")
+        for out, seconds in synthesize_to_files(tts, texts, outs, opts):
+            total_s += seconds
+            print(f"{out}: {seconds:.2f} s", flush=True)
     took = time.perf_counter() - t0
     print(f"{len(texts)} text(s), {total_s:.2f} s of audio in {took:.2f} s ({total_s / max(took, 1e-9):.1f}x real time)")
     return 0

@@ -6,6 +6,7 @@ batch. That is what makes ``synthesize_batch(texts)`` equal ``[synthesize(t) for
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,14 +25,15 @@ class SamplingConfig:
     repetition_window: int = 64
 
     def validate(self) -> "SamplingConfig":
-        if not self.temperature >= 0:
-            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        # "not x >= 0" also refuses NaN; inf would divide every logit to 0 (uniform noise, not a choice).
+        if not 0 <= self.temperature < math.inf:
+            raise UserError(f"temperature must be >= 0 (0 = greedy) and finite, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise UserError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if not self.repetition_penalty >= 1.0:
-            raise UserError(f"repetition_penalty must be >= 1.0, got {self.repetition_penalty}")
+        if not 1.0 <= self.repetition_penalty < math.inf:
+            raise UserError(f"repetition_penalty must be >= 1.0 and finite, got {self.repetition_penalty}")
         if self.repetition_window < 0:
             raise UserError(f"repetition_window must be >= 0, got {self.repetition_window}")
         return self

@@ -137,7 +137,7 @@ class TTS:
         return self.decoder.cfg.samples_per_token
 
     # --- text -------------------------------------------------------------------------------------
-    def _encode_sentence(self, sentence: str) -> list[int]:
+    def _encode_sentence(self, sentence: str, speaker: str | None) -> list[int]:
         from llmtts.llm.hidden import prompt_ids
 
         tok = self.frontend.tokenizer
@@ -151,12 +151,17 @@ class TTS:
                 dropped = sorted(set(ch for ch in sentence if ch not in known))
                 log.warning("dropped characters the model has no ids for: %s", "".join(dropped)[:40])
             sentence = kept
-        return prompt_ids(self.vocab, self.frontend, sentence, speaker=self._speaker(), normalized=True)
+        return prompt_ids(self.vocab, self.frontend, sentence, speaker=speaker, normalized=True)
 
-    def _speaker(self) -> str | None:
-        if self.options.speaker is not None:
-            return self.options.speaker
-        return self.vocab.speakers[0] if self.vocab.speakers else None
+    def _speaker(self, o: SynthesisOptions) -> str | None:
+        """The call's speaker (``o``, not ``self.options``: a per-call ``speaker=`` must reach the prompt); the
+        model's first speaker when none is given; a one-line error naming the known ones for an unknown name."""
+        if o.speaker is None:
+            return self.vocab.speakers[0] if self.vocab.speakers else None
+        if o.speaker not in self.vocab.speakers:
+            known = ", ".join(self.vocab.speakers) if self.vocab.speakers else "none (a single-speaker model)"
+            raise UserError(f"unknown speaker {o.speaker!r}; this model's speakers: {known}")
+        return o.speaker
 
     def prepare(self, text: str, options: SynthesisOptions | None = None) -> list[list[int]]:
         """Text -> one prompt (LLM ids) per sentence; one-line ``UserError`` for unusable text."""
@@ -168,11 +173,12 @@ class TTS:
         if len(text) > o.max_text_chars:
             raise UserError(f"text has {len(text)} characters, more than max_text_chars={o.max_text_chars}; "
                             "split it or raise the limit")
+        speaker = self._speaker(o)
         normalized = self.frontend.normalize(text)
         sentences = [s for s in split_sentences(normalized, o.max_chars, o.min_chars)]
         prompts = []
         for s in sentences:
-            ids = self._encode_sentence(s)
+            ids = self._encode_sentence(s, speaker)
             if any(self.vocab.text_offset <= i for i in ids):
                 prompts.append(ids)
         if not prompts or not any(is_speakable(s) for s in sentences):
@@ -193,6 +199,9 @@ class TTS:
             o = replace(o, seed=random.SystemRandom().randrange(2**31))
         if o.max_tokens < 1:
             raise UserError(f"max_tokens must be >= 1, got {o.max_tokens}")
+        # max_new_tokens() lets min_tokens win, so min > max would silently generate past the limit.
+        if not 1 <= o.min_tokens <= o.max_tokens:
+            raise UserError(f"min_tokens must be between 1 and max_tokens ({o.max_tokens}), got {o.min_tokens}")
         return o
 
     def resolve_options(self, **overrides) -> SynthesisOptions:

@@ -13,10 +13,11 @@ N_AUDIO = 64
 HIDDEN = 32
 
 
-def tiny_llm(hidden: int = HIDDEN, n_audio: int = N_AUDIO, seed: int = 0):
+def tiny_llm(hidden: int = HIDDEN, n_audio: int = N_AUDIO, seed: int = 0, speakers: tuple[str, ...] = ()):
     torch.manual_seed(seed)
-    vocab = Vocab(n_audio=n_audio, n_text=len(DEFAULT_SYMBOLS), text_symbols=DEFAULT_SYMBOLS)
-    vocab = Vocab(n_audio=n_audio, n_text=vocab.n_text, text_symbols=DEFAULT_SYMBOLS, size=round_up(vocab.used))
+    vocab = Vocab(n_audio=n_audio, n_text=len(DEFAULT_SYMBOLS), speakers=speakers, text_symbols=DEFAULT_SYMBOLS)
+    vocab = Vocab(n_audio=n_audio, n_text=vocab.n_text, speakers=speakers, text_symbols=DEFAULT_SYMBOLS,
+                  size=round_up(vocab.used))
     cfg = LLMModelConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=1, head_dim=16, max_position_embeddings=4096)
     model = build_model(cfg, vocab.size).eval()
