@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
     from llmtts.codec.evaluate import evaluate_codec
+    from llmtts.errors import UserError
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # before the codec loads
+        raise UserError(f"--out {args.out}: exists and is not a directory")
     report = evaluate_codec(args.codec_path, args.input_dir, args.out, limit=args.limit,
                             splits=args.split or None, num_plots=args.num_plots, save_audio=args.save_audio,
                             device=args.device)

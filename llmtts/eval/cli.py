@@ -76,6 +76,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--llm-path and --decoder-path go together")
     if args.llm_path and args.audio_dir:
         raise UserError("give a model (--llm-path/--decoder-path) or --audio-dir, not both")
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # else a traceback at the first write
+        raise UserError(f"--out {args.out}: exists and is not a directory")
 
 
 def _synth_for(args: argparse.Namespace, sampling: dict):

@@ -53,3 +53,12 @@ def test_eval_bad_input_dir_is_a_user_error(codec_dir, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     rc = cli_main(["eval", "codec", "--codec-path", str(codec_dir), "--input-dir", str(tmp_path / "empty")])
     assert rc == 2 and "no audio files" in capsys.readouterr().err
+
+
+def test_eval_out_that_is_a_file_is_a_one_line_error(codec_dir, audio_shards, tmp_path, capsys):
+    (tmp_path / "file").write_text("mine")
+    rc = cli_main(["eval", "codec", "--codec-path", str(codec_dir), "--input-dir", str(audio_shards),
+                   "--out", str(tmp_path / "file")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("llmtts: error: --out") and "\n" not in err
+    assert (tmp_path / "file").read_text() == "mine"

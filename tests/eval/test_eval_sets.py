@@ -155,3 +155,12 @@ def test_pipeline_eval_step_scores_train_and_unseen(tmp_path):
     assert args.max_utterances == cfg.eval.num_utterances and args.greedy
     cfg.eval.train_utterances = 0
     assert eval_args(cfg).sets == []
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "t.txt").write_text("hello\n")
+    (tmp_path / "file").write_text("mine")
+    assert main(["eval", "tts", "--texts", str(tmp_path / "t.txt"), "--out", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmtts: error: --out") and "not a directory" in err and "\n" not in err
+    assert (tmp_path / "file").read_text() == "mine"
