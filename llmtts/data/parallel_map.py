@@ -139,8 +139,11 @@ def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> None:
     out_dir = check_out_path(out_dir, [input_dir])
     index = outdir.shard_index_or_none(out_dir)
     source = str(Path(input_dir).resolve())
-    marker = outdir.ensure_ours(out_dir, recognised=index is not None and index.get("kind") == kind,
-                                what=f"a {kind} shard folder")
+    # A finished run left an index of this kind; an interrupted one (of a version without the marker) left
+    # .done.json files beside the input's shard names.
+    recognised = (index is not None and index.get("kind") == kind) or any(
+        (out_dir / (rel + DONE_SUFFIX)).is_file() for rel in input_shards(input_dir))
+    marker = outdir.ensure_ours(out_dir, recognised=recognised, what=f"a {kind} shard folder")
     if marker is not None and (marker.get("kind"), marker.get("input")) != (kind, source):
         raise UserError(f"--out {out_dir}: holds {marker.get('kind')} shards made from {marker.get('input')}; "
                         f"choose a new --out for {kind} shards from {source} (or delete that folder)")

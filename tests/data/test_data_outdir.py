@@ -115,6 +115,9 @@ def test_map_shards_refuses_foreign_folders_and_other_inputs(make_shards, tmp_pa
     out = tmp_path / "tok"
     map_shards(src, out, _copy_json, kind="tokens", progress=False)
     map_shards(src, out, _copy_json, kind="tokens", progress=False)  # a re-run from the same input resumes
+    (out / MARKER).unlink()
+    (out / "index.json").unlink()  # an interrupted run of a version without the marker: its .done.json files
+    map_shards(src, out, _copy_json, kind="tokens", progress=False)
     with pytest.raises(UserError, match="made from"):
         map_shards(other, out, _copy_json, kind="tokens", progress=False)
 
