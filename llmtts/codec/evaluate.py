@@ -192,10 +192,8 @@ def evaluate_codec(codec_path: str | Path, input_dir: str | Path, out_dir: str |
     report = {"summary": summary, "codec": str(Path(codec_path)), "input": str(Path(input_dir)),
               "device": str(dev), "sample_rate": sr, "samples_per_token": meta["samples_per_token"],
               "codebook": q}
-    from llmtts.io import write_json_atomic
+    from llmtts.io import write_json_atomic, write_text_atomic
 
-    tmp = out / f"per_clip.jsonl.tmp{os.getpid()}"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, out / "per_clip.jsonl")
+    write_text_atomic(out / "per_clip.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write_json_atomic(out / "codec_eval.json", report)
     return report

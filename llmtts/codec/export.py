@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.codec.config import CodecModelConfig
 from llmtts.codec.model import CodecModel
 from llmtts.errors import UserError
+from llmtts.io import write_text_atomic
 
 
 def codec_metadata(model: CodecModel) -> dict:
@@ -42,9 +43,7 @@ def export_codec(model: CodecModel, out_dir: str | Path) -> Path:
     tmp = out_dir / f"model.safetensors.tmp{os.getpid()}"
     save_file(state, str(tmp), metadata={"format": "pt", "kind": "llmtts-codec"})
     os.replace(tmp, out_dir / "model.safetensors")
-    tmp = out_dir / f"config.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(codec_metadata(model), indent=2) + "\n")
-    os.replace(tmp, out_dir / "config.json")
+    write_text_atomic(out_dir / "config.json", json.dumps(codec_metadata(model), indent=2) + "\n")
     return out_dir
 
 

@@ -9,7 +9,6 @@ the text range. The front end is saved with the export, so inference encodes tex
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import string
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from llmtts.errors import UserError
+from llmtts.io import write_text_atomic
 
 # Printable ASCII: what the English normaliser emits (lower case, ASCII). 95 symbols <= Soprano's 188.
 DEFAULT_SYMBOLS: tuple[str, ...] = tuple(" " + string.ascii_lowercase + string.digits + string.punctuation
@@ -184,9 +184,7 @@ class Frontend:
                     shutil.rmtree(dst)
                 self.tokenizer.tok.save_pretrained(str(dst))
             data["path"] = "tokenizer"
-        tmp = out_dir / "frontend.json.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, out_dir / "frontend.json")
+        write_text_atomic(out_dir / "frontend.json", json.dumps(data, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> "Frontend":

@@ -14,7 +14,6 @@ With 8000 audio codes and <= 188 text symbols this is Soprano's layout in an 819
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from llmtts.errors import UserError
+from llmtts.io import write_text_atomic
 
 # Order matters: these are ids 0..3. Changing it breaks every saved model, hence FORMAT_VERSION.
 SPECIALS: tuple[str, ...] = ("pad", "text_start", "speech_start", "stop")
@@ -132,11 +132,7 @@ class Vocab:
         }
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=True))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(self.to_json(), indent=1, ensure_ascii=True))
 
     @classmethod
     def from_json(cls, data: dict, source: str = "vocab.json") -> "Vocab":

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmtts.io import write_text_atomic
 from llmtts.train.config import LogConfig
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,7 @@ def truncate_metrics(path: Path, max_step: int) -> None:
                 keep.append(line)
         except (ValueError, AttributeError):
             continue  # a line torn by a kill
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(k + "\n" for k in keep))
 
 
 class RunLogger:
