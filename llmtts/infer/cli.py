@@ -82,8 +82,8 @@ def _read_texts(args) -> list[str]:
     return texts
 
 
-def _check_outputs(args) -> None:
-    """Before the model loads: a bad output path is found in a second, not after the synthesis."""
+def _check_args(args) -> None:
+    """Before the model loads: a bad output path or number is found in a second, not after the synthesis."""
     if args.text is not None and not args.out:
         raise UserError("--text needs --out FILE.wav")
     if args.text_file is not None and not args.out_dir:
@@ -92,6 +92,12 @@ def _check_outputs(args) -> None:
         raise UserError(f"--out {args.out}: is a directory, expected a file name")
     if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise UserError(f"--out-dir {args.out_dir}: exists and is not a directory")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0 (0 = torch's default), got {args.threads}")
+    if args.lookahead is not None and args.lookahead < 0:
+        raise UserError(f"--lookahead must be >= 0, got {args.lookahead}")
 
 
 def synthesize_to_files(tts, texts: list[str], outs: list[Path], opts: dict):
@@ -117,7 +123,7 @@ def run(args) -> int:
     from llmtts.audio import save_wav
     from llmtts.infer.tts import TTS
 
-    _check_outputs(args)
+    _check_args(args)
     texts = _read_texts(args)
     opts = _options(args)  # bad flags fail before the model loads
     if args.threads:

@@ -18,16 +18,23 @@ from typing import Callable
 import numpy as np
 import torch
 
+from llmtts.errors import UserError
+
+
+class StreamOptionError(UserError, ValueError):
+    """Chunk sizes or look-ahead out of range (one line from the CLI; still a ValueError for API callers)."""
+
 
 class StreamDecoder:
     def __init__(self, decode: Callable[[torch.Tensor], np.ndarray], receptive_field: int, samples_per_token: int,
                  first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None):
         if first_chunk < 1 or max_chunk < first_chunk:
-            raise ValueError(f"need 1 <= first_chunk <= max_chunk, got {first_chunk}, {max_chunk}")
+            raise StreamOptionError(f"need 1 <= first_chunk <= max_chunk, got {first_chunk}, {max_chunk}")
         self.decode, self.R, self.spt = decode, receptive_field, samples_per_token
         self.lookahead = receptive_field if lookahead is None else lookahead
         if not 0 <= self.lookahead <= receptive_field:
-            raise ValueError(f"lookahead must be in [0, {receptive_field}] (the receptive field), got {lookahead}")
+            raise StreamOptionError(f"lookahead must be in [0, {receptive_field}] (the decoder's receptive field), "
+                                    f"got {lookahead}")
         self.chunk, self.max_chunk = first_chunk, max_chunk
         self.states: list[torch.Tensor] = []  # [n, d] blocks
         self.n = 0  # tokens received

@@ -49,6 +49,20 @@ def cast_llm(llm, dtype: str):
     return llm
 
 
+def check_device(device: str) -> None:
+    """A one-line error for a device this torch build or machine does not have (else a traceback from deep
+    inside the first ``.to(device)``)."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device {device!r}: not a torch device (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= n:
+            raise UserError(f"device {device!r}: this machine has {n} CUDA device(s)"
+                            + ("" if torch.backends.cuda.is_built() else " (a CPU-only torch build)"))
+
+
 @dataclass
 class SynthesisOptions:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -108,6 +122,7 @@ class TTS:
             raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
         if not Path(llm_path).exists():
             raise UserError(f"LLM path {llm_path}: no such run or export directory")
+        check_device(device)
         options = options_from_inference(load_inference(llm_path))  # a bad inference.json fails before loading
         decoder, meta = load_decoder(decoder_path, device=device)
         llm, vocab, frontend = load_llm(llm_path, device=device)
@@ -199,6 +214,8 @@ class TTS:
             o = replace(o, seed=random.SystemRandom().randrange(2**31))
         if o.max_tokens < 1:
             raise UserError(f"max_tokens must be >= 1, got {o.max_tokens}")
+        if o.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {o.batch_size}")
         # max_new_tokens() lets min_tokens win, so min > max would silently generate past the limit.
         if not 1 <= o.min_tokens <= o.max_tokens:
             raise UserError(f"min_tokens must be between 1 and max_tokens ({o.max_tokens}), got {o.min_tokens}")

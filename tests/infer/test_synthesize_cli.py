@@ -107,13 +107,20 @@ def test_bad_paths_and_values_are_one_line_errors(exports, tmp_path, capsys):
              (["--text-file", str(tmp_path / "texts.txt"), "--out-dir", str(tmp_path / "file")], "not a directory"),
              (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--temperature", "inf"], "temperature"),
              (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--temperature", "nan"], "temperature"),
-             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--repetition-penalty", "inf"], "repetition_penalty")]
+             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--repetition-penalty", "inf"], "repetition_penalty"),
+             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--batch-size", "0"], "--batch-size"),
+             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--threads", "-3"], "--threads"),
+             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--stream", "--lookahead", "-5"], "--lookahead"),
+             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--stream", "--lookahead", "100000"], "lookahead"),
+             (["--text", TEXT, "--out", str(tmp_path / "x.wav"), "--device", "cuda:99"], "cuda:99")]
     for args, words in cases:
         assert main(["synthesize", *args, "--llm-path", str(llm), "--decoder-path", str(dec)]) == 2
         assert words in _err_line(capsys)
     assert (tmp_path / "file").read_text() == "x" and not (tmp_path / "x.wav").exists()
 
 
-def test_min_tokens_above_max_tokens_is_refused(tts):
+def test_min_tokens_above_max_tokens_and_batch_size_0_are_refused(tts):
     with pytest.raises(UserError, match="min_tokens must be between 1 and max_tokens"):
         tts.synthesize(TEXT, min_tokens=50, max_tokens=10, seed=0)
+    with pytest.raises(UserError, match="batch_size must be >= 1"):
+        tts.synthesize_batch([TEXT], batch_size=0, seed=0)
