@@ -32,6 +32,23 @@ def add_train_args(parser: argparse.ArgumentParser, input_required: bool = False
     parser.set_defaults(accepts_overrides=True)
 
 
+def check_save_dir(save_dir: str | Path) -> None:
+    """Found at start-up, not at the first checkpoint after hours of training: a --save-dir that is a file
+    or cannot be created or written (a probe file is made and removed)."""
+    from llmtts.io import temp_path_for
+
+    path = Path(save_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--save-dir {save_dir}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(path / "write-test")
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--save-dir {save_dir}: cannot write there ({exc.strerror or exc})") from None
+
+
 def run_training(args: argparse.Namespace, config_cls: type,
                  stage_factory: Callable[[Any, argparse.Namespace], Stage]) -> int:
     """Load the config, join the process group (torchrun / SLURM / none), build the stage, train.
@@ -43,8 +60,7 @@ def run_training(args: argparse.Namespace, config_cls: type,
     cfg = load_config(config_cls, args.config, getattr(args, "overrides", None))
     if getattr(args, "input_dir", None) is not None and not Path(args.input_dir).exists():
         raise UserError(f"--input-dir {args.input_dir}: no such directory")
-    if Path(args.save_dir).exists() and not Path(args.save_dir).is_dir():  # else a traceback at the first write
-        raise UserError(f"--save-dir {args.save_dir}: exists and is not a directory")
+    check_save_dir(args.save_dir)
     pg.init_process_group(cfg.parallel.strategy, cfg.parallel.backend)
     try:
         stage = stage_factory(cfg, args)

@@ -30,6 +30,7 @@ def test_bad_save_dir_and_optimizer_values_are_one_line_errors(tmp_path, capsys)
     """Issue 11, item 10: these were tracebacks (the save dir at the first write, lr=-1 in torch's AdamW)."""
     (tmp_path / "file").write_text("mine")
     cases = [(["--save-dir", str(tmp_path / "file")], "--save-dir"),
+             (["--save-dir", str(tmp_path / "file" / "run")], "cannot write there"),
              (["--save-dir", str(tmp_path / "r"), "trainer.optim.lr=-1"], "trainer.optim: lr must be"),
              (["--save-dir", str(tmp_path / "r"), "trainer.optim.lr=.nan"], "trainer.optim: lr must be"),
              (["--save-dir", str(tmp_path / "r"), "trainer.optim.betas=[0.9, 1.5]"], "betas"),
