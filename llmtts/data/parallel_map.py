@@ -94,12 +94,14 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
     input_dir, out_dir = Path(input_dir), Path(out_dir)
     if rank is None or world_size is None:
         rank, world_size = dist_env()
-    check_output(input_dir, out_dir, kind)
+    marker = check_output(input_dir, out_dir, kind)
     rels = input_shards(input_dir, splits)
     if not rels:
         raise UserError(f"no input shards under {input_dir} (expected {input_dir}/<split>/*.tar)")
-    # Every rank marks the folder before writing into it (the same content on every rank).
-    outdir.claim(out_dir, {"written_by": "llmtts", "kind": kind, "input": str(input_dir.resolve()), "files": rels})
+    # Every rank marks the folder before writing into it (the same content on every rank); files of an earlier
+    # run with other --splits stay listed, so a later `data shards` there may still remove them.
+    owned = sorted(set(rels) | set((marker or {}).get("files", [])))
+    outdir.claim(out_dir, {"written_by": "llmtts", "kind": kind, "input": str(input_dir.resolve()), "files": owned})
     mine = [r for i, r in enumerate(rels) if i % world_size == rank]
     bar = _progress(len(mine), f"rank {rank}", progress)
     for rel in mine:
@@ -131,11 +133,11 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
     return index
 
 
-def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> None:
+def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> dict | None:
     """Refuse an ``out_dir`` this map must not write into (callers run it before loading a model too): a file,
     the input or a folder above / inside it, a non-empty folder that is not ours. Finished shards are skipped
     by their ``.done.json``, so a folder made from another input or of another kind would mix stale shards
-    in: refused as well."""
+    in: refused as well. Returns the folder's marker (None if it has none)."""
     out_dir = check_out_path(out_dir, [input_dir])
     index = outdir.shard_index_or_none(out_dir)
     source = str(Path(input_dir).resolve())
@@ -147,6 +149,7 @@ def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> None:
     if marker is not None and (marker.get("kind"), marker.get("input")) != (kind, source):
         raise UserError(f"--out {out_dir}: holds {marker.get('kind')} shards made from {marker.get('input')}; "
                         f"choose a new --out for {kind} shards from {source} (or delete that folder)")
+    return marker
 
 
 def _wait_for_all(out_dir: Path, rels: list[str], timeout_s: float | None, poll_s: float) -> list[ShardSummary]:
