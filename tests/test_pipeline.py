@@ -115,7 +115,7 @@ def test_second_pipeline_on_same_root_is_refused(tmp_path):
 # Even tinier than configs/pipeline/tiny.yaml: every stage runs a few steps. This is also issue #7's end-to-end
 # test (built-in corpus -> ... -> synthesize a wav).
 E2E_OVERRIDES = [
-    "corpus.num_utterances=10", "shards.val_fraction=0.2", "shards.workers=1",
+    "corpus.num_utterances=10", "shards.val_fraction=0.2", "shards.workers=1", "threads=1",
     "codec.overrides=[trainer.max_steps=4]", "llm.overrides=[trainer.max_steps=4]",
     "decoder_recon.overrides=[trainer.max_steps=2]", "decoder_gan.overrides=[trainer.max_steps=2]",
     "eval.num_utterances=1", "eval.train_utterances=2", "eval.codec_limit=2",
