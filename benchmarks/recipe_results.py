@@ -39,8 +39,8 @@ def curves(run: Path, out_png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("codec", "loss_mel", "codec mel loss"), ("llm", "loss_audio", "LLM audio-token loss"),
-              ("decoder_recon", "loss_mel", "decoder mel loss")]
+    panels = [("codec", "mel", "codec mel L1"), ("llm", "loss_audio", "LLM audio-token loss (nats)"),
+              ("decoder_recon", "mel", "decoder mel L1")]
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.6))
     for ax, (stage, key, title) in zip(axes, panels):
         rows = _jsonl(run / stage / "metrics.jsonl")
@@ -50,7 +50,8 @@ def curves(run: Path, out_png: Path) -> None:
                 ax.plot(*zip(*pts), style, label=split, ms=3)
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     ax = axes[3]
     samples = [(r["step"], r["sample_wer"]) for r in _jsonl(run / "llm" / "metrics.jsonl")
                if r.get("split") == "samples" and "sample_wer" in r]
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--out", type=Path, default=Path("docs/results"))
     ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--set", default="unseen", help="evaluation set the FLAC samples come from (default unseen)")
     a = ap.parse_args(argv)
     if not (a.run / "pipeline.json").is_file():
         print(f"recipe_results: {a.run}: not a pipeline run (no pipeline.json)", file=sys.stderr)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = a.out / a.name
     s = summarise(a.run)
     curves(a.run, dest / "curves.png")
-    s["samples"] = flac_samples(a.run, dest / "samples", a.samples)
+    s["samples"] = flac_samples(a.run, dest / "samples", a.samples, a.set)
     (dest / "summary.json").write_text(json.dumps(s, indent=1) + "\n")
     print(f"### {a.name}\n")
     print("| stage | wall s |\n|---|---:|")
