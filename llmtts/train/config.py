@@ -25,8 +25,9 @@ class OptimConfig:
     def __post_init__(self) -> None:
         # Checked here so a bad value is one line naming the key at start-up, not a traceback from the
         # optimizer (torch refuses lr < 0) or a run that trains on NaN (lr = nan / inf).
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        # lr = 0 is allowed: it runs the whole machinery with frozen weights (tests, dry runs).
+        if not 0 <= self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number >= 0, got {self.lr}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 <= self.weight_decay < math.inf:
