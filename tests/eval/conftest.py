@@ -78,19 +78,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infer"))  # infer_
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory):
     """(llm dir, decoder dir): random weights, so synthesis is noise, but every code path of a real model runs."""
-    import torch
+    from infer_helpers import write_tiny_exports
 
-    from infer_helpers import tiny_decoder_cfg, tiny_llm
-    from llmtts.decoder.export import save_decoder
-    from llmtts.decoder.model import HiddenDecoder
-    from llmtts.llm.export import save_export
-
-    root = tmp_path_factory.mktemp("tiny_tts")
-    model, vocab, frontend = tiny_llm()
-    save_export(model, vocab, frontend, root / "llm" / "export")
-    torch.manual_seed(1)
-    save_decoder(HiddenDecoder(tiny_decoder_cfg()), root / "dec" / "export")
-    return root / "llm", root / "dec"
+    return write_tiny_exports(tmp_path_factory.mktemp("tiny_tts"))
 
 
 @pytest.fixture(scope="session")

@@ -44,3 +44,17 @@ def assert_audio_close(actual, expected, rel: float = 1e-3) -> None:
     peak = float(np.abs(expected).max()) if expected.size else 0.0
     worst = float(np.abs(actual - expected).max()) if expected.size else 0.0
     assert worst <= rel * max(peak, 1e-3), f"max |diff| {worst:.3g} > {rel:g} x peak {peak:.3g}"
+
+
+def write_tiny_exports(root):
+    """``(llm dir, decoder dir)`` of random-weight exports under ``root`` (synthesis is noise, but every code
+    path of a real model runs)."""
+    from llmtts.decoder.export import save_decoder
+    from llmtts.decoder.model import HiddenDecoder
+    from llmtts.llm.export import save_export
+
+    model, vocab, frontend = tiny_llm()
+    save_export(model, vocab, frontend, root / "llm" / "export")
+    torch.manual_seed(1)
+    save_decoder(HiddenDecoder(tiny_decoder_cfg()), root / "dec" / "export")
+    return root / "llm", root / "dec"
