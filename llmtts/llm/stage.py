@@ -80,6 +80,8 @@ class LLMStage(Stage):
             self.max_length = min(self.max_length, cfg.data.max_item_length)
         self._hf_config = None
         self.init_report = ""
+        self._sampler = None            # samples.every: built on first use (rank 0 only)
+        self._last_sample_step: int | None = None
 
     # --- models ---------------------------------------------------------------------------------
     def build_models(self) -> dict[str, nn.Module]:
@@ -168,19 +170,20 @@ class LLMStage(Stage):
     def on_eval_end(self, ctx, step: int) -> None:
         """``samples.every``: synthesise held-out sentences with the current weights (llm/samples.py)."""
         sc = self.cfg.samples
-        last = getattr(self, "_last_sample_step", None)
+        last = self._last_sample_step
         due = sc.every > 0 and (last is None or step - last >= sc.every or step >= self.cfg.trainer.max_steps)
         if not due or ctx.rank != 0:
             return
         if self.cfg.parallel.strategy == "fsdp2" or (self.cfg.parallel.strategy == "deepspeed"
                                                      and self.cfg.parallel.deepspeed.zero_stage == 3):
-            log.warning("samples: skipped under sharded parameters (their forward needs every rank)")
-            sc.every = 0
+            if last is None:  # warn once; the saved config keeps what the user asked for
+                log.warning("samples: skipped under sharded parameters (their forward needs every rank)")
+            self._last_sample_step = step
             return
         from llmtts.dist.parallelize import unwrap
         from llmtts.llm.samples import TrainingSampler
 
-        if getattr(self, "_sampler", None) is None:
+        if self._sampler is None:
             index = json.loads((self.input_dir / "index.json").read_text())
             self._sampler = TrainingSampler(sc, self.vocab, self.frontend, index.get("codec"))
         self._last_sample_step = step
