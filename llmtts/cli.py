@@ -17,7 +17,8 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     "codec": ("train the audio codec and encode shards into tokens", ["llmtts.codec.cli"]),
     "llm": ("train the text->audio-token LLM and dump its hidden states", ["llmtts.llm.cli"]),
     "decoder": ("train the Vocos decoder on LLM hidden states", ["llmtts.decoder.cli"]),
-    "eval": ("evaluate a codec or a whole TTS model", ["llmtts.codec.eval_cli", "llmtts.eval.cli"]),
+    "eval": ("evaluate a codec, a decoder or a whole TTS model",
+             ["llmtts.codec.eval_cli", "llmtts.decoder.eval_cli", "llmtts.eval.cli"]),
 }
 # leaf command -> (help, module exposing configure(parser) that sets ``func``)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -99,6 +99,18 @@ class EvalSection:
 
 
 @dataclass
+class StartFromSection:
+    # A fine-tune starts from earlier exports instead of from scratch (each path: a run dir or its export/).
+    # codec: no codec training, encode with this codec (its token space is what the LLM below knows);
+    # llm: the LLM trains from it (`llm train --init-from`); decoder: the recon decoder re-fits from it on the new
+    # LLM's hidden states (`decoder train --init-from`) -- an LLM fine-tune moves its hidden states, and a decoder
+    # that never saw them garbles the audio (docs/finetune.md).
+    codec: str = ""
+    llm: str = ""
+    decoder: str = ""
+
+
+@dataclass
 class PipelineConfig:
     run_root: str = "runs/tiny"
     # CPU threads per step process (OMP/MKL_NUM_THREADS); 0 leaves the environment alone. Tiny models gain
@@ -110,6 +122,7 @@ class PipelineConfig:
     # On small data the LLM over-fits long before its last step, so recipes that must generalise use "best".
     llm_checkpoint: Literal["last", "best"] = "last"
     launch: LaunchSection = field(default_factory=LaunchSection)
+    start_from: StartFromSection = field(default_factory=StartFromSection)
     corpus: CorpusSection = field(default_factory=CorpusSection)
     shards: ShardsSection = field(default_factory=ShardsSection)
     codec: StageSection = field(default_factory=lambda: StageSection(config="configs/codec/tiny.yaml"))
@@ -184,6 +197,9 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     corpus = Path(cfg.corpus.input_dir) if cfg.corpus.input_dir else R / "corpus"
     audio, tokens, hidden = R / "shards" / "audio", R / "shards" / "tokens", R / "shards" / "hidden"
     codec, llm, dec_recon, dec_gan = R / "codec", R / "llm", R / "decoder_recon", R / "decoder_gan"
+    start = cfg.start_from
+    if start.codec:
+        codec = Path(start.codec)
     llm_export = llm / "best" if cfg.llm_checkpoint == "best" else llm  # what every later step loads
     wav = R / "synth" / "sample.wav"
     ev = R / "eval"
@@ -203,21 +219,23 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
         "--workers", str(cfg.shards.workers), "--samples-per-shard", str(cfg.shards.samples_per_shard),
         "--val-fraction", str(cfg.shards.val_fraction), "--seed", str(cfg.corpus.seed)] + cfg.shards.extra,
         _file(audio / "index.json"), [str(audio)]))
-    steps.append(Step("codec_train", L([
-        "codec", "train", "--input-dir", str(audio), "--save-dir", str(codec)] + _stage_cfg(cfg.codec)
-        + cfg.codec.extra + cfg.codec.overrides), _export_done(codec), [str(codec)]))
+    if not start.codec:
+        steps.append(Step("codec_train", L([
+            "codec", "train", "--input-dir", str(audio), "--save-dir", str(codec)] + _stage_cfg(cfg.codec)
+            + cfg.codec.extra + cfg.codec.overrides), _export_done(codec), [str(codec)]))
     steps.append(Step("codec_encode", L([
         "codec", "encode", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(tokens)]
         + cfg.encode.extra), _file(tokens / "index.json"), [str(tokens)]))
     steps.append(Step("llm_train", L([
-        "llm", "train", "--input-dir", str(tokens), "--save-dir", str(llm), "--from-scratch"]
+        "llm", "train", "--input-dir", str(tokens), "--save-dir", str(llm)]
+        + (["--init-from", start.llm] if start.llm else ["--from-scratch"])
         + _stage_cfg(cfg.llm) + cfg.llm.extra + cfg.llm.overrides), _export_done(llm), [str(llm)]))
     steps.append(Step("dump_hidden", L([
         "llm", "dump-hidden", "--llm-path", str(llm_export), "--input-dir", str(tokens), "--out", str(hidden)]
         + cfg.dump_hidden.extra), _file(hidden / "index.json"), [str(hidden)]))
     steps.append(Step("decoder_recon", L([
         "decoder", "train", "--stage", "recon", "--input-dir", str(hidden), "--save-dir", str(dec_recon)]
-        + _stage_cfg(cfg.decoder_recon) + cfg.decoder_recon.extra + cfg.decoder_recon.overrides),
+        + (["--init-from", start.decoder] if start.decoder else []) + _stage_cfg(cfg.decoder_recon) + cfg.decoder_recon.extra + cfg.decoder_recon.overrides),
         _export_done(dec_recon), [str(dec_recon)]))
     steps.append(Step("decoder_gan", L([
         "decoder", "train", "--stage", "gan", "--input-dir", str(hidden), "--save-dir", str(dec_gan),
@@ -300,15 +318,35 @@ def validate(cfg: PipelineConfig) -> None:
     if cfg.llm_checkpoint == "best" and llm_cfg is not None and not llm_cfg.trainer.best_metric:
         raise UserError("pipeline: llm_checkpoint=best needs the LLM config's trainer.best_metric "
                         "(e.g. llm.overrides=[trainer.best_metric=loss_audio, trainer.eval_every=200])")
+    for key in ("codec", "llm", "decoder"):
+        path = getattr(cfg.start_from, key)
+        if path and not Path(path).is_dir():
+            raise UserError(f"pipeline: start_from.{key} {path}: directory not found")
     codec = loaded.get("codec")
     sr = getattr(getattr(codec, "model", None), "sample_rate", None)
+    if cfg.start_from.codec:
+        sr = _export_sample_rate(Path(cfg.start_from.codec))
     if sr is not None and sr != cfg.shards.sample_rate:
-        raise UserError(f"pipeline: shards.sample_rate={cfg.shards.sample_rate} but the codec config "
-                        f"({cfg.codec.config}) has model.sample_rate={sr}: set them equal")
+        src = cfg.start_from.codec or cfg.codec.config
+        raise UserError(f"pipeline: shards.sample_rate={cfg.shards.sample_rate} but the codec ({src}) has "
+                        f"model.sample_rate={sr}: set them equal")
     if cfg.corpus.input_dir and not Path(cfg.corpus.input_dir).is_dir():
         raise UserError(f"pipeline: corpus.input_dir {cfg.corpus.input_dir}: directory not found")
     if not cfg.corpus.input_dir and cfg.corpus.num_utterances < 2:
         raise UserError("pipeline: corpus.num_utterances must be >= 2 (train and validation need audio)")
+
+
+def _export_sample_rate(run: Path) -> int | None:
+    """The sample rate an existing codec export was trained at (None when it does not say)."""
+    import json
+
+    for cand in (run / "export" / "config.json", run / "config.json"):
+        if cand.is_file():
+            try:
+                return json.loads(cand.read_text()).get("model", {}).get("sample_rate")
+            except (OSError, ValueError, AttributeError):
+                return None
+    return None
 
 
 def drop_unavailable_evals(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> None:

@@ -83,6 +83,26 @@ def test_build_steps_chain_every_stage_in_order(tmp_path):
     assert "corpus" not in names and "references" not in names
 
 
+def test_start_from_turns_the_chain_into_a_fine_tune(tmp_path):
+    from llmtts.pipeline import validate
+
+    old = tmp_path / "old"
+    for d in ("codec", "llm", "decoder_gan"):
+        (old / d).mkdir(parents=True)
+    cfg = PipelineConfig(run_root=str(tmp_path / "r"))
+    cfg.start_from.codec, cfg.start_from.llm, cfg.start_from.decoder = (str(old / d) for d in ("codec", "llm", "decoder_gan"))
+    steps = {s.name: s.argv for s in build_steps(cfg)}
+    assert "codec_train" not in steps  # the old codec's token space is what the old LLM knows
+    assert steps["codec_encode"][steps["codec_encode"].index("--codec-path") + 1] == str(old / "codec")
+    assert steps["llm_train"][steps["llm_train"].index("--init-from") + 1] == str(old / "llm")
+    assert "--from-scratch" not in steps["llm_train"]
+    assert steps["decoder_recon"][steps["decoder_recon"].index("--init-from") + 1] == str(old / "decoder_gan")
+    assert steps["eval_codec"][steps["eval_codec"].index("--codec-path") + 1] == str(old / "codec")
+    cfg.start_from.llm = str(tmp_path / "missing")
+    with pytest.raises(UserError, match="start_from.llm .*missing: directory not found"):
+        validate(cfg)
+
+
 def test_validate_fails_fast_on_stage_config_typos(tmp_path):
     from llmtts.pipeline import validate
 
