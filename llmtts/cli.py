@@ -23,6 +23,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
 # leaf command -> (help, module exposing configure(parser) that sets ``func``)
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("text in, wav out (batched or streaming)", "llmtts.infer.cli"),
+    "serve": ("OpenAI-compatible speech server: streaming, request batching, web page", "llmtts.serve.cli"),
     "launch": ("run any stage in debug / local (torchrun) / slurm (submitit) mode", "llmtts.launch.cli"),
     "pipeline": ("run every step from corpus to report, skipping finished steps", "llmtts.pipeline"),
     "report": ("render a run directory into one HTML report", "llmtts.eval.report"),

@@ -1,0 +1,92 @@
+"""``llmtts serve``: load a model, then serve it over HTTP (OpenAI ``/v1/audio/speech``, a web page, metrics)."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--llm-path", required=True, help="LLM run directory or its export/")
+    p.add_argument("--decoder-path", required=True, help="decoder run directory or its export/")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 = every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port, printed at start)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8"], help="LLM weights (see synthesize)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for generation (0 = torch default)")
+    p.add_argument("--max-batch", type=int, default=8, help="requests generated together (rows per decode step)")
+    p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a row; more get 429")
+    p.add_argument("--max-chars", type=int, default=4000, help="longest input text (characters)")
+    p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body; more get 413")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request, queueing included")
+    p.add_argument("--api-key-file", default=None,
+                   help="file whose first line is the API key; clients then send 'Authorization: Bearer KEY'")
+    p.add_argument("--model-name", default="llmtts", help="model id listed by /v1/models")
+    p.add_argument("--graceful-timeout", type=float, default=None,
+                   help="on SIGTERM, seconds to wait for in-flight requests (default: --timeout)")
+    p.set_defaults(func=run)
+
+
+def _check(args) -> None:
+    for name in ("max_batch", "max_queue", "max_chars", "max_body_bytes"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
+    if not args.timeout > 0:
+        raise UserError(f"--timeout must be > 0, got {args.timeout}")
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+
+
+def read_api_key(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--api-key-file {path}: cannot read it ({exc.__class__.__name__})") from None
+    if not key or not key[0].strip():
+        raise UserError(f"--api-key-file {path}: empty (put the key on the first line)")
+    return key[0].strip()
+
+
+def run(args) -> int:
+    _check(args)
+    api_key = read_api_key(args.api_key_file)
+    try:
+        import uvicorn
+
+        from llmtts.serve.app import ServeConfig, create_app
+    except ModuleNotFoundError as exc:
+        raise UserError(f"llmtts serve needs {exc.name}: pip install 'llm-tts-factory[serve]'") from None
+    import torch
+
+    from llmtts.infer.tts import TTS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tts = TTS.load(args.llm_path, args.decoder_path, device=args.device, dtype=args.dtype)
+    cfg = ServeConfig(model_name=args.model_name, max_batch=args.max_batch, max_queue=args.max_queue,
+                      max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
+                      api_key=api_key)
+    app = create_app(tts, cfg)
+    state = app.state.llmtts
+    graceful = args.graceful_timeout if args.graceful_timeout is not None else args.timeout
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # SIGTERM/SIGINT: health says draining while requests finish
+            state.draining = True
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
+                            timeout_graceful_shutdown=graceful, lifespan="on")
+    server = Server(config)
+    server.run()
+    if getattr(server, "started", False) is False:
+        raise UserError(f"could not serve on {args.host}:{args.port} (see the log above: port in use?)")
+    return 0

@@ -1,0 +1,258 @@
+"""One worker thread that generates every request's audio, batching concurrent requests step by step.
+
+A ``Job`` is one HTTP request: its text's sentence prompts, resolved options (seed included) and a thread-safe
+``emit(kind, payload)`` callback (``"audio"`` float32 chunk, ``"done"`` stats, ``"error"`` message). Each round
+the thread (1) admits jobs into free rows of the ``SlotBatch`` — jobs between sentences first, then new ones in
+arrival order — (2) drops rows of cancelled or expired jobs, (3) runs one batched decode step and samples every
+row with its own generator, (4) retires rows that stopped. A job's sentences run one after another (streamed
+audio stays in order); concurrency comes from different requests sharing the step.
+
+Why a request's audio does not depend on the batch: sentence ``j`` of a job samples from a generator seeded with
+``_sentence_seed(seed, j)`` (the same seeds ``TTS.synthesize`` / ``TTS.stream`` use), one uniform per step, with
+the job's own temperature / top-p and its own repetition history; the batched step only adds masked positions.
+Streamed jobs decode chunks with ``StreamDecoder`` (as ``TTS.stream``), the others decode each sentence whole (as
+``TTS.synthesize``).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from llmtts.infer.generate import output_head
+from llmtts.infer.sampling import apply_repetition_penalty, sample_next
+from llmtts.infer.stream import StreamDecoder
+from llmtts.infer.tts import SynthesisOptions, _sentence_seed
+from llmtts.serve.engine import SlotBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    prompts: list[list[int]]
+    options: SynthesisOptions  # seed resolved
+    stream: bool
+    emit: Callable[[str, object], None]
+    deadline: float  # time.monotonic() after which the job is dropped
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sentence: int = 0
+    samples: int = 0
+    submitted: float = field(default_factory=time.monotonic)
+    first_audio: float | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def dead(self) -> str | None:
+        if self.cancelled.is_set():
+            return "cancelled"
+        if time.monotonic() > self.deadline:
+            return "timeout"
+        return None
+
+
+@dataclass
+class _Row:
+    job: Job
+    gen: torch.Generator
+    max_new: int
+    decoder: StreamDecoder | None
+    hidden: list[torch.Tensor] = field(default_factory=list)
+    history: list[int] = field(default_factory=list)
+    count: int = 0
+    next_id: int = 0
+    done: bool = False
+
+
+class Scheduler:
+    def __init__(self, tts, max_batch: int = 8, max_queue: int = 64, metrics=None,
+                 first_chunk: int = 1, max_chunk: int = 32):
+        self.tts, self.max_batch, self.max_queue, self.metrics = tts, max_batch, max_queue, metrics
+        self.first_chunk, self.max_chunk = first_chunk, max_chunk
+        self.batch = SlotBatch(tts.llm, max_batch)
+        v = tts.vocab
+        self.stop_id = v.stop
+        self._heads: dict[bool, tuple] = {}
+        self.pending: deque[Job] = deque()  # new jobs, arrival order (bounded by max_queue)
+        self.resume: deque[Job] = deque()  # jobs between two sentences (they keep priority)
+        self.rows: list[_Row] = []
+        self.cv = threading.Condition()
+        self._stop = False
+        self.failed: str | None = None
+        self.thread = threading.Thread(target=self._loop, name="llmtts-scheduler", daemon=True)
+
+    # --- called from the server's threads ----------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self.cv:
+            self._stop = True
+            self.cv.notify_all()
+        self.thread.join(timeout)
+
+    def submit(self, job: Job) -> bool:
+        """Queue ``job``; False when ``max_queue`` jobs already wait (the caller answers 429)."""
+        with self.cv:
+            if self._stop or self.failed or len(self.pending) >= self.max_queue:
+                return False
+            self.pending.append(job)
+            self.cv.notify()
+        self._gauges()
+        return True
+
+    def queue_depth(self) -> int:
+        return len(self.pending)
+
+    def active(self) -> int:
+        return len(self.rows)
+
+    def _gauges(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(len(self.pending))
+            self.metrics.active_rows.set(len(self.rows))
+
+    # --- the worker thread -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            with torch.inference_mode():
+                while not self._stop:
+                    self._round()
+        except Exception as exc:  # the engine is broken: fail every job, health turns 503
+            log.exception("scheduler failed")
+            self.failed = f"{type(exc).__name__}: {exc}"
+            for job in [r.job for r in self.rows] + list(self.resume) + list(self.pending):
+                job.emit("error", "internal error in the generation engine")
+
+    def _round(self) -> None:
+        with self.cv:
+            while not (self.rows or self.pending or self.resume or self._stop):
+                self.cv.wait(0.5)
+            admit = []
+            while len(self.rows) + len(admit) < self.max_batch and (self.resume or self.pending):
+                admit.append(self.resume.popleft() if self.resume else self.pending.popleft())
+        for job in admit:
+            reason = job.dead()
+            if reason:
+                self._finish(job, reason)
+            else:
+                self._join(job)
+        for i, row in enumerate(self.rows):
+            row.done = row.done or row.job.dead() is not None
+        self._retire()
+        self._gauges()
+        if not self.rows:
+            return
+        if self.metrics is not None:
+            self.metrics.batch_size.observe(len(self.rows))
+        h = self.batch.step([r.next_id for r in self.rows])
+        for i, row in enumerate(self.rows):
+            self._sample(row, h[i])
+        self._retire()
+
+    def _head(self, full: bool) -> tuple:
+        """``(callable, lo, hi)``: the output rows a row samples from — [stop] + audio ids, or every row for
+        ``sampling.full_vocab`` (imported Soprano models), as ``generate_steps`` chooses."""
+        if full not in self._heads:
+            v, lm_head = self.tts.vocab, self.tts.llm.lm_head
+            lo, hi = (0, lm_head.out_features) if full else (v.stop, v.audio_offset + v.n_audio)
+            self._heads[full] = (output_head(lm_head, lo, hi), lo, hi)
+        return self._heads[full]
+
+    def _join(self, job: Job) -> None:
+        o = job.options
+        prompt = job.prompts[job.sentence]
+        max_new = o.max_new_tokens(len(prompt))
+        dec = None
+        if job.stream:
+            dec = StreamDecoder(self.tts.decode, self.tts.decoder.receptive_field, self.tts.samples_per_token,
+                                self.first_chunk, self.max_chunk)
+        row = _Row(job, torch.Generator().manual_seed(_sentence_seed(o.seed, job.sentence)), max_new, dec)
+        if getattr(o.sampling, "penalize_prompt", 0):  # the prompt's ids start the penalty's history
+            _, lo, hi = self._head(bool(getattr(o.sampling, "full_vocab", 0)))
+            row.history = [t - lo for t in prompt if lo <= t < hi] or [hi - lo]  # untrimmed until the first token
+        h = self.batch.join(prompt, max_new)
+        self.rows.append(row)
+        self._sample(row, h)  # the prefill's state gives the first token, as in generate_steps
+
+    def _sample(self, row: _Row, h: torch.Tensor) -> None:
+        """One token for ``row`` from its state ``h [d]``: the same arithmetic as ``generate_steps`` for one row."""
+        o = row.job.options
+        s = o.sampling
+        head, lo, hi = self._head(bool(getattr(s, "full_vocab", 0)))
+        stop_col = self.stop_id - lo
+        logits = head(h[None]).float()
+        if row.count < o.min_tokens:
+            logits[:, stop_col] = float("-inf")
+        if s.repetition_penalty != 1.0 and row.history:
+            hist = torch.as_tensor([row.history], dtype=torch.long, device=logits.device)
+            logits = apply_repetition_penalty(logits, hist, s.repetition_penalty)
+        tok = int(sample_next(logits, s, [row.gen])[0])
+        if tok == stop_col:  # [stop]: its state is dropped
+            row.done = True
+            return
+        row.count += 1
+        row.history.append(tok)
+        if s.repetition_window and len(row.history) > s.repetition_window:
+            row.history = row.history[-s.repetition_window:]
+        row.next_id = tok + lo
+        state = h[None].float()
+        if row.decoder is not None:
+            for chunk in row.decoder.push(state):
+                self._audio(row.job, chunk)
+        else:
+            row.hidden.append(state)
+        if row.count >= row.max_new:
+            row.done = True
+
+    def _audio(self, job: Job, wav: np.ndarray) -> None:
+        if job.first_audio is None:
+            job.first_audio = time.monotonic()
+            if self.metrics is not None:
+                self.metrics.first_audio.observe(job.first_audio - job.submitted)
+        job.samples += len(wav)
+        job.emit("audio", wav)
+
+    def _retire(self) -> None:
+        """Rows that stopped leave the batch (highest index first: ``leave`` moves the last row down)."""
+        for i in range(len(self.rows) - 1, -1, -1):
+            row = self.rows[i]
+            if not row.done:
+                continue
+            self.batch.leave(i)
+            self.rows[i] = self.rows[-1]
+            self.rows.pop()
+            job = row.job
+            reason = job.dead()
+            if reason:
+                self._finish(job, reason)
+                continue
+            if row.decoder is not None:
+                tail = row.decoder.flush()
+                if tail is not None:
+                    self._audio(job, tail)
+            elif row.hidden:
+                self._audio(job, self.tts.decode(torch.cat(row.hidden)))
+            job.sentence += 1
+            if job.sentence < len(job.prompts):
+                with self.cv:
+                    self.resume.append(job)
+            else:
+                self._finish(job, None)
+
+    def _finish(self, job: Job, reason: str | None) -> None:
+        seconds = job.samples / self.tts.sample_rate
+        if self.metrics is not None:
+            self.metrics.jobs.labels(outcome=reason or "ok").inc()
+            self.metrics.audio_seconds.inc(seconds)
+        if reason:
+            job.emit("error", reason)
+        else:
+            job.emit("done", {"audio_seconds": seconds, "sentences": len(job.prompts)})

@@ -1,0 +1,84 @@
+"""The batching scheduler in-process: jobs that share decode steps (joining and leaving mid-way) each get the
+audio ``TTS.synthesize`` gives for their seed and options; a cancelled job leaves without disturbing the others."""
+from __future__ import annotations
+
+import queue
+import time
+
+import numpy as np
+
+from infer_helpers import assert_audio_close
+from llmtts.serve.metrics import Metrics
+from llmtts.serve.scheduler import Job, Scheduler
+
+TEXTS = ["Hello there, how are you today?", "Short one.",
+         "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work?",
+         "A fourth request, with a comma.", "And the fifth text arrives last."]
+
+
+def _job(tts, text, stream, out: queue.Queue, key, **opts):
+    o = tts.resolve_options(**opts)
+    return Job(tts.prepare(text, o), o, stream, lambda kind, p: out.put((key, kind, p)), time.monotonic() + 120)
+
+
+def _collect(out: queue.Queue, n: int) -> dict:
+    got: dict = {}
+    ends = 0
+    while ends < n:
+        key, kind, p = out.get(timeout=120)
+        if kind == "audio":
+            got.setdefault(key, []).append(p)
+        else:
+            got.setdefault(("end", key), (kind, p))
+            ends += 1
+    return got
+
+
+def test_batched_jobs_equal_synthesize_alone(serve_tts):
+    tts = serve_tts
+    metrics = Metrics()
+    sched = Scheduler(tts, max_batch=3, max_queue=16, metrics=metrics)
+    out: queue.Queue = queue.Queue()
+    opts = [dict(seed=11 + i, temperature=0.5 + 0.2 * (i % 3), top_p=0.9 if i % 2 else None) for i in range(5)]
+    for i, text in enumerate(TEXTS):  # all queued before the thread starts: the first round batches 3 of them
+        assert sched.submit(_job(tts, text, i % 2 == 0, out, i, **opts[i]))
+    sched.start()
+    try:
+        got = _collect(out, len(TEXTS))
+    finally:
+        sched.stop()
+    for i, text in enumerate(TEXTS):
+        assert got[("end", i)][0] == "done"
+        alone, _ = tts.synthesize(text, **opts[i])
+        assert_audio_close(np.concatenate(got[i]), alone)
+    rows = metrics.registry.get_sample_value("llmtts_batch_size_sum")
+    steps = metrics.registry.get_sample_value("llmtts_batch_size_count")
+    assert rows / steps > 1.5  # rows really shared steps (5 jobs, 3 rows)
+    assert max(sched.batch.lens or [0]) == 0 and sched.active() == 0
+
+
+def test_cancelled_job_leaves_and_the_others_are_unchanged(serve_tts):
+    tts = serve_tts
+    sched = Scheduler(tts, max_batch=2, max_queue=4)
+    out: queue.Queue = queue.Queue()
+    victim = _job(tts, TEXTS[2] * 3, True, out, "victim", seed=1)
+    keep = _job(tts, TEXTS[0], False, out, "keep", seed=2)
+    sched.submit(victim)
+    sched.submit(keep)
+    sched.start()
+    try:
+        assert out.get(timeout=60)[:2] == ("victim", "audio")  # streaming: it is generating
+        victim.cancel()
+        got = _collect(out, 2)
+    finally:
+        sched.stop()
+    assert got[("end", "victim")] == ("error", "cancelled")
+    assert got[("end", "keep")][0] == "done"
+    assert_audio_close(np.concatenate(got["keep"]), tts.synthesize(TEXTS[0], seed=2)[0])
+
+
+def test_full_queue_refuses(serve_tts):
+    sched = Scheduler(serve_tts, max_batch=1, max_queue=2)  # not started: nothing leaves the queue
+    out: queue.Queue = queue.Queue()
+    assert [sched.submit(_job(serve_tts, "Hi there.", False, out, i, seed=0)) for i in range(3)] == [True, True, False]
+    assert sched.queue_depth() == 2
