@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
 
 from llmtts.errors import UserError
@@ -86,6 +87,10 @@ def run(args) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,
                             timeout_graceful_shutdown=graceful, lifespan="on")
     server = Server(config)
+    # uvicorn re-raises the signal it handled once it has shut down (for embedding); with the default handler
+    # that kills us with -15 after a clean drain. A no-op handler there makes a drained SIGTERM exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
     if getattr(server, "started", False) is False:
         raise UserError(f"could not serve on {args.host}:{args.port} (see the log above: port in use?)")

@@ -1,0 +1,68 @@
+"""Floods, disconnects and SIGTERM against a real server with one batch row and a one-request queue."""
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from infer_helpers import assert_audio_close
+from serve_helpers import ServerProcess, as_served, metric, pcm_to_float
+
+LONG = "This request keeps the only batch row busy for a long while, sentence after sentence. " * 4
+
+
+@pytest.fixture()
+def small_server(serve_exports):
+    srv = ServerProcess(*serve_exports, "--max-batch", "1", "--max-queue", "1", "--max-chars", "4000")
+    yield srv
+    srv.kill()
+
+
+def _wait_queue(url: str, depth: int, timeout: float = 60) -> None:
+    """Poll /health until ``depth`` requests wait (a state, not a sleep)."""
+    end = time.monotonic() + timeout
+    while httpx.get(url + "/health").json().get("queue") != depth:
+        assert time.monotonic() < end, "queue never reached the expected depth"
+        time.sleep(0.02)
+
+
+def test_flood_gets_429_and_a_disconnect_frees_the_row(small_server, serve_tts):
+    url = small_server.url
+    with httpx.Client(timeout=120) as client:
+        long = client.stream("POST", url + "/v1/audio/speech", json={"input": LONG * 10, "stream": True,
+                                                                      "response_format": "pcm", "seed": 1})
+        resp = long.__enter__()
+        pieces = resp.iter_bytes()  # kept: a dropped httpx iterator closes the response
+        assert resp.status_code == 200 and next(pieces)  # generating: it holds the row
+        queued: dict = {}
+        waiter = threading.Thread(target=lambda: queued.update(r=httpx.post(
+            url + "/v1/audio/speech", json={"input": "Hello there.", "seed": 2, "response_format": "pcm"}, timeout=120)))
+        waiter.start()
+        _wait_queue(url, 1)
+        flood = httpx.post(url + "/v1/audio/speech", json={"input": "One too many."}, timeout=30)
+        assert flood.status_code == 429 and flood.headers["retry-after"].isdigit()
+        assert flood.json()["error"]["code"] == "queue_full"
+        long.__exit__(None, None, None)  # the client goes away mid-stream
+    waiter.join(120)
+    assert queued["r"].status_code == 200  # the freed row served the queued request
+    assert_audio_close(pcm_to_float(queued["r"].content), as_served(serve_tts.synthesize("Hello there.", seed=2)[0]))
+    text = httpx.get(url + "/metrics").text
+    assert metric(text, "llmtts_jobs_total", outcome="cancelled") == 1.0  # the long one was stopped, not finished
+    assert metric(text, "llmtts_requests_total", status="429") == 1.0
+    assert httpx.get(url + "/health").json() == {"status": "ok", "queue": 0, "active": 0}
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(small_server, serve_tts):
+    text = LONG
+    with httpx.stream("POST", small_server.url + "/v1/audio/speech", timeout=120,
+                      json={"input": text, "stream": True, "response_format": "pcm", "seed": 4}) as r:
+        pieces = r.iter_bytes()
+        data = [next(pieces)]
+        small_server.proc.send_signal(15)  # SIGTERM while the stream is in flight
+        data += list(pieces)
+    assert small_server.proc.wait(60) == 0
+    assert_audio_close(pcm_to_float(b"".join(data)), as_served(serve_tts.synthesize(text, seed=4)[0]))
+    with pytest.raises(httpx.TransportError):  # the listener is gone
+        httpx.get(small_server.url + "/health", timeout=5)
