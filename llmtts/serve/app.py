@@ -39,6 +39,7 @@ class ServeConfig:
     max_chars: int = 4000
     max_body_bytes: int = 65536
     timeout_s: float = 300.0  # per request, queue time included
+    max_tokens: int | None = None  # per sentence; None = the export's default
     api_key: str | None = None
     retry_after_s: int = 1
     warmup: bool = True
@@ -54,13 +55,16 @@ class State:
 
     def warm_up(self) -> None:
         """One short request through the whole path (allocates buffers, first-call kernel set-up)."""
-        done = threading.Event()
-        prompts = self.tts.prepare("Warm up.", self.tts.resolve_options(seed=0))
-        opts = self.tts.resolve_options(seed=0, max_tokens=8)
-        job = Job(prompts, opts, stream=False, emit=lambda kind, _: kind in ("done", "error") and done.set(),
-                  deadline=time.monotonic() + 600)
-        if self.cfg.warmup and self.scheduler.submit(job):
-            done.wait(600)
+        try:
+            done = threading.Event()
+            opts = self.tts.resolve_options(seed=0, max_tokens=max(8, self.tts.options.min_tokens))
+            job = Job(self.tts.prepare("Warm up.", opts), opts, stream=False,
+                      emit=lambda kind, _: kind in ("done", "error") and done.set(), deadline=time.monotonic() + 600)
+            if self.cfg.warmup and self.scheduler.submit(job):
+                done.wait(600)
+        except Exception as exc:  # health says why instead of "loading" forever
+            log.exception("warm-up failed")
+            self.scheduler.failed = f"warm-up failed: {type(exc).__name__}: {exc}"
         self.ready = self.scheduler.failed is None
         log.info("ready: %s", self.ready)
 
@@ -115,7 +119,8 @@ def create_app(tts, cfg: ServeConfig) -> FastAPI:
             return JSONResponse({"status": "draining"}, status_code=503)
         if not state.ready:
             return JSONResponse({"status": "loading"}, status_code=503)
-        return {"status": "ok", "queue": state.scheduler.queue_depth(), "active": state.scheduler.active()}
+        return {"status": "ok", "queue": state.scheduler.queue_depth(), "active": state.scheduler.active(),
+                "auth": cfg.api_key is not None}
 
     @app.get("/metrics")
     async def metrics(request: Request):
@@ -169,7 +174,7 @@ def create_app(tts, cfg: ServeConfig) -> FastAPI:
             speaker = req.voice
         try:
             o = tts.resolve_options(seed=req.seed, temperature=req.temperature, top_p=req.top_p, speaker=speaker,
-                                    max_text_chars=cfg.max_chars)
+                                    max_text_chars=cfg.max_chars, max_tokens=cfg.max_tokens)
             prompts = tts.prepare(req.input, o)
         except UserError as exc:
             param = "voice" if "speaker" in str(exc) else "input" if "text" in str(exc) else None

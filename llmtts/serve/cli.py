@@ -23,6 +23,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a row; more get 429")
     p.add_argument("--max-chars", type=int, default=4000, help="longest input text (characters)")
     p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body; more get 413")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="cap on audio tokens per sentence (default: the export's inference.json, else 512)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request, queueing included")
     p.add_argument("--api-key-file", default=None,
                    help="file whose first line is the API key; clients then send 'Authorization: Bearer KEY'")
@@ -40,6 +42,8 @@ def _check(args) -> None:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
     if not args.timeout > 0:
         raise UserError(f"--timeout must be > 0, got {args.timeout}")
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise UserError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     if args.threads < 0:
         raise UserError(f"--threads must be >= 0, got {args.threads}")
 
@@ -74,7 +78,7 @@ def run(args) -> int:
     tts = TTS.load(args.llm_path, args.decoder_path, device=args.device, dtype=args.dtype)
     cfg = ServeConfig(model_name=args.model_name, max_batch=args.max_batch, max_queue=args.max_queue,
                       max_chars=args.max_chars, max_body_bytes=args.max_body_bytes, timeout_s=args.timeout,
-                      api_key=api_key)
+                      api_key=api_key, max_tokens=args.max_tokens)
     app = create_app(tts, cfg)
     state = app.state.llmtts
     graceful = args.graceful_timeout if args.graceful_timeout is not None else args.timeout

@@ -101,6 +101,11 @@ class Scheduler:
     def submit(self, job: Job) -> bool:
         """Queue ``job``; False when ``max_queue`` jobs already wait (the caller answers 429)."""
         with self.cv:
+            if len(self.pending) >= self.max_queue:  # clients that left while queued give their place back
+                gone = [j for j in self.pending if j.cancelled.is_set()]
+                self.pending = deque(j for j in self.pending if not j.cancelled.is_set())
+                for j in gone:
+                    self._finish(j, "cancelled")
             if self._stop or self.failed or len(self.pending) >= self.max_queue:
                 return False
             self.pending.append(job)

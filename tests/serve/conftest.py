@@ -24,3 +24,16 @@ def serve_tts(serve_exports):
     from llmtts import TTS
 
     return TTS.load(*serve_exports)
+
+
+@pytest.fixture(scope="session")
+def key_server(serve_exports, tmp_path_factory):
+    """A server with an API key, 4 batch rows and small limits, shared by the HTTP and web page tests."""
+    from serve_helpers import KEY, ServerProcess
+
+    key = tmp_path_factory.mktemp("key") / "key.txt"
+    key.write_text(KEY + "\n")
+    srv = ServerProcess(*serve_exports, "--max-batch", "4", "--max-chars", "400", "--max-body-bytes", "4096",
+                        "--api-key-file", str(key))
+    yield srv
+    srv.kill()

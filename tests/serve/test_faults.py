@@ -13,8 +13,12 @@ from serve_helpers import ServerProcess, as_served, metric, pcm_to_float
 LONG = "This request keeps the only batch row busy for a long while, sentence after sentence. " * 4
 
 
-@pytest.fixture()
+pytestmark = pytest.mark.slow  # server start-up dominates (15 s on a loaded 2-core machine)
+
+
+@pytest.fixture(scope="module")
 def small_server(serve_exports):
+    """One server for the file: the flood test leaves it idle, the SIGTERM test (last) stops it."""
     srv = ServerProcess(*serve_exports, "--max-batch", "1", "--max-queue", "1", "--max-chars", "4000")
     yield srv
     srv.kill()
@@ -51,7 +55,7 @@ def test_flood_gets_429_and_a_disconnect_frees_the_row(small_server, serve_tts):
     text = httpx.get(url + "/metrics").text
     assert metric(text, "llmtts_jobs_total", outcome="cancelled") == 1.0  # the long one was stopped, not finished
     assert metric(text, "llmtts_requests_total", status="429") == 1.0
-    assert httpx.get(url + "/health").json() == {"status": "ok", "queue": 0, "active": 0}
+    assert httpx.get(url + "/health").json() == {"status": "ok", "queue": 0, "active": 0, "auth": False}
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(small_server, serve_tts):

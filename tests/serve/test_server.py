@@ -10,19 +10,14 @@ import httpx
 import pytest
 
 from infer_helpers import assert_audio_close
-from serve_helpers import AUTH, KEY, ServerProcess, as_served, decode_file, metric, pcm_to_float
+from serve_helpers import AUTH, KEY, as_served, decode_file, metric, pcm_to_float
 
 TEXT = "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work?"
 
 
 @pytest.fixture(scope="module")
-def server(serve_exports, tmp_path_factory):
-    key = tmp_path_factory.mktemp("key") / "key.txt"
-    key.write_text(KEY + "\n")
-    srv = ServerProcess(*serve_exports, "--max-batch", "4", "--max-chars", "400", "--max-body-bytes", "4096",
-                        "--api-key-file", str(key))
-    yield srv
-    srv.kill()
+def server(key_server):
+    return key_server
 
 
 def _post(server, body, **kw):
