@@ -35,6 +35,7 @@ def _prepare(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(language=args.language, asr_model=args.asr_model, beam_size=args.beam_size,
                         loudness_lufs=args.loudness, speaker=args.speaker,
                         speaker_from_folder=args.speaker_from_folder, workers=args.workers,
+                        asr_threads=args.asr_threads,
                         segment=SegmentConfig(min_s=args.min_seconds, max_s=args.max_seconds,
                                               split_pause_s=args.split_pause),
                         asr_filter=AsrFilter(min_confidence=args.min_confidence))
@@ -69,6 +70,8 @@ def _register_prepare(subparsers: argparse._SubParsersAction) -> None:
                    help="reject cuts whose Whisper average token log-probability is below this (default -1.0)")
     p.add_argument("--loudness", type=float, default=-23.0, help="loudness target in LUFS (default -23, EBU R128)")
     p.add_argument("--workers", type=int, default=1, help="recordings processed in parallel (default 1)")
+    p.add_argument("--asr-threads", type=int, default=0,
+                   help="CPU threads of each worker's Whisper (default 0: cores / workers, at most 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)
 

@@ -62,8 +62,9 @@ def prepared(tmp_path_factory):
         truth[f"{folder}/{name}"] = (spans, len(mono) / sr, sentences, sr)
     (rec_dir / "alice" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(40)))
     out = tmp_path_factory.mktemp("prepared") / "ds"
+    # One Whisper thread: on a busy 2-core machine a second thread made each cut ~3x slower (spinning waits).
     cfg = PrepareConfig(speaker_from_folder=True, segment=SegmentConfig(min_s=1.0, max_s=20.0),
-                        loudness_lufs=TARGET_LUFS)
+                        loudness_lufs=TARGET_LUFS, asr_threads=1)
     summary = prepare(rec_dir, out, cfg, progress=False)
     cuts = [json.loads(line) for line in (out / "cuts.jsonl").read_text().splitlines()]
     return {"rec": rec_dir, "out": out, "summary": summary, "cuts": cuts, "truth": truth, "cfg": cfg}

@@ -33,6 +33,7 @@ class PrepareConfig:
     speaker: str | None = None  # one name for every recording; None = the recordings folder's name
     speaker_from_folder: bool = False
     workers: int = 1
+    asr_threads: int = 0  # CPU threads per worker's Whisper; 0 = cores / workers, at most 4
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     asr_filter: AsrFilter = field(default_factory=AsrFilter)
 
@@ -40,8 +41,9 @@ class PrepareConfig:
         self.segment.validate()
         if self.speaker is not None and self.speaker_from_folder:
             raise UserError("--speaker and --speaker-from-folder exclude each other")
-        if self.beam_size < 1 or self.workers < 1:
-            raise UserError(f"--beam-size and --workers must be >= 1, got {self.beam_size} / {self.workers}")
+        if self.beam_size < 1 or self.workers < 1 or self.asr_threads < 0:
+            raise UserError(f"--beam-size and --workers must be >= 1 and --asr-threads >= 0, got "
+                            f"{self.beam_size} / {self.workers} / {self.asr_threads}")
         if not -70.0 <= self.loudness_lufs <= -5.0:
             raise UserError(f"--loudness must be in [-70, -5] LUFS, got {self.loudness_lufs}")
 
@@ -59,7 +61,7 @@ _TRANSCRIBERS: dict[tuple, Transcriber] = {}  # per worker process and settings;
 
 
 def _transcriber(cfg: PrepareConfig) -> Transcriber:
-    threads = max(1, min(4, (os.cpu_count() or 1) // cfg.workers))
+    threads = cfg.asr_threads or max(1, min(4, (os.cpu_count() or 1) // cfg.workers))
     key = (cfg.asr_model, cfg.language, cfg.beam_size, threads)
     if key not in _TRANSCRIBERS:
         _TRANSCRIBERS.clear()
