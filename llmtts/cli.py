@@ -19,6 +19,8 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     "decoder": ("train the Vocos decoder on LLM hidden states", ["llmtts.decoder.cli"]),
     "eval": ("evaluate a codec, a decoder or a whole TTS model",
              ["llmtts.codec.eval_cli", "llmtts.decoder.eval_cli", "llmtts.eval.cli"]),
+    "import": ("import another project's checkpoints (Soprano)", ["llmtts.interop.import_cli"]),
+    "export": ("export to another project's runtime (Soprano)", ["llmtts.interop.export_cli"]),
 }
 # leaf command -> (help, module exposing configure(parser) that sets ``func``)
 COMMANDS: dict[str, tuple[str, str]] = {

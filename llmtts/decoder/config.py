@@ -20,12 +20,24 @@ class DecoderModelConfig:
     num_layers: int = 8
     n_fft: int = 2048
     hop_length: int = 512
+    embed_kernel: int = 7  # input conv of the backbone (Soprano: 1)
+    dw_kernel: int = 7  # depthwise conv of every ConvNeXt block (Soprano: 3)
+    # "centered": T states -> T * upsample frames (align_corners=False) -> "same" iSTFT -> T * samples_per_token
+    # samples (the edge convention). "soprano": Soprano's decoder, T -> upsample * (T - 1) + 1 frames
+    # (align_corners=True) -> centred iSTFT with DC/Nyquist zeroed -> (T - 1) * samples_per_token samples
+    # (state t sits on sample t * samples_per_token; the last token's half is dropped). Imported Soprano
+    # decoders use it (llmtts.interop.soprano).
+    edges: Literal["centered", "soprano"] = "centered"
 
     def __post_init__(self) -> None:
         for key in ("hidden_size", "sample_rate", "samples_per_token", "upsample", "dim", "intermediate_dim",
-                    "num_layers", "n_fft", "hop_length"):
+                    "num_layers", "n_fft", "hop_length", "embed_kernel", "dw_kernel"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.embed_kernel % 2 != 1 or self.dw_kernel % 2 != 1:
+            raise ValueError(f"embed_kernel and dw_kernel must be odd, got {self.embed_kernel}, {self.dw_kernel}")
+        if self.edges not in ("centered", "soprano"):
+            raise ValueError(f"edges must be 'centered' or 'soprano', got {self.edges!r}")
         if self.upsample * self.hop_length != self.samples_per_token:
             raise ValueError(f"upsample ({self.upsample}) x hop_length ({self.hop_length}) must equal "
                              f"samples_per_token ({self.samples_per_token})")

@@ -6,7 +6,8 @@ Edge convention (docs/CONVENTIONS.md): T tokens <-> exactly ``T * samples_per_to
 owns samples ``[t * S, (t + 1) * S)``; its state sits at the centre of that span. The interpolation is
 ``align_corners=False``: frame ``f`` reads token position ``(f + 0.5) / upsample - 0.5``, so the ``upsample``
 frames of token ``t`` are centred on its samples, and the first/last half token repeats the edge state
-(Soprano instead stretches T states to ``4(T-1)+1`` frames and emits ``S (T-1)`` samples, dropping a token).
+(Soprano instead stretches T states to ``4(T-1)+1`` frames and emits ``S (T-1)`` samples, dropping a token:
+``edges: soprano`` builds exactly that, for decoders imported from Soprano; see ``output_samples``).
 
 Receptive field (``receptive_field_tokens``): the output of token ``t`` depends on tokens
 ``t - R .. t + R`` only. R counts the interpolation (up to 1 token), the ConvNeXt stack (embed + blocks,
@@ -24,18 +25,31 @@ from torch import nn
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.nn.vocos import ISTFTHead, VocosBackbone
 
-CONV_KERNEL = 7  # VocosBackbone's embed and depthwise kernels
+def _conv_frames(cfg: DecoderModelConfig) -> int:
+    return cfg.embed_kernel // 2 + (cfg.dw_kernel // 2) * cfg.num_layers  # embed + one depthwise conv per block
+
+
+def _soprano_receptive_field(cfg: DecoderModelConfig) -> int:
+    # Output sample n sits at n (frame f is centred on sample f * hop); token t owns samples [t S, (t + 1) S)
+    # of the output (state t on its first sample). Frames within n_fft / 2 of a sample reach it.
+    k, hop, win, spt = cfg.upsample, cfg.hop_length, cfg.n_fft, cfg.samples_per_token
+    f_lo = math.ceil((-(win // 2) + 1) / hop) - _conv_frames(cfg)
+    f_hi = math.floor((spt - 1 + win // 2 - 1) / hop) + _conv_frames(cfg)
+    # align_corners=True: frame f reads tokens floor(f / k) and ceil(f / k).
+    return max(-math.floor(f_lo / k), math.ceil(f_hi / k), 0)
 
 
 def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
     """Tokens of context on each side that can influence a token's samples (exact for this architecture)."""
+    if cfg.edges == "soprano":
+        return _soprano_receptive_field(cfg)
     k, hop, win, spt = cfg.upsample, cfg.hop_length, cfg.n_fft, cfg.samples_per_token
     pad = (win - hop) // 2
     # Token 0 owns samples [0, spt - 1]. iSTFT frame f (after the "same" trim) writes samples
     # f*hop - pad + 1 .. f*hop - pad + win - 1 (the periodic Hann window is 0 at j = 0).
     f_lo = math.ceil((-(win - 1) + pad) / hop)
     f_hi = math.floor((spt - 2 + pad) / hop)
-    conv = (CONV_KERNEL // 2) * (1 + cfg.num_layers)  # embed + one depthwise conv per block
+    conv = _conv_frames(cfg)
     f_lo, f_hi = f_lo - conv, f_hi + conv
     # Linear interpolation (align_corners=False): frame f reads tokens around (f + 0.5) / k - 0.5.
     t_lo = math.floor((f_lo + 0.5) / k - 0.5)
@@ -47,8 +61,11 @@ class HiddenDecoder(nn.Module):
     def __init__(self, cfg: DecoderModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.backbone = VocosBackbone(cfg.hidden_size, cfg.dim, cfg.intermediate_dim, cfg.num_layers)
-        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, padding="same")
+        self.backbone = VocosBackbone(cfg.hidden_size, cfg.dim, cfg.intermediate_dim, cfg.num_layers,
+                                      embed_kernel=cfg.embed_kernel, dw_kernel=cfg.dw_kernel)
+        soprano = cfg.edges == "soprano"
+        self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, padding="center" if soprano else "same",
+                              zero_edge_bins=soprano)
 
     @property
     def samples_per_token(self) -> int:
@@ -58,15 +75,25 @@ class HiddenDecoder(nn.Module):
     def receptive_field(self) -> int:
         return receptive_field_tokens(self.cfg)
 
+    def output_samples(self, tokens: int) -> int:
+        """Samples ``forward`` returns for ``tokens`` states: ``T * S``, or ``(T - 1) * S`` with Soprano's edges."""
+        if self.cfg.edges == "soprano":
+            return max(tokens - 1, 0) * self.cfg.samples_per_token
+        return tokens * self.cfg.samples_per_token
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``hidden [B, T, d]`` -> ``[B, T * samples_per_token]`` float32."""
+        """``hidden [B, T, d]`` -> ``[B, output_samples(T)]`` float32."""
         if hidden.dim() != 3 or hidden.shape[-1] != self.cfg.hidden_size:
             raise ValueError(f"decoder expects hidden states [B, T, {self.cfg.hidden_size}], got {tuple(hidden.shape)}")
-        if hidden.shape[1] == 0:
+        if self.output_samples(hidden.shape[1]) == 0:
             return hidden.new_zeros(hidden.shape[0], 0, dtype=torch.float32)
         w = next(self.backbone.parameters())
         x = hidden.to(w.dtype).transpose(1, 2)  # [B, d, T]
-        x = nn.functional.interpolate(x, scale_factor=self.cfg.upsample, mode="linear", align_corners=False)
+        if self.cfg.edges == "soprano":
+            x = nn.functional.interpolate(x, size=self.cfg.upsample * (x.shape[-1] - 1) + 1, mode="linear",
+                                          align_corners=True)
+        else:
+            x = nn.functional.interpolate(x, scale_factor=self.cfg.upsample, mode="linear", align_corners=False)
         return self.head(self.backbone(x))
 
 

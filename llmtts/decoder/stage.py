@@ -197,6 +197,7 @@ class DecoderStage(Stage):
         g = self.cfg.gan
         with ctx.autocast():
             wav = ctx.models["gen"](hidden)
+        target = target[..., : wav.shape[-1]]  # Soprano's edges (an imported decoder) emit one token fewer
         return vocoder_gan_step(ctx, wav, target, self.recon_loss.to(ctx.device), train_disc=self.gan,
                                 use_adversarial=self.gan and ctx.global_step >= g.disc_warmup_steps,
                                 kind=g.kind, adv_weight=g.adv_weight, fm_weight=g.fm_weight)
@@ -206,6 +207,7 @@ class DecoderStage(Stage):
         target = batch.audio.to(ctx.device)
         with ctx.autocast():
             wav = ctx.models["gen"](self.inputs(batch, ctx.device))
+        target = target[..., : wav.shape[-1]]
         loss, parts = self._recon(wav, target, ctx.device)
         if self._preview is None:
             self._preview = (target[0].float().cpu(), wav[0].float().cpu())

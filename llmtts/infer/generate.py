@@ -69,6 +69,9 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
 
     ``model`` is a ``Qwen3ForCausalLM``; the vocabulary must put [stop] right before the audio ids
     (``llmtts.llm.vocab``), so the logits we need are one contiguous slice of ``lm_head``.
+    ``sampling.full_vocab`` chooses among all of ``lm_head``'s rows but pad instead (Soprano's runtime; a non-audio
+    id is then emitted with a "code" outside 0..n_audio-1); ``sampling.penalize_prompt`` puts the prompt's
+    ids into the repetition penalty's history (Hugging Face's ``RepetitionPenaltyLogitsProcessor``).
     ``min_new_tokens`` masks [stop] for that many steps (benchmarks force a fixed length).
     ``use_cache=False`` recomputes the whole sequence at every step: the naive reference that tests and
     the benchmark compare the cached loop against. ``fast=True`` runs decode steps through
@@ -76,14 +79,19 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     """
     from transformers import DynamicCache
 
-    if stop_id != audio_offset - 1:
+    full = bool(sampling.full_vocab)
+    if not full and stop_id != audio_offset - 1:
         raise ValueError(f"expected [stop] ({stop_id}) right before the audio ids ({audio_offset})")
     B = len(prompts)
     if not (len(max_new_tokens) == len(generators) == B):
         raise ValueError("prompts, max_new_tokens and generators must have the same length")
     device = next(model.parameters()).device
-    head = output_head(model.lm_head, stop_id, audio_offset + n_audio)
-    width = audio_offset + n_audio - stop_id
+    # Full vocabulary: every row but pad (0), which is never an output (an imported Soprano model may have no
+    # pad token at all: its row 0 is then zeros, whose logit 0 must not compete).
+    lo, hi = (1, model.lm_head.out_features) if full else (stop_id, audio_offset + n_audio)
+    head = output_head(model.lm_head, lo, hi)
+    width = hi - lo
+    stop_col = stop_id - lo  # [stop]'s column in head-slice space
 
     ids, mask = _left_pad(prompts, pad_id)
     ids, mask = ids.to(device), mask.to(device)
@@ -100,6 +108,8 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     counts = [0] * B
     window = sampling.repetition_window
     history = torch.full((B, 0), width, dtype=torch.long)  # ids in head-slice space; pad = width
+    if sampling.penalize_prompt:
+        history = _left_pad([[t - lo for t in p if lo <= t < hi] or [width] for p in prompts], width)[0]
     step = 0
     while not all(finished):
         if static is not None:
@@ -118,9 +128,9 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
 
                 static = StaticDecoder(model, cache, mask if padded else None, ids.shape[1] + max(max_new_tokens) + 1)
                 cache = None
-        logits = head(h).float()  # [B, 1 + n_audio]; column 0 = stop
+        logits = head(h).float()  # [B, width]; column stop_col = [stop]
         if step < min_new_tokens:
-            logits[:, 0] = float("-inf")
+            logits[:, stop_col] = float("-inf")
         if sampling.repetition_penalty != 1.0 and history.shape[1]:
             logits = apply_repetition_penalty(logits, history.to(logits.device), sampling.repetition_penalty)
         nxt = sample_next(logits, sampling, list(generators)).cpu()
@@ -128,7 +138,7 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
         for i in range(B):
             if finished[i]:
                 continue
-            if int(nxt[i]) == 0:
+            if int(nxt[i]) == stop_col:
                 finished[i] = True
                 continue
             emitted.append(i)
@@ -136,15 +146,15 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
             if counts[i] >= max_new_tokens[i]:
                 finished[i] = True
         rows = torch.as_tensor(emitted, dtype=torch.long)
-        yield StepOutput(step=step, emitted=emitted, codes=nxt[rows] - 1,
+        yield StepOutput(step=step, emitted=emitted, codes=nxt[rows] + lo - audio_offset,
                          hidden=h[rows.to(h.device)].float(), finished=list(finished))
         # Rows that are done keep being fed (batch shapes stay fixed); their outputs are ignored.
-        tok = torch.where(torch.as_tensor(finished), torch.zeros_like(nxt), nxt)  # head-slice space
+        tok = torch.where(torch.as_tensor(finished), torch.full_like(nxt, stop_col), nxt)  # head-slice space
         col = torch.where(torch.as_tensor(finished), torch.full_like(nxt, width), nxt)
         history = torch.cat([history, col[:, None]], dim=1)
         if window and history.shape[1] > window:
             history = history[:, -window:]
-        ids = (tok + stop_id)[:, None].to(device)
+        ids = (tok + lo)[:, None].to(device)
         positions = positions[:, -1:] + 1
         full_ids = torch.cat([full_ids, ids], dim=1)
         full_pos = torch.cat([full_pos, positions], dim=1)

@@ -23,6 +23,12 @@ class SamplingConfig:
     # The penalty looks at this many most recent audio tokens (0 = all); audio repeats naturally
     # (silence, steady vowels), so penalising the whole history hurts long sentences.
     repetition_window: int = 64
+    # Soprano's runtime (Hugging Face ``generate``), for imported Soprano models (inference.json sets both):
+    # 1 = the repetition penalty also covers the prompt's ids (so [stop] is penalised from the first step);
+    penalize_prompt: int = 0
+    # 1 = choose among every output row, not only [stop] + audio ids (a non-audio id is fed back and its
+    # state decoded like an audio token's, as Soprano does).
+    full_vocab: int = 0
 
     def validate(self) -> "SamplingConfig":
         # "not x >= 0" also refuses NaN; inf would divide every logit to 0 (uniform noise, not a choice).
@@ -36,6 +42,9 @@ class SamplingConfig:
             raise UserError(f"repetition_penalty must be >= 1.0 and finite, got {self.repetition_penalty}")
         if self.repetition_window < 0:
             raise UserError(f"repetition_window must be >= 0, got {self.repetition_window}")
+        for key in ("penalize_prompt", "full_vocab"):
+            if getattr(self, key) not in (0, 1):
+                raise UserError(f"{key} must be 0 or 1, got {getattr(self, key)}")
         return self
 
 

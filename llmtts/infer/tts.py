@@ -27,7 +27,7 @@ from llmtts.errors import UserError
 from llmtts.infer.generate import generate, generate_steps
 from llmtts.infer.sampling import SamplingConfig
 from llmtts.infer.stream import StreamDecoder
-from llmtts.infer.text import is_speakable, split_sentences
+from llmtts.infer.text import is_speakable
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class TTS:
                             "split it or raise the limit")
         speaker = self._speaker(o)
         normalized = self.frontend.normalize(text)
-        sentences = [s for s in split_sentences(normalized, o.max_chars, o.min_chars)]
+        sentences = self.frontend.split(normalized, o.max_chars, o.min_chars)
         prompts = []
         for s in sentences:
             ids = self._encode_sentence(s, speaker)
@@ -246,10 +246,15 @@ class TTS:
 
     @torch.inference_mode()
     def decode(self, hidden: torch.Tensor) -> np.ndarray:
-        """Hidden states ``[T, d]`` -> waveform of exactly ``T * samples_per_token`` samples."""
+        """Hidden states ``[T, d]`` -> waveform of exactly ``T * samples_per_token`` samples
+        (``(T - 1) * samples_per_token`` for a decoder with Soprano's edges: ``HiddenDecoder.output_samples``)."""
         dev = next(self.decoder.parameters()).device
+        # States are rounded as the hidden shards store them (what this project's decoders train on); a
+        # decoder with Soprano's edges gets them unrounded, as Soprano's own runtime hands them over.
+        if self.decoder.cfg.edges != "soprano":
+            hidden = shard_precision(hidden)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.dtype != "fp32"):
-            return self.decoder(shard_precision(hidden).to(dev)[None])[0].float().cpu().numpy()
+            return self.decoder(hidden.to(dev)[None])[0].float().cpu().numpy()
 
     def synthesize(self, text: str, **options) -> tuple[np.ndarray, int]:
         """``(wav float32 [N], sample_rate)``. Options: see ``SynthesisOptions`` and ``SamplingConfig``."""

@@ -17,8 +17,9 @@ class VocabConfig:
     # Speaker tokens, in this order (ids follow it). Empty = no speaker token; a sample whose speaker
     # is not listed is skipped (counted) when the list is non-empty.
     speakers: list[str] = field(default_factory=list)
-    # "chars" (one id per character), "phonemes" (eSpeak NG IPA, one id per symbol) or a local Hugging Face
-    # tokenizer directory.
+    # "chars" (one id per character), "phonemes" (eSpeak NG IPA, one id per symbol), a local Hugging Face
+    # tokenizer directory, or "frontend:PATH": the front end of an LLM export (e.g. an imported Soprano model;
+    # its normaliser replaces ``normalizer``).
     tokenizer: str = "chars"
     # "english" or "none" (applied at inference; training uses the shards' normalized_text).
     normalizer: str = "english"

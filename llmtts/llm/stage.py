@@ -34,7 +34,9 @@ def _is_main_process() -> bool:
 def resolve_vocab(cfg: LLMConfig, index: dict, input_dir: Path, frontend) -> Vocab:
     """The vocabulary the config and the token shards call for, with its embedding rows."""
     n_audio = cfg.vocab.n_audio or n_audio_from_index(index, input_dir)
-    symbols = tuple(getattr(frontend.tokenizer, "symbols", ()))
+    # Character tokenizers name their ids; an imported Soprano tokenizer names them too (``text_symbols``), so
+    # ``--init-from`` keeps text rows by meaning.
+    symbols = tuple(getattr(frontend.tokenizer, "symbols", None) or getattr(frontend.tokenizer, "text_symbols", ()))
     layout = Vocab(n_audio=n_audio, n_text=len(frontend.tokenizer), speakers=tuple(cfg.vocab.speakers),
                    text_symbols=symbols)
     return Vocab(n_audio=n_audio, n_text=layout.n_text, speakers=layout.speakers, text_symbols=symbols,

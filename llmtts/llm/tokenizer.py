@@ -13,7 +13,7 @@ import shutil
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from llmtts.errors import UserError
 from llmtts.io import write_text_atomic
@@ -138,7 +138,11 @@ def _normalizer(name: str) -> Callable[[str], str]:
         from llmtts.text.normalize import normalize_text
 
         return normalize_text
-    raise UserError(f"unknown text normaliser '{name}' (choose 'english' or 'none')")
+    if name == "soprano":  # Soprano's own clean_text (imported Soprano models)
+        from llmtts.interop.soprano.text import normalize
+
+        return normalize
+    raise UserError(f"unknown text normaliser '{name}' (choose 'english', 'soprano' or 'none')")
 
 
 @dataclass
@@ -146,7 +150,7 @@ class Frontend:
     """Raw text -> local text ids. ``normalize`` is applied at inference; training data already
     carries ``normalized_text`` and goes through ``encode`` only."""
 
-    tokenizer: CharTokenizer | PhonemeTokenizer | HFTokenizer
+    tokenizer: CharTokenizer | PhonemeTokenizer | HFTokenizer | Any  # Any: interop tokenizers (kind "soprano")
     normalizer: str = "english"
 
     def __post_init__(self) -> None:
@@ -166,6 +170,16 @@ class Frontend:
     def __call__(self, text: str) -> list[int]:
         return self.encode(self.normalize(text))
 
+    def split(self, normalized: str, max_chars: int = 300, min_chars: int = 30) -> list[str]:
+        """Normalised text -> sentences for inference (Soprano's own splitter with its normaliser)."""
+        if self.normalizer == "soprano":
+            from llmtts.interop.soprano.text import split
+
+            return split(normalized, max_chars, min_chars)
+        from llmtts.infer.text import split_sentences
+
+        return split_sentences(normalized, max_chars, min_chars)
+
     # --- files ----------------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> None:
         """Write frontend.json (and copy an HF tokenizer into ``out_dir/tokenizer``)."""
@@ -177,6 +191,8 @@ class Frontend:
         elif isinstance(self.tokenizer, PhonemeTokenizer):
             data["symbols"] = "".join(self.tokenizer.phonemes)
             data["voice"] = self.tokenizer.voice
+        elif self.tokenizer.kind == "soprano":
+            data.update(self.tokenizer.save(out_dir))
         else:
             dst = out_dir / "tokenizer"
             if dst.resolve() != self.tokenizer.path.resolve():
@@ -209,19 +225,29 @@ class Frontend:
             tok = PhonemeTokenizer(tuple(symbols), voice=str(data.get("voice", "en-us")))
         elif kind == "hf":
             tok = HFTokenizer(file.parent / str(data.get("path", "tokenizer")))
+        elif kind == "soprano":
+            from llmtts.interop.soprano.tokenizer import SopranoTokenizer
+
+            tok = SopranoTokenizer.from_frontend(data, file)
         else:
-            raise UserError(f"{file}: key 'tokenizer' must be 'chars', 'phonemes' or 'hf', got {kind!r}")
+            raise UserError(f"{file}: key 'tokenizer' must be 'chars', 'phonemes', 'hf' or 'soprano', got {kind!r}")
         return cls(tokenizer=tok, normalizer=str(data.get("normalizer", "english")))
 
 
 def build_frontend(tokenizer: str = "chars", normalizer: str = "english") -> Frontend:
-    """``tokenizer``: "chars", "phonemes" or a local Hugging Face tokenizer directory."""
+    """``tokenizer``: "chars", "phonemes", a local Hugging Face tokenizer directory, or ``frontend:PATH``: the
+    whole front end (tokenizer *and* normaliser) of an LLM export or run, e.g. one imported from Soprano, so a
+    fine-tune reads text exactly as the model it starts from."""
+    if tokenizer.startswith("frontend:"):
+        from llmtts.llm.export import resolve_llm_dir
+
+        return Frontend.load(resolve_llm_dir(tokenizer[len("frontend:"):]) / "frontend.json")
     if tokenizer in ("", "chars"):
         tok: CharTokenizer | PhonemeTokenizer | HFTokenizer = CharTokenizer()
     elif tokenizer == "phonemes":
         tok = PhonemeTokenizer()
     else:
         tok = HFTokenizer(tokenizer)
-    if normalizer not in ("english", "none"):
-        raise UserError(f"unknown text normaliser '{normalizer}' (choose 'english' or 'none')")
+    if normalizer not in ("english", "soprano", "none"):
+        raise UserError(f"unknown text normaliser '{normalizer}' (choose 'english', 'soprano' or 'none')")
     return Frontend(tokenizer=tok, normalizer=normalizer)

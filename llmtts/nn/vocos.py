@@ -59,14 +59,18 @@ class VocosBackbone(nn.Module):
     """
 
     def __init__(self, input_dim: int, dim: int, intermediate_dim: int, num_layers: int,
-                 layer_scale_init: float | None = None):
+                 layer_scale_init: float | None = None, embed_kernel: int = 7, dw_kernel: int = 7):
         super().__init__()
+        if embed_kernel % 2 != 1:
+            raise ValueError(f"embed_kernel must be odd to keep the length, got {embed_kernel}")
         self.input_dim, self.dim = input_dim, dim
-        self.embed = nn.Conv1d(input_dim, dim, kernel_size=7, padding=3)
+        # Kernels: 7 here by default; Soprano's decoder uses an embed kernel of 1 and depthwise kernels of 3.
+        self.embed = nn.Conv1d(input_dim, dim, kernel_size=embed_kernel, padding=embed_kernel // 2)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         # Vocos scales the residual branches by 1/num_layers at init so a deep stack starts near identity.
         scale = layer_scale_init if layer_scale_init is not None else 1.0 / max(num_layers, 1)
-        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale) for _ in range(num_layers)])
+        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale, kernel_size=dw_kernel)
+                                     for _ in range(num_layers)])
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.apply(self._init_weights)
 
@@ -141,9 +145,13 @@ class ISTFTHead(nn.Module):
     ``[B, F, dim] -> [B, N]`` with ``N = F * hop_length`` ("same") or ``(F - 1) * hop_length`` ("center").
     """
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int, padding: Padding = "same"):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, padding: Padding = "same",
+                 zero_edge_bins: bool = False):
         super().__init__()
         self.n_fft, self.hop_length, self.padding = n_fft, hop_length, padding
+        # Soprano's head zeroes the DC and Nyquist bins before its (centred) iSTFT; kept as an option so its
+        # decoder.pth gives the same waveform here.
+        self.zero_edge_bins = zero_edge_bins
         self.out = nn.Linear(dim, n_fft + 2)
         self.istft = ISTFT(n_fft, hop_length, padding=padding)
 
@@ -153,6 +161,8 @@ class ISTFTHead(nn.Module):
         # Clamp keeps exp() finite early in training (Vocos does the same).
         mag = torch.exp(log_mag).clamp(max=1e2)
         spec = torch.polar(mag, phase)
+        if self.zero_edge_bins:
+            spec = torch.cat([spec.new_zeros(spec[:, :1].shape), spec[:, 1:-1], spec.new_zeros(spec[:, :1].shape)], 1)
         return self.istft(spec)
 
     def samples_for_frames(self, frames: int) -> int:

@@ -1,0 +1,1 @@
+"""Interoperability with other TTS projects' checkpoints (import into this project's exports, export back)."""

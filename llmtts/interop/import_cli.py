@@ -1,0 +1,27 @@
+"""``llmtts import soprano``: a local Soprano model directory -> this project's LLM + decoder exports."""
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args) -> int:
+    from llmtts.interop.soprano.importer import import_soprano
+
+    s = import_soprano(args.model_dir, args.out, audio_first_id=args.audio_first_id, n_audio=args.n_audio)
+    print(f"imported {s['source']}: LLM {s['llm_parameters']:,} parameters ({s['n_audio']} audio codes, "
+          f"{s['n_text']} text tokens) -> {s['llm']}; decoder {s['decoder_parameters']:,} parameters -> {s['decoder']}")
+    print(f"synthesize: llmtts synthesize --llm-path {s['llm']} --decoder-path {s['decoder']} --text '...' --out a.wav")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("soprano", help="import a Soprano model directory (LLM + decoder.pth)",
+                       description="Turn a local Soprano model directory (config.json, model.safetensors, "
+                                   "tokenizer.json, decoder.pth) into this project's exports OUT/llm and OUT/decoder. "
+                                   "Nothing is downloaded; .pth files are read with weights_only=True.")
+    p.add_argument("--model-dir", required=True, help="local Soprano model directory")
+    p.add_argument("--out", required=True, help="output directory (gets llm/, decoder/, soprano_import.json)")
+    p.add_argument("--audio-first-id", type=int, default=None,
+                   help="Soprano id of audio code 0, for a tokenizer whose audio token names carry no number")
+    p.add_argument("--n-audio", type=int, default=8000, help="number of audio codes (with --audio-first-id)")
+    p.set_defaults(func=_run)

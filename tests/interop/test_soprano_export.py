@@ -1,0 +1,73 @@
+"""``llmtts export soprano``: round trip import -> export -> import, and one-line errors for shapes Soprano's
+runtime cannot load. (Loading the export in soprano-tts itself is the manual check in docs/soprano.md.)"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import soprano_fixture
+from llmtts.cli import main
+from llmtts.decoder.config import DecoderModelConfig
+from llmtts.decoder.export import load_decoder, save_decoder
+from llmtts.decoder.model import HiddenDecoder
+from llmtts.errors import UserError
+from llmtts.interop.soprano.decoder import SOPRANO_DECODER
+from llmtts.interop.soprano.exporter import export_soprano
+from llmtts.interop.soprano.importer import import_soprano
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("soprano_export")
+    soprano_fixture.build(root / "model", "small", seed=7)
+    import_soprano(root / "model", root / "imp")
+    torch.manual_seed(0)
+    save_decoder(HiddenDecoder(DecoderModelConfig(**SOPRANO_DECODER)), root / "dec768")  # Soprano's decoder shape
+    return root
+
+
+def test_round_trip_import_export_import_is_identical(imported):
+    root = imported
+    dec = load_decoder(root / "dec768")[0]
+    out = export_soprano(root / "imp" / "llm", root / "dec768", root / "exp")
+    # The exported LLM is the original Soprano checkpoint, bit for bit (the permutation undone).
+    src, exp = load_file(str(root / "model" / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert src.keys() == exp.keys() and all(torch.equal(src[k], exp[k]) for k in src)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["vocab_size"] == len(soprano_fixture.vocab_tokens(1000)) + soprano_fixture.UNNAMED_ROWS
+    assert cfg["eos_token_id"] == soprano_fixture.SPECIALS.index("[STOP]")
+    assert (out / "tokenizer.json").read_bytes() == (root / "model" / "tokenizer.json").read_bytes()
+    pth = torch.load(str(out / "decoder.pth"), weights_only=True)
+    assert "decoder.convnext.7.gamma" in pth and tuple(pth["head.out.weight"].shape) == (2050, 768)
+    # ... and importing it again gives the same exports.
+    import_soprano(out, root / "imp2")
+    a, b = load_file(str(root / "imp" / "llm" / "model.safetensors")), load_file(str(root / "imp2" / "llm" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for name in ("vocab.json", "frontend.json", "inference.json"):
+        assert (root / "imp" / "llm" / name).read_text() == (root / "imp2" / "llm" / name).read_text()
+    d2 = load_file(str(root / "imp2" / "decoder" / "model.safetensors"))
+    d1 = {k: v.float() for k, v in dec.state_dict().items()}
+    assert d1.keys() == d2.keys() and all(torch.equal(d1[k], d2[k]) for k in d1)
+
+
+def test_export_names_the_decoder_shape_that_differs(imported, capsys):
+    root = imported
+    rc = main(["export", "soprano", "--llm-path", str(root / "imp" / "llm"), "--decoder-path",
+               str(root / "imp" / "decoder"), "--out", str(root / "bad")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "decoder dim is 64" in err and "dim=768" in err and "\n" not in err
+    assert not (root / "bad").exists()
+
+
+def test_export_refuses_a_model_without_sopranos_tokenizer(imported, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "infer"))
+    from infer_helpers import write_tiny_exports  # this project's own tiny char-tokenizer exports
+
+    llm, _ = write_tiny_exports(tmp_path)
+    with pytest.raises(UserError, match="its tokenizer is 'chars', not Soprano's"):
+        export_soprano(llm, imported / "dec768", tmp_path / "x")
