@@ -99,3 +99,9 @@ class CodebookMonitor:
         use = (total > 0).double().mean(-1)
         ent = -(probs * probs.clamp(min=1e-30).log()).sum(-1)
         return {"code_use": float(use.mean()), "perplexity": float(ent.exp().mean())}
+
+    def state_dict(self) -> dict:
+        return {"counts": torch.stack(self._counts)} if self._counts else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._counts = list(state["counts"].unbind(0)) if "counts" in state else []

@@ -37,7 +37,6 @@ class CropAudio:
 
     def __init__(self, sample_rate: int, crop: int, seed: int, random: bool = True):
         self.sample_rate, self.crop, self.seed, self.random = sample_rate, crop, seed, random
-        self._rng: np.random.Generator | None = None
 
     def __call__(self, sample: dict) -> dict | None:
         wav = resample(sample["audio"], int(sample["sample_rate"]), self.sample_rate)
@@ -45,10 +44,10 @@ class CropAudio:
             return None
         if len(wav) > self.crop:
             if self.random:
-                if self._rng is None:  # seeded lazily so each DataLoader worker gets its own stream
-                    info = torch.utils.data.get_worker_info()
-                    self._rng = np.random.default_rng([self.seed, info.id if info else 0, 0xC0DEC])
-                start = int(self._rng.integers(0, len(wav) - self.crop + 1))
+                # The reader's per-(seed, epoch, key) seed, not a stream per worker: a resumed run (which
+                # replays its epoch in fresh workers) cuts exactly the crops the uninterrupted run cut.
+                rng = np.random.default_rng([self.seed, int(sample.get("__seed__", 0)), 0xC0DEC])
+                start = int(rng.integers(0, len(wav) - self.crop + 1))
             else:
                 start = 0
             wav = wav[start: start + self.crop]
@@ -170,6 +169,16 @@ class CodecStage(Stage):
             self._monitor = CodebookMonitor(self._codebook_size(ctx))
         metrics.update(self._monitor.update(out.codes))
         return metrics
+
+    def state_dict(self) -> dict:
+        # The rolling codebook window: without it a resumed run would log other code_use / perplexity values.
+        return {"codebook_monitor": self._monitor.state_dict()} if self._monitor is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        counts = state.get("codebook_monitor", {}).get("counts")
+        if counts is not None:
+            self._monitor = CodebookMonitor(int(counts.shape[-1]))
+            self._monitor.load_state_dict(state["codebook_monitor"])
 
     def _codebook_size(self, ctx) -> int:
         from llmtts.dist.parallelize import unwrap

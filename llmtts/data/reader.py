@@ -214,9 +214,12 @@ class _Spec:
 class _SlotStream:
     """The batches of one slot, starting at (epoch, batches already consumed)."""
 
-    def __init__(self, spec: _Spec, slot: int, epoch: int, skip_batches: int, collate: bool = True):
+    def __init__(self, spec: _Spec, slot: int, epoch: int, skip_batches: int, collate: bool = True,
+                 base_stats: dict | None = None):
         self.spec, self.slot, self.epoch, self.skip, self.collate = spec, slot, epoch, skip_batches, collate
-        self.stats: Counter = Counter()
+        # Counts up to the start of ``epoch`` (from a checkpoint): replaying the epoch adds the rest, so a
+        # resumed run reports the same counts as the uninterrupted one.
+        self.stats: Counter = Counter(base_stats or {})
         self._warned: set[str] = set()
 
     def _skip(self, reason: str) -> None:
@@ -288,13 +291,14 @@ class _SlotStream:
         empty_epochs = 0
         while True:
             produced = 0
+            epoch_stats = dict(self.stats)
             for b, items in enumerate(self.epoch_batches(self.epoch), start=1):
                 produced += 1
-                if b <= self.skip:
+                self.stats["batches"] += 1
+                if b <= self.skip:  # consumed before the checkpoint: replayed, not collated
                     continue
                 batch = self.spec.collate_fn(items) if self.collate else items
-                self.stats["batches"] += 1
-                yield batch, self.slot, self.epoch, b, dict(self.stats)
+                yield batch, self.slot, self.epoch, b, dict(self.stats), epoch_stats
             self.skip = 0
             if not self.spec.endless:
                 return
@@ -308,8 +312,9 @@ class _SlotStream:
 
 
 class _Dataset(IterableDataset):
-    def __init__(self, spec: _Spec, starts: dict[int, tuple[int, int]], first_worker: int):
-        self.spec, self.starts, self.first_worker = spec, starts, first_worker
+    def __init__(self, spec: _Spec, starts: dict[int, tuple[int, int]], first_worker: int,
+                 base_stats: dict[int, dict]):
+        self.spec, self.starts, self.first_worker, self.base_stats = spec, starts, first_worker, base_stats
 
     def __iter__(self):
         info = get_worker_info()
@@ -319,7 +324,7 @@ class _Dataset(IterableDataset):
         local = (w + self.first_worker) % self.spec.num_workers
         slot = self.spec.rank * self.spec.num_workers + local
         epoch, skip = self.starts.get(slot, (0, 0))
-        return iter(_SlotStream(self.spec, slot, epoch, skip))
+        return iter(_SlotStream(self.spec, slot, epoch, skip, base_stats=self.base_stats.get(slot)))
 
 
 def _passthrough(x):
@@ -364,6 +369,7 @@ class ShardLoader:
         self._pos: dict[int, tuple[int, int]] = {}
         self._next_worker = 0
         self._stats: dict[int, dict] = {}
+        self._epoch_stats: dict[int, dict] = {}  # slot -> its stats when its current epoch began (for resume)
 
     @classmethod
     def from_config(cls, shard_dir: str | Path, split: str, rank: int, world_size: int, cfg: Any, *,
@@ -382,14 +388,18 @@ class ShardLoader:
         if self.num_workers == 0:
             slot = spec.rank
             epoch, skip = self._pos.get(slot, (0, 0))
-            source: Iterable[tuple] = _SlotStream(spec, slot, epoch, skip)
+            source: Iterable[tuple] = _SlotStream(spec, slot, epoch, skip, base_stats=self._epoch_stats.get(slot))
         else:
-            source = DataLoader(_Dataset(spec, dict(self._pos), self._next_worker), batch_size=None,
-                                num_workers=self.num_workers, collate_fn=_passthrough,
-                                prefetch_factor=self.prefetch_factor, persistent_workers=False)
-        for batch, slot, epoch, b, stats in source:
+            # Its own generator: a DataLoader iterator otherwise draws its workers' base seed from the
+            # global torch RNG, so the resumed run (one more iterator) would drift from the uninterrupted one.
+            source = DataLoader(_Dataset(spec, dict(self._pos), self._next_worker, dict(self._epoch_stats)),
+                                batch_size=None, num_workers=self.num_workers, collate_fn=_passthrough,
+                                prefetch_factor=self.prefetch_factor, persistent_workers=False,
+                                generator=torch.Generator().manual_seed(spec.seed))
+        for batch, slot, epoch, b, stats, epoch_stats in source:
             self._pos[slot] = (epoch, b)
             self._stats[slot] = stats
+            self._epoch_stats[slot] = epoch_stats
             local = slot - spec.rank * spec.num_workers
             self._next_worker = (local + 1) % spec.num_workers
             yield batch
@@ -418,7 +428,8 @@ class ShardLoader:
         return {
             "version": STATE_VERSION, "rank": self.spec.rank, "world_size": self.spec.world_size,
             "num_workers": self.spec.num_workers, "seed": self.spec.seed, "num_shards": len(self.spec.shards),
-            "slots": {str(k): {"epoch": e, "batches": b} for k, (e, b) in sorted(self._pos.items())},
+            "slots": {str(k): {"epoch": e, "batches": b, "stats": self._stats.get(k, {}),
+                               "epoch_stats": self._epoch_stats.get(k, {})} for k, (e, b) in sorted(self._pos.items())},
             "next_worker": self._next_worker,
         }
 
@@ -430,6 +441,9 @@ class ShardLoader:
         if same and state.get("version") == STATE_VERSION:
             self._pos = slots
             self._next_worker = int(state.get("next_worker", 0))
+            saved = state.get("slots", {})
+            self._stats = {int(k): dict(v.get("stats", {})) for k, v in saved.items()}
+            self._epoch_stats = {int(k): dict(v.get("epoch_stats", {})) for k, v in saved.items()}
             return
         next_epoch = max((e for e, _ in slots.values()), default=-1) + 1
         log.warning("data position was saved with a different layout (rank/world_size/num_workers/seed/shards); "

@@ -7,13 +7,17 @@ Layout of one checkpoint (``RUN/checkpoints/step_00000100/``)::
     ds_<optimizer>/   DeepSpeed engine checkpoints (strategy deepspeed; same world size to resume)
     trainer.json      step, schedulers, world size, strategy, resolved config
     rank_00000.pt     per-rank data position and RNG states (loaded with weights_only=True)
-    COMPLETE          JSON manifest {file: size}, written last; a directory without it is partial
+    COMPLETE          JSON manifest {"files": {file: size}, "sha256": {file: hex digest}}, written last; a
+                      directory without it is partial. Every file is checked against both before anything of
+                      the checkpoint is read (``check_complete``): DCP's ``.metadata`` and DeepSpeed's files are
+                      pickles, so only bytes this project wrote are ever unpickled (docs/security.md).
 
 A checkpoint is written into ``checkpoints/.tmp_step_XXXXXXXX`` and renamed when every rank is done,
 so a crash never leaves a directory that looks complete.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -68,33 +72,59 @@ def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def check_complete(ckpt: Path) -> str | None:
-    """None when ``ckpt`` is complete, else why not (missing marker, missing or truncated file)."""
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_complete(ckpt: Path, verify: bool = True) -> str | None:
+    """None when ``ckpt`` is complete and intact, else why not: missing marker, missing, truncated or unlisted
+    file, or (``verify``) a file whose sha256 differs from the one recorded at save time."""
+    ckpt = Path(ckpt)
     marker = ckpt / COMPLETE
     if not marker.is_file():
         return "no COMPLETE marker (partially written)"
     try:
         manifest = json.loads(marker.read_text())
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        files, digests = manifest["files"], manifest.get("sha256")
+        sizes = {str(rel): int(size) for rel, size in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "unreadable COMPLETE manifest"
-    for rel, size in files.items():
+    for rel, size in sizes.items():
         f = ckpt / rel
         if not f.is_file():
             return f"missing file {rel}"
         if f.stat().st_size != size:
             return f"file {rel} has {f.stat().st_size} bytes, manifest says {size}"
+    if not verify:
+        return None
+    present = {str(f.relative_to(ckpt)) for f in ckpt.rglob("*") if f.is_file()} - {COMPLETE}
+    unlisted = sorted(present - set(sizes))
+    if unlisted:
+        return f"file {unlisted[0]} is not in its COMPLETE manifest"
+    if not isinstance(digests, dict) or set(digests) != set(sizes):
+        return "no sha256 checksums in its COMPLETE manifest (written by an older version, or edited)"
+    for rel in sorted(sizes):
+        try:
+            digest = sha256_file(ckpt / rel)
+        except OSError as exc:
+            return f"file {rel} unreadable ({exc.strerror or exc})"
+        if digest != digests[rel]:
+            return f"file {rel} does not match its recorded sha256 (corrupted or replaced)"
     return None
 
 
 def find_latest(root: str | Path) -> Path | None:
-    """Newest complete checkpoint; newer partial or corrupt ones are skipped with a warning."""
+    """Newest complete, checksum-verified checkpoint; newer partial or corrupt ones are skipped with a warning."""
     for step, d in reversed(list_checkpoints(root)):
         why = check_complete(d)
         if why is None:
             return d
         if pg.info().is_main:
-            log.warning("skipping checkpoint %s: %s", d, why)
+            log.warning("skipping checkpoint %s: %s; trying the previous one", d, why)
     return None
 
 
@@ -118,8 +148,10 @@ def resolve_resume(resume: str, root: Path) -> Path | None:
     return p
 
 
-def _manifest(d: Path) -> dict[str, int]:
-    return {str(f.relative_to(d)): f.stat().st_size for f in sorted(d.rglob("*")) if f.is_file()}
+def _manifest(d: Path) -> dict[str, dict[str, int | str]]:
+    files = [f for f in sorted(d.rglob("*")) if f.is_file()]
+    return {"files": {str(f.relative_to(d)): f.stat().st_size for f in files},
+            "sha256": {str(f.relative_to(d)): sha256_file(f) for f in files}}
 
 
 @contextmanager
@@ -136,7 +168,7 @@ def atomic_checkpoint(root: Path, step: int) -> Iterator[Path]:
     yield tmp
     pg.barrier()  # every rank has finished writing
     if pg.info().is_main:
-        write_text_atomic(tmp / COMPLETE, json.dumps({"step": step, "files": _manifest(tmp)}, indent=0), fsync=True)
+        write_text_atomic(tmp / COMPLETE, json.dumps({"step": step, **_manifest(tmp)}, indent=0), fsync=True)
         _fsync_dir(tmp)
         if final.exists():  # re-saving the same step (e.g. resumed then stopped at once)
             shutil.rmtree(final)
@@ -156,6 +188,24 @@ def _fsync_dir(d: Path) -> None:
         pass
 
 
+def set_aside_newer(root: Path, step: int) -> list[Path]:
+    """Rename checkpoints newer than ``step`` (the one resumed from: newer ones were corrupt, or the user rewound)
+    to ``abandoned_step_N`` (rank 0). Left in place they would outrank the new run's checkpoints: pruning would
+    delete the new ones, and a later ``--resume auto`` would continue the abandoned timeline."""
+    moved = []
+    for s, d in list_checkpoints(root):
+        if s > step:
+            target = d.with_name(f"abandoned_{d.name}")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(d, target)
+            moved.append(target)
+    if moved:
+        log.warning("resumed from step %d: set aside %d newer checkpoint(s) as %s; delete them when no longer needed",
+                    step, len(moved), ", ".join(m.name for m in moved))
+    return moved
+
+
 def clean_partial(root: Path) -> None:
     """Remove temporary directories left by a crash mid-save (rank 0)."""
     if not Path(root).is_dir():
@@ -168,7 +218,7 @@ def clean_partial(root: Path) -> None:
 
 def prune(root: Path, keep_last: int) -> None:
     """Keep the newest ``keep_last`` complete checkpoints (rank 0); never delete the only good one."""
-    complete = [d for _, d in list_checkpoints(root) if check_complete(d) is None]
+    complete = [d for _, d in list_checkpoints(root) if check_complete(d, verify=False) is None]
     for d in complete[:-keep_last]:
         shutil.rmtree(d, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""Graceful stop on SIGTERM / SIGUSR2 (SLURM pre-emption and time-limit warnings).
+"""Graceful stop on SIGTERM / SIGUSR2 (SLURM pre-emption and time-limit warnings) and SIGINT (Ctrl-C).
 
 The handler only sets a flag: the trainer finishes the current optimizer step, all ranks agree to
 stop, a checkpoint is written and the process exits with ``REQUEUE_EXIT_CODE`` so a launcher can
@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 # EX_TEMPFAIL from sysexits.h: "temporary failure, try again" -- the run is resumable.
 REQUEUE_EXIT_CODE = 75
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)
 
 
 class StopFlag:
@@ -29,8 +29,12 @@ class StopFlag:
         return self.signum is not None
 
     def _handle(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the checkpoint
         if self.signum is None:
-            log.warning("received %s: finishing the current step, then checkpointing", signal.Signals(signum).name)
+            hint = " (Ctrl-C again to abort without it)" if signum == signal.SIGINT else ""
+            log.warning("received %s: finishing the current step, then checkpointing%s", signal.Signals(signum).name,
+                        hint)
         self.signum = signum
 
     def __enter__(self) -> "StopFlag":

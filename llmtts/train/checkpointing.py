@@ -64,6 +64,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextmanager
+def rng_kept():
+    """Run a block without moving the training RNG streams (evaluation, samples, best exports): a run resumed
+    from a checkpoint taken where the uninterrupted run evaluated (or where a stop signal skipped the
+    evaluation) then draws the same numbers as the uninterrupted run."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 def _reason(exc: BaseException) -> str:
     """One line out of a DCP error (its text holds a traceback per rank)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if re.match(r"\s*\w+(Error|Exception): ", ln)]
@@ -123,7 +135,8 @@ class Checkpointer:
                 with _quiet_dcp():
                     dcp.save(state, checkpoint_id=str(tmp / "dcp"))
             data_state = self.train_data.state_dict() if hasattr(self.train_data, "state_dict") else {}
-            ckpt_io.save_rank_state(tmp, self.rank, {"data": data_state, "rng": rng_state()})
+            ckpt_io.save_rank_state(tmp, self.rank, {"data": data_state, "rng": rng_state(),
+                                                     "stage": self.stage.state_dict()})
             if self.rank == 0:
                 ckpt_io.write_json_atomic(tmp / "trainer.json", {
                     "step": step,
@@ -185,6 +198,8 @@ class Checkpointer:
         if rs is not None:
             if rs.get("data") and hasattr(self.train_data, "load_state_dict"):
                 self.train_data.load_state_dict(rs["data"])
+            if rs.get("stage"):
+                self.stage.load_state_dict(rs["stage"])
             set_rng_state(rs["rng"])
         else:
             if self.rank == 0:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from llmtts.config import load_config
 from llmtts.dist import process_group as pg
 from llmtts.errors import UserError
+from llmtts.train.run_folder import check_fresh_start
 from llmtts.train.stage import Stage
 
 
@@ -61,6 +62,7 @@ def run_training(args: argparse.Namespace, config_cls: type,
     if getattr(args, "input_dir", None) is not None and not Path(args.input_dir).exists():
         raise UserError(f"--input-dir {args.input_dir}: no such directory")
     check_save_dir(args.save_dir)
+    check_fresh_start(Path(args.save_dir), args.resume)  # before the stage writes anything into the folder
     pg.init_process_group(cfg.parallel.strategy, cfg.parallel.backend)
     try:
         stage = stage_factory(cfg, args)

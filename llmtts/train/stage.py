@@ -96,6 +96,17 @@ class Stage:
         """Hook after evaluation: log audio / spectrograms through ``ctx.logger``. Called on every rank
         (forwards of FSDP2 / ZeRO-3 models are collective); ``ctx.logger`` writes on rank 0 only."""
 
+    # --- resumable per-rank state --------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Per-rank state outside the models that training or its logged metrics depend on (e.g. a rolling
+        window of recent batches). Saved in each rank's checkpoint file (tensors, numbers, strings, lists and
+        dicts: it is loaded with ``weights_only=True``) and handed to ``load_state_dict`` on a resume at the
+        same world size, so a resumed run logs what the uninterrupted one logs."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` returned (called after the models and data position are restored)."""
+
     # --- export -------------------------------------------------------------------------------
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         """Write the consolidated inference checkpoint (safetensors + JSON) into ``out_dir``.

@@ -28,13 +28,14 @@ from llmtts.dist import process_group as pg
 from llmtts.dist.parallelize import ParallelContext, unwrap
 from llmtts.dist.signals import REQUEUE_EXIT_CODE, StopFlag
 from llmtts.errors import UserError
-from llmtts.train.checkpointing import Checkpointer, seed_everything
+from llmtts.train.checkpointing import Checkpointer, rng_kept, seed_everything
 from llmtts.train.context import OptimizerSlot, StepContext
 from llmtts.train.ema import EMA
 from llmtts.train.env_info import env_info
 from llmtts.train.loggers import RunLogger
 from llmtts.train.optim import Schedule, build_adamw, optim_config_for
 from llmtts.train.progress import Progress
+from llmtts.train.run_folder import RunLock, check_fresh_start, lock_error
 from llmtts.train.stage import Stage
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Trainer:
         self.step = 0
         self.ema: EMA | None = None
         self._last_saved_step = -1
+        self.logger: RunLogger | None = None
+        self._lock = RunLock(self.run_dir)
 
     # ------------------------------------------------------------------------------------------
     # setup
@@ -99,6 +102,14 @@ class Trainer:
         # bf16 is torch autocast for every strategy (DeepSpeed too: its own bf16 mode would hand stages
         # bf16 weights with fp32 inputs); weights, gradients and optimizer state stay fp32.
         self.amp_dtype = torch.bfloat16 if use_bf16 else None
+        # Before anything is written: one trainer per run folder, and no fresh start over another run.
+        check_fresh_start(self.run_dir, self.resume)
+        holder = None
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            holder = self._lock.acquire()
+        if pg.all_reduce([float(holder is not None)], "max")[0]:
+            raise lock_error(self.run_dir, holder)
         if self.tcfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by deterministic cuBLAS
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -159,11 +170,15 @@ class Trainer:
             self.ema = EMA(self.raw, self.tcfg.ema_decay)
 
         self.train_data = self.stage.train_data(self.rank, self.world)
+        self._val_enabled = self._check_validation()
         self.ckpt = Checkpointer(self.run_dir, self.cfg, self.stage, self.raw, self.slots, self.ema, self.train_data,
                                  self.rank, self.world)
         resume_from = ckpt_io.resolve_resume(self.resume, self.ckpt_root)
         if resume_from is not None:
             self.step = self._last_saved_step = self.ckpt.load(resume_from)
+            pg.barrier()  # every rank has chosen and read its checkpoint
+            if self.dist.is_main and resume_from.parent.resolve() == self.ckpt_root.resolve():
+                ckpt_io.set_aside_newer(self.ckpt_root, self.step)
         else:
             seed_everything(self.tcfg.seed + 1000 * self.rank)  # distinct dropout / sampling per rank
             if self.dist.is_main and (self.run_dir / BEST_DIR / BEST_FILE).is_file():
@@ -185,11 +200,14 @@ class Trainer:
     # the loop
     # ------------------------------------------------------------------------------------------
     def fit(self) -> FitResult:
-        self._setup()
         try:
+            self._setup()
             return self._loop()
         finally:
-            self.logger.close()
+            self._it = None  # DataLoader workers end here, not whenever the trainer is garbage-collected
+            if self.logger is not None:
+                self.logger.close()
+            self._lock.release()
 
     def _next_batch(self):
         try:
@@ -213,7 +231,6 @@ class Trainer:
 
     def _loop(self) -> FitResult:
         t = tcfg = self.tcfg
-        self._it = iter(self.train_data)
         start = time.monotonic()
         last_save = start
         status = "finished"
@@ -224,6 +241,9 @@ class Trainer:
                         enabled=self.dist.is_main and self.lcfg.progress)
         window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
         with StopFlag() as stop:
+            # Inside the handlers: DataLoader workers forked here inherit them, so a Ctrl-C or SIGTERM sent to
+            # the whole process group stops the run cleanly instead of killing the workers under it.
+            self._it = iter(self.train_data)
             while self.step < t.max_steps:
                 acc: dict[str, float] = defaultdict(float)
                 self.ctx.extra = {}
@@ -303,6 +323,36 @@ class Trainer:
     # evaluation
     # ------------------------------------------------------------------------------------------
     def _evaluate(self) -> dict[str, float] | None:
+        with rng_kept():  # evaluation must not move training's random streams (exact resume)
+            return self._evaluate_inner()
+
+    def _check_validation(self) -> bool:
+        """At start-up, not after all of training: validation data that yields no batch at all (e.g. its only
+        clip was rejected) switches evaluation off with a one-line warning; ``trainer.best_metric``, which
+        needs it, makes that an error. Draws one batch per rank."""
+        why, has_data, has_batch = "", False, False
+        with rng_kept():
+            try:
+                data = self.stage.val_data(self.rank, self.world)
+                has_data = data is not None
+                has_batch = has_data and next(iter(data), None) is not None
+            except UserError as exc:  # e.g. the reader found no usable sample in the split
+                has_data, why = True, (str(exc).strip().splitlines() or ["unusable"])[-1]
+        err, any_data, any_batch = pg.all_reduce([float(bool(why)), float(has_data), float(has_batch)], "max")
+        if any_batch and not err:
+            return True
+        if any_data:
+            why = why or "no rank got a validation batch"
+            if self.tcfg.best_metric:
+                raise UserError(f"trainer.best_metric={self.tcfg.best_metric} needs validation data, but the "
+                                f"validation split is unusable ({why})")
+            if self.dist.is_main:
+                log.warning("validation disabled for this run: the validation split yields no batch (%s)", why)
+        return False
+
+    def _evaluate_inner(self) -> dict[str, float] | None:
+        if not self._val_enabled:
+            return None
         data = self.stage.val_data(self.rank, self.world)
         if data is None:
             return None
@@ -342,14 +392,15 @@ class Trainer:
                 and not value < float(best["value"]):
             return
         record = {"metric": key, "value": value, "step": self.step}
-        self.ckpt.export(BEST_DIR, extra={BEST_FILE: record})
+        with rng_kept():  # the export builds fresh models (their init draws random numbers)
+            self.ckpt.export(BEST_DIR, extra={BEST_FILE: record})
         self.logger.log_metrics({f"best_{key}": value}, self.step, "val")
         if self.dist.is_main:
             log.info("new best %s=%.4f at step %d -> %s", key, value, self.step, self.run_dir / BEST_DIR)
 
     def _log_samples(self) -> None:
         """``log.log_audio_every``: the stage's sample hook between evaluations."""
-        with self._eval_mode():
+        with self._eval_mode(), rng_kept():
             self.stage.on_eval_end(self.ctx, self.step)
 
     @contextmanager

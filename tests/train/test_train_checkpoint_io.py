@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -9,10 +10,12 @@ from llmtts.errors import UserError
 def _make(root, step, files=None, complete=True):
     d = root / ck.step_dir_name(step)
     d.mkdir(parents=True)
-    for name, data in (files or {"trainer.json": b"{}"}).items():
+    files = files or {"trainer.json": b"{}"}
+    for name, data in files.items():
         (d / name).write_bytes(data)
     if complete:
-        (d / ck.COMPLETE).write_text(json.dumps({"files": {n: len(b) for n, b in (files or {"trainer.json": b"{}"}).items()}}))
+        (d / ck.COMPLETE).write_text(json.dumps({"files": {n: len(b) for n, b in files.items()},
+                                                 "sha256": {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}}))
     return d
 
 
@@ -59,3 +62,18 @@ def test_rank_state_with_numpy_values_loads_weights_only(tmp_path):
     with pytest.raises(UserError, match="rank_00004.pt"):
         ck.load_rank_state(tmp_path, 4)
     assert ck.load_rank_state(tmp_path, 5) is None
+
+
+def test_check_complete_verifies_checksums_and_listing(tmp_path):
+    d = _make(tmp_path, 1, {"a.bin": b"abcdef", "trainer.json": b"{}"})
+    assert ck.check_complete(d) is None
+    (d / "a.bin").write_bytes(b"abcdeF")  # same size, one byte changed
+    assert "sha256" in ck.check_complete(d) and ck.check_complete(d, verify=False) is None
+    (d / "a.bin").write_bytes(b"abcdef")
+    (d / "extra.pt").write_bytes(b"x")  # a file the save never wrote
+    assert "extra.pt" in ck.check_complete(d) and "not in its COMPLETE manifest" in ck.check_complete(d)
+    (d / "extra.pt").unlink()
+    manifest = json.loads((d / ck.COMPLETE).read_text())
+    del manifest["sha256"]  # an older version's manifest: sizes only
+    (d / ck.COMPLETE).write_text(json.dumps(manifest))
+    assert "no sha256 checksums" in ck.check_complete(d)

@@ -10,7 +10,7 @@ from llmtts.config import load_config
 from llmtts.dist.signals import REQUEUE_EXIT_CODE
 from llmtts.train.toy import ToyConfig, ToyStage
 from llmtts.train.trainer import STOPPED_MARKER, Trainer
-from train_runs import BASE, export_weights, kill_tree, popen_toy, train_losses, wait_for
+from train_runs import BASE, export_weights, kill_tree, popen_toy, train_losses, wait_for, wait_for_step
 
 COMMON = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.ema_decay=0.5"]
 
@@ -69,3 +69,20 @@ def test_sigterm_checkpoints_and_exits_with_requeue_code(tmp_path):
     res = fit(run, f"trainer.max_steps={stopped_at + 2}")
     assert not (run / STOPPED_MARKER).exists()
     assert res.step == stopped_at + 2 and sorted(train_losses(run)) == list(range(1, stopped_at + 3))
+
+
+def test_ctrl_c_checkpoints_like_sigterm(tmp_path):
+    """SIGINT (Ctrl-C, sent to the whole process group as a terminal does) checkpoints and exits 75."""
+    run = tmp_path / "run"
+    proc = popen_toy(run, ["trainer.max_steps=1000", "toy.step_sleep=0.05"])
+    wait_for_step(run, 3, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert rc == REQUEUE_EXIT_CODE, err
+    assert "KeyboardInterrupt" not in err and "received SIGINT" in err
+    ckpts = sorted((run / "checkpoints").iterdir())
+    assert len(ckpts) == 1 and (ckpts[0] / "COMPLETE").is_file()
+    stopped = json.loads((run / STOPPED_MARKER).read_text())
+    assert stopped["signal"] == signal.SIGINT and stopped["step"] == int(ckpts[0].name.split("_")[1])
+    assert max(train_losses(run)) == stopped["step"]

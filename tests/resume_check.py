@@ -1,0 +1,50 @@
+"""Exact resume of a real stage: an uninterrupted run of N steps against a run stopped at step K (its final
+checkpoint) and resumed with ``--resume auto`` to N. Same process, same thread count, same machine, so the
+logged losses and the exported weights must agree bit for bit.
+
+The interrupted run ends by ``trainer.max_steps=K``, so the stage must use a learning-rate schedule that does
+not depend on max_steps (``trainer.optim.schedule=constant``); its end-of-run evaluation and export at step K
+must not disturb what the resumed run does (the uninterrupted run neither evaluates nor exports there).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file
+
+# Wall-clock rates differ from run to run; everything else in a train row must be identical.
+TIMING_KEYS = ("time", "steps_per_s", "peak_mem_gib")
+
+
+def rows(run: Path, split: str) -> dict[int, dict]:
+    out = {}
+    for line in (Path(run) / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["split"] == split:
+            out[row["step"]] = {k: v for k, v in row.items() if k not in TIMING_KEYS and not k.endswith("_per_s")}
+    return out
+
+
+def assert_exact_resume(train: Callable[[Path, int], int], tmp: Path, k: int, n: int,
+                        weights: str = "export/model.safetensors") -> dict[int, dict]:
+    """``train(run_dir, max_steps)`` runs the stage's CLI with ``--resume auto`` and returns its exit code."""
+    ref, run = tmp / "uninterrupted", tmp / "resumed"
+    assert train(ref, n) == 0
+    assert train(run, k) == 0
+    assert (run / "checkpoints" / f"step_{k:08d}" / "COMPLETE").is_file()
+    assert train(run, n) == 0
+    a, b = rows(ref, "train"), rows(run, "train")
+    assert sorted(b) == sorted(a) == list(range(1, n + 1))
+    for step in range(k + 1, n + 1):
+        assert b[step] == a[step], f"step {step} after a resume at {k}: {b[step]} != {a[step]}"
+    val_a, val_b = rows(ref, "val"), rows(run, "val")
+    if n in val_a:  # the final evaluation scores the same weights on the same batches
+        assert val_b[n] == val_a[n]
+    wa, wb = load_file(str(ref / weights)), load_file(str(run / weights))
+    assert wa.keys() == wb.keys()
+    differ = [name for name in wa if not torch.equal(wa[name], wb[name])]
+    assert not differ, f"exported weights differ after the resume: {differ[:5]}"
+    return a
