@@ -158,8 +158,7 @@ class Scheduler:
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(self.rows))
         h = self.batch.step([r.next_id for r in self.rows])
-        for i, row in enumerate(self.rows):
-            self._sample(row, h[i])
+        self._sample(self.rows, h)
         self._retire()
 
     def _head(self, full: bool) -> tuple:
@@ -185,30 +184,51 @@ class Scheduler:
             row.history = [t - lo for t in prompt if lo <= t < hi] or [hi - lo]  # untrimmed until the first token
         h = self.batch.join(prompt, max_new)
         self.rows.append(row)
-        self._sample(row, h)  # the prefill's state gives the first token, as in generate_steps
+        self._sample([row], h[None])  # the prefill's state gives the first token, as in generate_steps
 
-    def _sample(self, row: _Row, h: torch.Tensor) -> None:
-        """One token for ``row`` from its state ``h [d]``: the same arithmetic as ``generate_steps`` for one row."""
-        o = row.job.options
+    def _sample(self, rows: list[_Row], h: torch.Tensor) -> None:
+        """One token for each of ``rows`` from its state (``h [n, d]``). Rows with the same sampling settings are
+        sampled together, exactly as ``generate_steps`` samples a batch: row-wise filters, a padded repetition
+        history, one uniform per row from the row's own generator."""
+        groups: dict = {}
+        for i, row in enumerate(rows):
+            o = row.job.options
+            groups.setdefault((tuple(vars(o.sampling).values()), o.min_tokens), []).append(i)
+        for idx in groups.values():
+            self._sample_group([rows[i] for i in idx], h[idx])
+
+    def _sample_group(self, rows: list[_Row], h: torch.Tensor) -> None:
+        o = rows[0].job.options
         s = o.sampling
         head, lo, hi = self._head(bool(getattr(s, "full_vocab", 0)))
         stop_col = self.stop_id - lo
-        logits = head(h[None]).float()
-        if row.count < o.min_tokens:
-            logits[:, stop_col] = float("-inf")
-        if s.repetition_penalty != 1.0 and row.history:
-            hist = torch.as_tensor([row.history], dtype=torch.long, device=logits.device)
-            logits = apply_repetition_penalty(logits, hist, s.repetition_penalty)
-        tok = int(sample_next(logits, s, [row.gen])[0])
+        logits = head(h).float()  # [n, hi - lo]
+        early = [i for i, row in enumerate(rows) if row.count < o.min_tokens]
+        if early:
+            logits[early, stop_col] = float("-inf")
+        width = max((len(row.history) for row in rows), default=0)
+        if s.repetition_penalty != 1.0 and width:
+            hist = torch.full((len(rows), width), hi - lo, dtype=torch.long)  # hi - lo = padding (no effect)
+            for i, row in enumerate(rows):
+                if row.history:
+                    hist[i, width - len(row.history):] = torch.as_tensor(row.history, dtype=torch.long)
+            logits = apply_repetition_penalty(logits, hist.to(logits.device), s.repetition_penalty)
+        toks = sample_next(logits, s, [row.gen for row in rows]).tolist()
+        states = h.float()
+        for i, (row, tok) in enumerate(zip(rows, toks)):
+            self._take(row, tok, states[i: i + 1], stop_col, lo)
+
+    def _take(self, row: _Row, tok: int, state: torch.Tensor, stop_col: int, lo: int) -> None:
+        """Book-keeping for one sampled token (head-slice index ``tok``) and its state ``[1, d]``."""
         if tok == stop_col:  # [stop]: its state is dropped
             row.done = True
             return
+        s = row.job.options.sampling
         row.count += 1
         row.history.append(tok)
         if s.repetition_window and len(row.history) > s.repetition_window:
             row.history = row.history[-s.repetition_window:]
         row.next_id = tok + lo
-        state = h[None].float()
         if row.decoder is not None:
             for chunk in row.decoder.push(state):
                 self._audio(row.job, chunk)
