@@ -23,5 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (gets llm/, decoder/, soprano_import.json)")
     p.add_argument("--audio-first-id", type=int, default=None,
                    help="Soprano id of audio code 0, for a tokenizer whose audio token names carry no number")
-    p.add_argument("--n-audio", type=int, default=8000, help="number of audio codes (with --audio-first-id)")
+    p.add_argument("--n-audio", type=int, default=None,
+                   help="number of audio codes (default: 8000 with --audio-first-id; without numbered audio names, "
+                        "the longest run of unnamed rows)")
     p.set_defaults(func=_run)

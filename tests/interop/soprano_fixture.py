@@ -36,8 +36,8 @@ def vocab_tokens(n_audio: int) -> list[str]:
     return SPECIALS + [f"[{c}]" for c in range(n_audio)] + TEXT_CHARS + ["[UNK]"]
 
 
-def tokenizer_json(tokens: list[str]) -> dict:
-    vocab = {t: i for i, t in enumerate(tokens)}
+def tokenizer_json(tokens: list[str], audio_names: bool = True) -> dict:
+    vocab = {t: i for i, t in enumerate(tokens) if audio_names or not (t[0] == "[" and t[1:-1].isdigit())}
     special = [{"id": vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
                 "normalized": False, "special": True} for t in SPECIALS + ["[UNK]"]]
     # A BPE model without merges is one id per character; the specials are matched before it runs.
@@ -117,8 +117,9 @@ def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
-def build(out: str | Path, size: str = "small", seed: int = 1234) -> dict:
-    """Write the directory; returns ``{"llm_digest", "decoder_digest", "shapes"}``."""
+def build(out: str | Path, size: str = "small", seed: int = 1234, audio_names: bool = True) -> dict:
+    """Write the directory; returns ``{"llm_digest", "decoder_digest", "shapes"}``. ``audio_names=False``: the
+    tokenizer leaves the audio rows unnamed (Soprano's runtime never turns audio ids into text)."""
     s = SMALL if size == "small" else REAL
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ def build(out: str | Path, size: str = "small", seed: int = 1234) -> dict:
     torch.save(dec, str(out / "decoder.pth"))
     stop, pad = tokens.index("[STOP]"), tokens.index("[PAD]")
     (out / "config.json").write_text(json.dumps(qwen3_config(s, V, stop, pad), indent=1))
-    (out / "tokenizer.json").write_text(json.dumps(tokenizer_json(tokens)))
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer_json(tokens, audio_names)))
     (out / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": 512, "pad_token": "[PAD]",
         "eos_token": "[STOP]", "unk_token": "[UNK]", "clean_up_tokenization_spaces": False}, indent=1))

@@ -197,3 +197,11 @@ def test_parity_at_the_real_soprano_shapes(tmp_path):
     assert summary["llm_parameters"] == 79_714_048 and summary["rows"] == 8192
     assert summary["decoder_config"]["dim"] == 768 and summary["decoder_config"]["num_layers"] == 8
     check_parity(tmp_path, info, "real_hello")
+
+
+def test_unnamed_audio_rows_are_found(tmp_path):
+    """A tokenizer that names only specials and characters: the 1000 unnamed rows after the specials are audio."""
+    soprano_fixture.build(tmp_path / "model", "small", audio_names=False)
+    summary = import_soprano(tmp_path / "model", tmp_path / "out")
+    assert summary["n_audio"] == 1000 and summary["n_text"] == len(soprano_fixture.TEXT_CHARS) + 1
+    assert (summary["soprano_ids"]["audio_first"], summary["soprano_ids"]["audio_last"]) == (4, 1003)

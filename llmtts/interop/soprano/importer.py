@@ -65,7 +65,7 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int | None = None,
-                   n_audio: int = 8000) -> dict:
+                   n_audio: int | None = None) -> dict:
     """Write ``out/llm`` and ``out/decoder``; returns the summary also written to ``out/soprano_import.json``."""
     from llmtts.decoder.export import save_decoder
     from llmtts.io import write_json_atomic

@@ -1,8 +1,8 @@
 """Soprano's vocabulary -> this project's layout (``llmtts.llm.vocab``), as a row permutation.
 
 Soprano names its specials ``[STOP]`` (also the end-of-sequence id), ``[TEXT]`` and ``[START]``; audio codes are
-tokens whose names carry the code number with a common prefix/suffix (e.g. ``[0]`` .. ``[7999]``); every other
-named token is text. This project wants ``0 pad | 1 text_start | 2 speech_start | 3 stop | audio | text``, so
+tokens whose names carry the code number with a common prefix/suffix (e.g. ``[0]`` .. ``[7999]``), or, when the
+tokenizer names no such tokens, the longest run of embedding rows no token names; every other named token is text. This project wants ``0 pad | 1 text_start | 2 speech_start | 3 stop | audio | text``, so
 the import permutes embedding and output rows: ``rows[p]`` is the Soprano row that becomes project row ``p``
 (-1: Soprano has no such row, e.g. pad when its tokenizer has none). A permutation of rows changes no
 computation: the model is the same function of the same tokens.
@@ -53,6 +53,9 @@ class SopranoLayout:
         return rows
 
 
+MIN_AUDIO = 256  # fewer numbered names are not a codebook (digits "0".."9" are text)
+
+
 def _audio_tokens(vocab: dict[str, int], taken: set[int]) -> dict[int, int]:
     """code -> Soprano id: the largest group of numbered names sharing a prefix and suffix."""
     groups: dict[tuple[str, str], dict[int, int]] = defaultdict(dict)
@@ -60,15 +63,27 @@ def _audio_tokens(vocab: dict[str, int], taken: set[int]) -> dict[int, int]:
         m = _NUMBERED.match(name)
         if m and i not in taken:
             groups[(m.group(1), m.group(3))][int(m.group(2))] = i
-    if not groups:
-        return {}
-    return max(groups.values(), key=len)
+    best = max(groups.values(), key=len, default={})
+    return best if len(best) >= MIN_AUDIO else {}
 
 
-def analyse(tok, config, source: str, audio_first_id: int | None = None, n_audio: int = 8000) -> SopranoLayout:
+def _unnamed_run(vocab: dict[str, int], rows: int) -> range:
+    """The longest run of consecutive embedding rows no token names (audio ids a tokenizer leaves unnamed)."""
+    named = set(vocab.values())
+    best, start = range(0), None
+    for i in range(rows + 1):
+        if i < rows and i not in named:
+            start = i if start is None else start
+        elif start is not None:
+            best = max(best, range(start, i), key=len)
+            start = None
+    return best
+
+
+def analyse(tok, config, source: str, audio_first_id: int | None = None, n_audio: int | None = None) -> SopranoLayout:
     """Read the layout from Soprano's ``AutoTokenizer`` and HF config; one-line errors name what is missing.
-    ``audio_first_id``: audio code c is Soprano id ``audio_first_id + c`` (for tokenizers whose audio tokens
-    carry no numbers in their names)."""
+    ``audio_first_id``: audio code c is Soprano id ``audio_first_id + c`` (``n_audio`` codes, default 8000).
+    ``n_audio`` with unnamed audio rows: the first ``n_audio`` rows of the run (default: all of it)."""
     vocab = dict(tok.get_vocab())
     for name in ("[STOP]", "[TEXT]", "[START]"):
         if name not in vocab:
@@ -84,6 +99,7 @@ def analyse(tok, config, source: str, audio_first_id: int | None = None, n_audio
         pad = None
     specials = {stop, text, start} | ({pad} if pad is not None else set())
     if audio_first_id is not None:
+        n_audio = n_audio or 8000
         audio = {c: audio_first_id + c for c in range(n_audio)}
         clash = specials & set(audio.values())
         if clash:
@@ -91,9 +107,17 @@ def analyse(tok, config, source: str, audio_first_id: int | None = None, n_audio
                             f"{min(clash)}")
     else:
         audio = _audio_tokens(vocab, specials)
-        if len(audio) < 2 or sorted(audio) != list(range(len(audio))):
-            raise UserError(f"{source}: found no run of numbered audio tokens 0..N-1 in the tokenizer "
-                            "(pass --audio-first-id to say where the audio ids start)")
+        if not audio:
+            # No numbered audio names: Soprano's runtime never decodes audio ids to text, so a tokenizer may
+            # leave them unnamed. The longest unnamed run of rows then holds codes 0..n_audio-1.
+            run = _unnamed_run(vocab, int(config.vocab_size))
+            if len(run) < max(n_audio or 0, MIN_AUDIO):
+                raise UserError(f"{source}: found no numbered audio tokens ([0]..[N-1]) in the tokenizer and no run "
+                                f"of {max(n_audio or 0, MIN_AUDIO)} unnamed rows (pass --audio-first-id / --n-audio)")
+            audio = {c: run.start + c for c in range(n_audio or len(run))}
+        if sorted(audio) != list(range(len(audio))):
+            raise UserError(f"{source}: numbered audio tokens are not 0..N-1 (codes {min(audio)}..{max(audio)}, "
+                            f"{len(audio)} of them; pass --audio-first-id to say where the audio ids start)")
     audio_ids = [audio[c] for c in range(len(audio))]
     taken = specials | set(audio_ids)
     text_items = sorted((i, name) for name, i in vocab.items() if i not in taken)
