@@ -205,3 +205,15 @@ def test_unnamed_audio_rows_are_found(tmp_path):
     summary = import_soprano(tmp_path / "model", tmp_path / "out")
     assert summary["n_audio"] == 1000 and summary["n_text"] == len(soprano_fixture.TEXT_CHARS) + 1
     assert (summary["soprano_ids"]["audio_first"], summary["soprano_ids"]["audio_last"]) == (4, 1003)
+
+
+def test_soprano_decoding_batched_equals_one_by_one(small):
+    """penalize_prompt + full_vocab with left-padded prompts of different lengths: each row as if alone."""
+    root, _ = small
+    tts = TTS.load(root / "out" / "llm", root / "out" / "decoder")
+    texts = ["Hi.", "Hello world, this is a much longer test sentence."]
+    batch = tts.synthesize_batch(texts, max_tokens=10, seed=0, batch_size=2)
+    for text, (wav, _) in zip(texts, batch):
+        alone, _ = tts.synthesize(text, max_tokens=10, seed=0, batch_size=1)
+        assert wav.shape == alone.shape == (9 * 2048,)
+        assert np.abs(wav - alone).max() <= 1e-4 * np.abs(alone).max()

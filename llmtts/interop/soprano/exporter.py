@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from llmtts.errors import UserError
-from llmtts.interop.soprano.decoder import SOPRANO_DECODER, export_decoder
+from llmtts.interop.soprano.decoder import export_decoder
 from llmtts.interop.soprano.tokenizer import TOKENIZER_FILES
 
 SOPRANO_HIDDEN = 512
@@ -97,5 +97,3 @@ def export_soprano(llm_path: str | Path, decoder_path: str | Path, out: str | Pa
     torch.save(sd, str(tmp / "decoder.pth"))
     return replace_dir(tmp, out)
 
-
-__all__ = ["export_soprano", "SOPRANO_DECODER"]
