@@ -59,6 +59,8 @@ class InferenceConfig:
     repetition_window: Optional[int] = None     # recent audio tokens the penalty looks at (0 = all)
     max_tokens: Optional[int] = None            # per sentence
     tokens_per_text_id: Optional[float] = None  # runaway guard: at most this many tokens per text id (+16)
+    penalize_prompt: Optional[int] = None       # 1 = the penalty also covers the prompt's ids (Soprano's runtime)
+    full_vocab: Optional[int] = None            # 1 = any output id, not only [stop] + audio (Soprano's runtime)
 
     def __post_init__(self) -> None:
         from dataclasses import asdict
