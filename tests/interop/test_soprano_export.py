@@ -12,22 +12,18 @@ from safetensors.torch import load_file
 
 import soprano_fixture
 from llmtts.cli import main
-from llmtts.decoder.config import DecoderModelConfig
-from llmtts.decoder.export import load_decoder, save_decoder
-from llmtts.decoder.model import HiddenDecoder
+from llmtts.decoder.export import load_decoder
 from llmtts.errors import UserError
-from llmtts.interop.soprano.decoder import SOPRANO_DECODER
 from llmtts.interop.soprano.exporter import export_soprano
 from llmtts.interop.soprano.importer import import_soprano
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):
+def imported(tmp_path_factory, soprano_decoder_dir):
     root = tmp_path_factory.mktemp("soprano_export")
     soprano_fixture.build(root / "model", "small", seed=7)
     import_soprano(root / "model", root / "imp")
-    torch.manual_seed(0)
-    save_decoder(HiddenDecoder(DecoderModelConfig(**SOPRANO_DECODER)), root / "dec768")  # Soprano's decoder shape
+    (root / "dec768").symlink_to(soprano_decoder_dir)  # a random decoder of Soprano's own shape
     return root
 
 

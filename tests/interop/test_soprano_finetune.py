@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 import soprano_fixture
 from llmtts.cli import main
+from llmtts.interop.soprano.exporter import export_soprano
 from llmtts.interop.soprano.importer import import_soprano
 from llmtts.llm.export import load_llm
 
@@ -25,7 +27,7 @@ def metrics(run):
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
 
 
-def test_finetune_from_imported_soprano_keeps_rows_trains_and_resumes(tmp_path):
+def test_finetune_from_imported_soprano_keeps_rows_trains_and_resumes(tmp_path, soprano_decoder_dir):
     soprano_fixture.build(tmp_path / "model", "small", seed=3)
     import_soprano(tmp_path / "model", tmp_path / "imp")
     llm = tmp_path / "imp" / "llm"
@@ -45,3 +47,11 @@ def test_finetune_from_imported_soprano_keeps_rows_trains_and_resumes(tmp_path):
     assert len(losses) == 3 and all(x == x for x in losses)
     assert main([*args, "trainer.max_steps=5"]) == 0  # resume from step 3
     assert [m["step"] for m in metrics(run)] == [1, 2, 3, 4, 5]
+    # The fine-tuned LLM goes back to Soprano's layout: Soprano row of [STOP] = the fine-tuned stop row.
+    m2, v2, f2 = load_llm(run)
+    out = export_soprano(run, soprano_decoder_dir, tmp_path / "back")
+    back = load_file(str(out / "model.safetensors"))
+    stop = soprano_fixture.SPECIALS.index("[STOP]")
+    assert torch.equal(back["lm_head.weight"][stop], m2.lm_head.weight[v2.stop])
+    assert torch.equal(back["model.embed_tokens.weight"][4 + 9], m2.get_input_embeddings().weight[v2.audio_offset + 9])
+    assert not torch.equal(back["lm_head.weight"], load_file(str(tmp_path / "model" / "model.safetensors"))["lm_head.weight"])
