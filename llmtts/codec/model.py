@@ -65,6 +65,7 @@ class CodecOutput:
     wav: torch.Tensor  # [B, T * spt] reconstruction
     codes: torch.Tensor  # [B, T] or [B, T, Q]
     target: torch.Tensor  # [B, T * spt] the zero-padded input the reconstruction is compared to
+    latent: torch.Tensor | None = None  # [B, T, q_dim] the pre-quantizer latent (for the range penalty)
 
 
 class CodecModel(nn.Module):
@@ -142,5 +143,11 @@ class CodecModel(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> CodecOutput:
         target = self.pad_to_tokens(wav)
-        zq, codes = self.quantizer(self.encode_latent(target))
-        return CodecOutput(wav=self.decode_latent(zq), codes=codes, target=target)
+        z = self.encode_latent(target)
+        zq, codes = self.quantizer(z)
+        return CodecOutput(wav=self.decode_latent(zq), codes=codes, target=target, latent=z)
+
+
+def latent_range_penalty(z: torch.Tensor, bound: float) -> torch.Tensor:
+    """``mean(relu(|z| - bound)^2)``: zero while the latent stays where the quantizer's levels are reachable."""
+    return torch.relu(z.float().abs() - bound).square().mean()

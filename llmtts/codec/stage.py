@@ -18,7 +18,7 @@ from torch import nn
 from llmtts.audio import resample
 from llmtts.codec.config import CodecConfig
 from llmtts.codec.export import export_codec
-from llmtts.codec.model import CodecModel
+from llmtts.codec.model import CodecModel, latent_range_penalty
 from llmtts.codec.quantizer import CodebookMonitor, codebook_usage
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
@@ -151,7 +151,20 @@ class CodecStage(Stage):
 
     # --- steps --------------------------------------------------------------------------------
     def _recon_losses(self, out, ctx) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.recon_loss.to(ctx.device)(out.wav, out.target)
+        return self._generator_loss(out, ctx)(out.wav, out.target)
+
+    def _generator_loss(self, out, ctx):
+        """The reconstruction loss plus the latent range penalty (config.LossConfig.latent_range_weight)."""
+        recon, lc = self.recon_loss.to(ctx.device), self.cfg.loss
+
+        def loss(wav: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            total, parts = recon(wav, target)
+            if lc.latent_range_weight > 0 and out.latent is not None:
+                penalty = latent_range_penalty(out.latent, lc.latent_bound)
+                total = total + lc.latent_range_weight * penalty
+                parts["latent_range"] = penalty.item()
+            return total, parts
+        return loss
 
     def gan_active(self, step: int) -> bool:
         return self.gan_enabled and step >= self.cfg.gan.start_step
@@ -162,7 +175,7 @@ class CodecStage(Stage):
         use_gan = self.gan_active(ctx.global_step)
         with ctx.autocast():
             out = ctx.models["gen"](wav)
-        metrics = vocoder_gan_step(ctx, out.wav, out.target, self.recon_loss.to(ctx.device),
+        metrics = vocoder_gan_step(ctx, out.wav, out.target, self._generator_loss(out, ctx),
                                    train_disc=use_gan, use_adversarial=use_gan, kind=g.kind,
                                    adv_weight=g.adv_weight, fm_weight=g.feature_matching_weight)
         if self._monitor is None:

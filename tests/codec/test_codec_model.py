@@ -150,3 +150,26 @@ def test_codebook_monitor_rolls_over_recent_batches():
     assert mon.update(torch.tensor([[2, 3]])) == pytest.approx({"code_use": 0.25, "perplexity": 2.0})
     res = CodebookMonitor(4).update(torch.tensor([[[0, 0], [1, 0]]]))  # [B, T, Q]
     assert res == pytest.approx({"code_use": (0.5 + 0.25) / 2, "perplexity": (2.0 + 1.0) / 2})
+
+
+def test_latent_range_penalty_revives_a_saturated_fsq_latent():
+    """A latent pushed deep into FSQ's tanh gets no gradient from the reconstruction; the penalty pulls it back."""
+    from llmtts.codec.model import latent_range_penalty
+
+    cfg = load_config(CodecConfig, CONFIGS / "tiny.yaml").model
+    torch.manual_seed(0)
+    wav = torch.randn(2, 4 * cfg.samples_per_token) * 0.1
+    bias_grads = {}
+    for weight in (0.0, 1.0):
+        model = CodecModel(_small(cfg))
+        with torch.no_grad():
+            model.to_latent.bias.fill_(5.0)  # every latent dim saturated: the collapse seen in training
+        out = model(wav)
+        loss = MultiResolutionMelLoss(cfg.sample_rate, [[512, 128, 40]])(out.wav, out.target)
+        loss = loss + weight * latent_range_penalty(out.latent, 2.0)
+        loss.backward()
+        bias_grads[weight] = model.to_latent.bias.grad.clone()
+    assert bias_grads[0.0].abs().max() < 1e-3  # the reconstruction alone cannot move it
+    assert (bias_grads[1.0] > 0.5).all()  # gradient descent lowers every saturated dim
+    z = torch.tensor([-3.0, -1.5, 0.0, 1.9, 2.5])
+    assert latent_range_penalty(z, 2.0).item() == pytest.approx((1.0 + 0.25) / 5)
