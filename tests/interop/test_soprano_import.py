@@ -189,7 +189,6 @@ def test_real_soprano_decoder_receptive_field():
     assert receptive_field_tokens(DecoderModelConfig(**SOPRANO_DECODER)) == 4
 
 
-@pytest.mark.slow
 def test_parity_at_the_real_soprano_shapes(tmp_path):
     info = soprano_fixture.build(tmp_path / "model", "real")
     summary = import_soprano(tmp_path / "model", tmp_path / "out")
