@@ -42,7 +42,11 @@ class Job:
     emit: Callable[[str, object], None]
     deadline: float  # time.monotonic() after which the job is dropped
     cancelled: threading.Event = field(default_factory=threading.Event)
-    sentence: int = 0
+    started: int = 0  # sentences given a row so far
+    cursor: int = 0  # the sentence whose audio goes out now; later sentences' audio waits in ``held``
+    held: dict = field(default_factory=dict)  # sentence -> audio chunks generated ahead of the cursor
+    finished: set = field(default_factory=set)  # sentences whose rows are done
+    ended: bool = False
     samples: int = 0
     submitted: float = field(default_factory=time.monotonic)
     first_audio: float | None = None
@@ -61,6 +65,7 @@ class Job:
 @dataclass
 class _Row:
     job: Job
+    sentence: int
     gen: torch.Generator
     max_new: int
     decoder: StreamDecoder | None
@@ -81,7 +86,7 @@ class Scheduler:
         self.stop_id = v.stop
         self._heads: dict[bool, tuple] = {}
         self.pending: deque[Job] = deque()  # new jobs, arrival order (bounded by max_queue)
-        self.resume: deque[Job] = deque()  # jobs between two sentences (they keep priority)
+        self.running: list[Job] = []  # admitted jobs with sentences still waiting for a row, arrival order
         self.rows: list[_Row] = []
         self.cv = threading.Condition()
         self._stop = False
@@ -133,23 +138,20 @@ class Scheduler:
         except Exception as exc:  # the engine is broken: fail every job, health turns 503
             log.exception("scheduler failed")
             self.failed = f"{type(exc).__name__}: {exc}"
-            for job in [r.job for r in self.rows] + list(self.resume) + list(self.pending):
+            for job in [r.job for r in self.rows] + self.running + list(self.pending):
                 job.emit("error", "internal error in the generation engine")
 
     def _round(self) -> None:
         with self.cv:
-            while not (self.rows or self.pending or self.resume or self._stop):
+            while not (self.rows or self.pending or self.running or self._stop):
                 self.cv.wait(0.5)
-            admit = []
-            while len(self.rows) + len(admit) < self.max_batch and (self.resume or self.pending):
-                admit.append(self.resume.popleft() if self.resume else self.pending.popleft())
-        for job in admit:
-            reason = job.dead()
-            if reason:
-                self._finish(job, reason)
-            else:
-                self._join(job)
-        for i, row in enumerate(self.rows):
+            new = []
+            while len(self.rows) + len(new) < self.max_batch and self.pending:
+                new.append(self.pending.popleft())
+        for job in new:  # a new request's first sentence comes first (time to first audio) ...
+            self._join(job)
+        self._fill()  # ... then spare rows take later sentences of running requests, round-robin
+        for row in self.rows:
             row.done = row.done or row.job.dead() is not None
         self._retire()
         self._gauges()
@@ -170,15 +172,32 @@ class Scheduler:
             self._heads[full] = (output_head(lm_head, lo, hi), lo, hi)
         return self._heads[full]
 
+    def _fill(self) -> None:
+        while len(self.rows) < self.max_batch and self.running:
+            for job in list(self.running):
+                if len(self.rows) < self.max_batch:
+                    self._join(job)
+
     def _join(self, job: Job) -> None:
+        """Give the job's next sentence a row (or end the job if its client is gone or its time is up)."""
+        if job in self.running:
+            self.running.remove(job)
+        reason = job.dead()
+        if reason:
+            self._finish(job, reason)
+            return
+        j = job.started
+        job.started += 1
+        if job.started < len(job.prompts):
+            self.running.append(job)
         o = job.options
-        prompt = job.prompts[job.sentence]
+        prompt = job.prompts[j]
         max_new = o.max_new_tokens(len(prompt))
         dec = None
         if job.stream:
             dec = StreamDecoder(self.tts.decode, self.tts.decoder.receptive_field, self.tts.samples_per_token,
                                 self.first_chunk, self.max_chunk)
-        row = _Row(job, torch.Generator().manual_seed(_sentence_seed(o.seed, job.sentence)), max_new, dec)
+        row = _Row(job, j, torch.Generator().manual_seed(_sentence_seed(o.seed, j)), max_new, dec)
         if getattr(o.sampling, "penalize_prompt", 0):  # the prompt's ids start the penalty's history
             _, lo, hi = self._head(bool(getattr(o.sampling, "full_vocab", 0)))
             row.history = [t - lo for t in prompt if lo <= t < hi] or [hi - lo]  # untrimmed until the first token
@@ -231,13 +250,17 @@ class Scheduler:
         row.next_id = tok + lo
         if row.decoder is not None:
             for chunk in row.decoder.push(state):
-                self._audio(row.job, chunk)
+                self._audio(row.job, row.sentence, chunk)
         else:
             row.hidden.append(state)
         if row.count >= row.max_new:
             row.done = True
 
-    def _audio(self, job: Job, wav: np.ndarray) -> None:
+    def _audio(self, job: Job, j: int, wav: np.ndarray) -> None:
+        """Sentence ``j``'s audio goes out now if ``j`` is the job's current sentence, else it waits its turn."""
+        if j != job.cursor:
+            job.held.setdefault(j, []).append(wav)
+            return
         if job.first_audio is None:
             job.first_audio = time.monotonic()
             if self.metrics is not None:
@@ -255,6 +278,8 @@ class Scheduler:
             self.rows[i] = self.rows[-1]
             self.rows.pop()
             job = row.job
+            if job.ended:
+                continue
             reason = job.dead()
             if reason:
                 self._finish(job, reason)
@@ -262,17 +287,27 @@ class Scheduler:
             if row.decoder is not None:
                 tail = row.decoder.flush()
                 if tail is not None:
-                    self._audio(job, tail)
+                    self._audio(job, row.sentence, tail)
             elif row.hidden:
-                self._audio(job, self.tts.decode(torch.cat(row.hidden)))
-            job.sentence += 1
-            if job.sentence < len(job.prompts):
-                with self.cv:
-                    self.resume.append(job)
-            else:
-                self._finish(job, None)
+                self._audio(job, row.sentence, self.tts.decode(torch.cat(row.hidden)))
+            self._sentence_done(job, row.sentence)
+
+    def _sentence_done(self, job: Job, j: int) -> None:
+        """Advance the job's cursor past finished sentences, releasing the audio they held; end a complete job."""
+        job.finished.add(j)
+        while job.cursor in job.finished:
+            job.cursor += 1
+            for wav in job.held.pop(job.cursor, []):
+                self._audio(job, job.cursor, wav)
+        if job.cursor == len(job.prompts):
+            self._finish(job, None)
 
     def _finish(self, job: Job, reason: str | None) -> None:
+        if job.ended:
+            return
+        job.ended = True
+        if job in self.running:
+            self.running.remove(job)
         seconds = job.samples / self.tts.sample_rate
         if self.metrics is not None:
             self.metrics.jobs.labels(outcome=reason or "ok").inc()

@@ -82,3 +82,25 @@ def test_full_queue_refuses(serve_tts):
     out: queue.Queue = queue.Queue()
     assert [sched.submit(_job(serve_tts, "Hi there.", False, out, i, seed=0)) for i in range(3)] == [True, True, False]
     assert sched.queue_depth() == 2
+
+
+def test_one_request_sentences_share_steps_and_stream_in_order(serve_tts):
+    """A request's sentences take spare rows (4 sentences, 4 rows, one request): the audio still streams in
+    sentence order and equals ``synthesize`` (later sentences' chunks wait until the earlier ones are out)."""
+    tts = serve_tts
+    text = "First sentence is here. The second one follows it. Then comes a third one. And the fourth ends it."
+    o = tts.resolve_options(seed=21, min_chars=5)
+    assert len(tts.prepare(text, o)) == 4
+    metrics = Metrics()
+    sched = Scheduler(tts, max_batch=4, max_queue=4, metrics=metrics)
+    out: queue.Queue = queue.Queue()
+    sched.submit(Job(tts.prepare(text, o), o, True, lambda kind, p: out.put(("job", kind, p)), time.monotonic() + 120))
+    sched.start()
+    try:
+        got = _collect(out, 1)
+    finally:
+        sched.stop()
+    assert got[("end", "job")][0] == "done"
+    assert metrics.registry.get_sample_value("llmtts_batch_size_bucket", {"le": "4.0"}) > \
+        metrics.registry.get_sample_value("llmtts_batch_size_bucket", {"le": "3.0"})  # steps with all 4 rows
+    assert_audio_close(np.concatenate(got["job"]), tts.synthesize(text, seed=21, min_chars=5)[0])
