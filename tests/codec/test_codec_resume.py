@@ -32,7 +32,7 @@ def _logged_steps(run: Path) -> set[int]:
     return steps
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: worker processes
 def test_codec_resume_is_bit_exact(audio_shards, tmp_path, workers):
     def train(run: Path, steps: int) -> int:
         return cli_main(["codec", "train", "--config", str(CONFIG), "--input-dir", str(audio_shards),
@@ -46,6 +46,7 @@ def test_codec_resume_is_bit_exact(audio_shards, tmp_path, workers):
     assert "loss_disc" in ref[5] and "code_use" in ref[5]
 
 
+@pytest.mark.slow
 def test_ctrl_c_with_data_workers_checkpoints_and_resumes_exactly(audio_shards, tmp_path):
     """Ctrl-C reaches the whole process group (trainer and its 2 DataLoader workers, as from a terminal): the
     workers keep serving, the run checkpoints the step in flight and exits 75, and --resume auto then matches

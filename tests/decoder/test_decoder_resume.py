@@ -10,7 +10,7 @@ from resume_check import assert_exact_resume
 from decoder_helpers import TINY_OVERRIDES
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: worker processes
 def test_decoder_resume_is_bit_exact(data, tmp_path, workers):
     def train(run: Path, steps: int) -> int:
         return main(["decoder", "train", "--input-dir", str(data["hidden"]), "--save-dir", str(run), "--stage", "recon",

@@ -15,7 +15,7 @@ FAST = ["packing.enabled=true", "log.progress=false", "log.tensorboard=false", "
         "trainer.optim.schedule=constant", "trainer.optim.warmup_steps=2"]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: worker processes
 def test_llm_resume_is_bit_exact(tmp_path, workers):
     shards = make_token_shards(tmp_path / "tok", n_train=8, n_val=2, extra_bad=True)
 

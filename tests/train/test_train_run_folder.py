@@ -19,6 +19,7 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
 
 
+@pytest.mark.slow  # subprocesses
 def test_second_trainer_on_the_same_folder_is_refused(tmp_path):
     run = tmp_path / "run"
     first = popen_toy(run, ["trainer.max_steps=1000", "trainer.save_every=2", "toy.step_sleep=0.05"])

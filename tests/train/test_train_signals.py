@@ -4,6 +4,7 @@ import os
 import signal
 import time
 
+import pytest
 import torch
 
 from llmtts.config import load_config
@@ -71,6 +72,7 @@ def test_sigterm_checkpoints_and_exits_with_requeue_code(tmp_path):
     assert res.step == stopped_at + 2 and sorted(train_losses(run)) == list(range(1, stopped_at + 3))
 
 
+@pytest.mark.slow  # a subprocess
 def test_ctrl_c_checkpoints_like_sigterm(tmp_path):
     """SIGINT (Ctrl-C, sent to the whole process group as a terminal does) checkpoints and exits 75."""
     run = tmp_path / "run"
