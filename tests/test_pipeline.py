@@ -215,6 +215,32 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
     train_rows = [json.loads(r) for r in (root / "decoder_gan" / "metrics.jsonl").read_text().splitlines()[n_rows:]]
     assert not [r for r in train_rows if r.get("split") == "train"], "the resumed step trained again"
 
+    # a fine-tune from this run (configs/pipeline/finetune-tiny.yaml): another voice, the codec kept, the LLM and
+    # the decoder continuing from this run's exports
+    ft = tmp_path / "finetune"
+    assert main(["pipeline", "--config", "configs/pipeline/finetune-tiny.yaml", "--run-root", str(ft),
+                 f"start_from.codec={root / 'codec'}", f"start_from.llm={root / 'llm'}",
+                 f"start_from.decoder={root / 'decoder_gan'}", *E2E_OVERRIDES, "eval.codec=false"]) == 0
+    names = [s["name"] for s in json.loads((ft / "pipeline.json").read_text())["steps"]]
+    assert "codec_train" not in names and not (ft / "codec").exists()
+    for stage, old in (("llm", root / "llm"), ("decoder_recon", root / "decoder_gan")):
+        _assert_started_from(ft / stage / "export" / "model.safetensors", old / "export" / "model.safetensors")
+    assert (ft / "eval" / "tts" / "tts_eval.json").is_file()
+
+
+def _assert_started_from(new: Path, old: Path) -> None:
+    """A few fine-tune steps move the weights a little; a fresh initialisation would be as far as the norms."""
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(new)), load_file(str(old))
+    # body matrices only: embedding rows beyond the vocabulary start fresh on purpose (llm/init.py)
+    shared = [k for k in b if k in a and a[k].shape == b[k].shape and a[k].dim() == 2
+              and "embed" not in k and "lm_head" not in k]
+    assert shared, f"{new}: no weight matrices in common with {old}"
+    for k in shared:
+        rel = float((a[k] - b[k]).norm() / b[k].norm().clamp_min(1e-12))
+        assert rel < 0.2, f"{new}: {k} moved {rel:.2f} of its norm from {old}: not started from it"
+
 
 def test_training_steps_go_through_the_launcher(tmp_path):
     cfg = PipelineConfig(run_root=str(tmp_path))
