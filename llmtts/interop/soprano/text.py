@@ -3,7 +3,7 @@ does: ``clean_text`` (soprano/utils/text_normalizer.py, adapted there from torto
 (soprano/utils/text_splitter.py, copied there from tortoise-tts) and the short-sentence merge of
 ``SopranoTTS._preprocess_text``. Soprano is Apache-2.0 (Copyright ekwek1); tortoise-tts is Apache-2.0.
 
-Needs ``inflect`` and ``Unidecode`` (dependencies of this package), imported when first used.
+Needs ``inflect`` and ``Unidecode`` (the ``soprano`` extra: Unidecode is GPL-2.0), imported when first used.
 """
 # ruff: noqa: E501
 import re
@@ -20,7 +20,7 @@ def _inflect():
             import inflect
         except ImportError:
             raise UserError("the Soprano text normaliser needs 'inflect' and 'Unidecode': "
-                            "pip install inflect==7.6.0 Unidecode==1.4.0 (dependencies of llm-tts-factory)") from None
+                            "install the soprano extra: pip install -e '.[soprano]'") from None
         _ENGINE = inflect.engine()
     return _ENGINE
 
@@ -30,7 +30,7 @@ def unidecode(text):
         from unidecode import unidecode as _unidecode
     except ImportError:
         raise UserError("the Soprano text normaliser needs 'inflect' and 'Unidecode': "
-                        "pip install inflect==7.6.0 Unidecode==1.4.0 (dependencies of llm-tts-factory)") from None
+                        "install the soprano extra: pip install -e '.[soprano]'") from None
     return _unidecode(text)
 
 
