@@ -1,6 +1,9 @@
 """``llmtts data prepare`` on "long recordings" made here from Piper renders of known sentences with known pauses:
 cuts must fall in the pauses, transcripts must match the text, and the result must go through ``data shards``."""
+import dataclasses
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -160,6 +163,37 @@ def test_refuses_a_folder_it_does_not_own_and_bad_paths(prepared, tmp_path, caps
     assert "nope" in err and "\n" not in err
     with pytest.raises(UserError, match="inside the input"):
         prepare(prepared["rec"], prepared["rec"] / "out", PrepareConfig(), progress=False)
+
+
+def test_changed_removed_and_clashing_recordings(prepared, tmp_path):
+    """On a copy: changed files are redone (here by two worker processes, same result), a removed file takes its
+    cuts with it, and a second file with the same cut name is counted instead of overwriting the first."""
+    rec, out = tmp_path / "rec", tmp_path / "out"
+    shutil.copytree(prepared["rec"], rec)
+    shutil.copytree(prepared["out"], out)
+    for f in (rec / "bob" / "talk.wav", rec / "alice" / "notes.flac"):
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    redo = prepare(rec, out, dataclasses.replace(prepared["cfg"], workers=2), progress=False)
+    assert redo["processed"] == 2 and redo["skipped"] == 1 and redo["kept"] == 5
+    assert (out / "metadata.csv").read_bytes() == (prepared["out"] / "metadata.csv").read_bytes()
+
+    (rec / "alice" / "notes.flac").unlink()
+    (rec / "bob" / "talk.wma").write_bytes(b"never decoded")  # also named bob__talk
+    after = prepare(rec, out, prepared["cfg"], progress=False)
+    assert after["processed"] == 0 and after["kept"] == 3
+    assert after["rejected"] == {"duplicate_name": 1, "unreadable_audio": 1}
+    assert not list((out / "wavs").glob("alice__notes_*")) and not (out / "parts" / "alice__notes.json").exists()
+    assert len(list((out / "wavs").glob("bob__talk_*"))) == 3
+
+
+def test_reads_mp3_and_ogg_with_libsndfile(tmp_path):
+    sr = 22050
+    tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(sr) / sr)).astype(np.float32)
+    for name, fmt in (("a.mp3", "MP3"), ("a.ogg", "OGG")):
+        sf.write(tmp_path / name, np.stack([tone, tone], 1), sr, format=fmt)
+        wav, got_sr = read_recording(tmp_path / name)
+        assert got_sr == sr and wav.ndim == 1 and abs(len(wav) - sr) < 2500
+        assert abs(np.argmax(np.abs(np.fft.rfft(wav[:16384]))) * sr / 16384 - 300) < 5
 
 
 def test_group_regions_cuts_at_long_pauses_then_splits_long_groups_at_the_longest():

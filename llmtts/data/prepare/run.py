@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -16,7 +18,6 @@ from llmtts.data.prepare.loudness import normalize
 from llmtts.data.prepare.segment import SegmentConfig, group_regions, pad_spans, speech_regions, trim_silence
 from llmtts.data.prepare.transcribe import AsrFilter, Transcriber
 from llmtts.data.sources import safe_key
-from llmtts.data.workers import task_results
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 
@@ -109,6 +110,19 @@ def _process(task: tuple) -> tuple[str, dict]:
     return key, part
 
 
+def _results(tasks: list[tuple], workers: int) -> Iterator[tuple[str, dict]]:
+    """``_process`` over the tasks, in this process or in ``workers`` fresh ones as they finish.
+
+    Spawned, not forked: a fork of a process that has already run the VAD or Whisper (a second ``prepare`` in
+    one Python session) inherits their thread pools without the threads, and the children hung (measured)."""
+    workers = min(workers, len(tasks))
+    if workers <= 1:
+        yield from map(_process, tasks)
+        return
+    with mp.get_context("spawn").Pool(workers) as pool:  # leaving the block terminates the pool (Ctrl-C too)
+        yield from pool.imap_unordered(_process, tasks)
+
+
 def speaker_of(rel: Path, root: Path, cfg: PrepareConfig) -> str:
     if cfg.speaker is not None:
         return cfg.speaker
@@ -164,10 +178,9 @@ def prepare(recordings: str | Path, out: str | Path, cfg: PrepareConfig, progres
     by_key = {r["key"]: r for r in records if not r.get("error")}
     bar = _bar(len(tasks), progress)
     try:
-        with task_results(_process, tasks, cfg.workers, ordered=False) as results:
-            for key, part in results:
-                by_key[key]["part"] = part
-                bar.update(1)
+        for key, part in _results(tasks, cfg.workers):
+            by_key[key]["part"] = part
+            bar.update(1)
     finally:
         bar.close()
     for rec in records:
