@@ -2,16 +2,17 @@
 
 A ``Job`` is one HTTP request: its text's sentence prompts, resolved options (seed included) and a thread-safe
 ``emit(kind, payload)`` callback (``"audio"`` float32 chunk, ``"done"`` stats, ``"error"`` message). Each round
-the thread (1) admits jobs into free rows of the ``SlotBatch`` — jobs between sentences first, then new ones in
-arrival order — (2) drops rows of cancelled or expired jobs, (3) runs one batched decode step and samples every
-row with its own generator, (4) retires rows that stopped. A job's sentences run one after another (streamed
-audio stays in order); concurrency comes from different requests sharing the step.
+the thread (1) gives free rows of the ``SlotBatch`` to the first sentence of new jobs (arrival order), then to
+later sentences of running jobs (round-robin), (2) drops rows of cancelled or expired jobs, (3) runs one batched
+decode step and samples every row with its own generator, (4) retires rows that stopped, (5) decodes the round's
+audio and hands it out. A job's sentences may run side by side, but its audio leaves in sentence order (chunks of
+a later sentence wait until the earlier ones are out).
 
 Why a request's audio does not depend on the batch: sentence ``j`` of a job samples from a generator seeded with
 ``_sentence_seed(seed, j)`` (the same seeds ``TTS.synthesize`` / ``TTS.stream`` use), one uniform per step, with
 the job's own temperature / top-p and its own repetition history; the batched step only adds masked positions.
-Streamed jobs decode chunks with ``StreamDecoder`` (as ``TTS.stream``), the others decode each sentence whole (as
-``TTS.synthesize``).
+Streamed jobs cut chunks as ``StreamDecoder`` does for ``TTS.stream``, the others decode each sentence whole (as
+``TTS.synthesize``); a round's decoder windows of equal length are decoded in one call.
 """
 from __future__ import annotations
 
@@ -62,13 +63,30 @@ class Job:
         return None
 
 
+class DeferredStreamDecoder(StreamDecoder):
+    """``StreamDecoder`` whose chunks come out undecoded, as ``(states window, (crop start, crop end))``: the
+    scheduler decodes every row's chunks of a round together (windows of one length in one decoder call)."""
+
+    def __init__(self, receptive_field: int, samples_per_token: int, first_chunk: int, max_chunk: int):
+        super().__init__(None, receptive_field, samples_per_token, first_chunk, max_chunk)
+
+    def _emit(self, end: int):  # StreamDecoder._emit without the decode call (same window and crop)
+        start = max(self.done - self.R, 0)
+        stop = min(end + self.R, self.n)
+        if len(self.states) > 1:
+            self.states = [torch.cat(self.states)]
+        crop = ((self.done - start) * self.spt, (end - start) * self.spt)
+        self.done = end
+        return self.states[0][start:stop], crop
+
+
 @dataclass
 class _Row:
     job: Job
     sentence: int
     gen: torch.Generator
     max_new: int
-    decoder: StreamDecoder | None
+    decoder: DeferredStreamDecoder | None
     hidden: list[torch.Tensor] = field(default_factory=list)
     history: list[int] = field(default_factory=list)
     count: int = 0
@@ -88,6 +106,7 @@ class Scheduler:
         self.pending: deque[Job] = deque()  # new jobs, arrival order (bounded by max_queue)
         self.running: list[Job] = []  # admitted jobs with sentences still waiting for a row, arrival order
         self.rows: list[_Row] = []
+        self._out: list[tuple] = []  # this round's (job, sentence, states window | None, crop | None), in order
         self.cv = threading.Condition()
         self._stop = False
         self.failed: str | None = None
@@ -156,12 +175,48 @@ class Scheduler:
         self._retire()
         self._gauges()
         if not self.rows:
+            self._decode_out()
             return
         if self.metrics is not None:
             self.metrics.batch_size.observe(len(self.rows))
         h = self.batch.step([r.next_id for r in self.rows])
         self._sample(self.rows, h)
         self._retire()
+        self._decode_out()
+
+    def _decode_out(self) -> None:
+        """Decode this round's chunks — windows of equal length stacked into one decoder call (the same math
+        per window) — then hand them out in the order they were made; sentence ends follow their last chunk."""
+        out, self._out = self._out, []
+        by_len: dict[int, list[int]] = {}
+        for k, (_, _, window, _) in enumerate(out):
+            if window is not None:
+                by_len.setdefault(window.shape[0], []).append(k)
+        wavs: dict[int, np.ndarray] = {}
+        for ks in by_len.values():
+            if len(ks) == 1:
+                wavs[ks[0]] = self.tts.decode(out[ks[0]][2])
+            else:
+                for k, wav in zip(ks, self._decode_batch(torch.stack([out[k][2] for k in ks]))):
+                    wavs[k] = wav
+        for k, (job, j, window, crop) in enumerate(out):
+            if job.ended:
+                continue
+            if window is None:
+                self._sentence_done(job, j)
+            else:
+                self._audio(job, j, wavs[k] if crop is None else wavs[k][crop[0]: crop[1]])
+
+    def _decode_batch(self, hidden: torch.Tensor) -> np.ndarray:
+        """``TTS.decode`` for ``[G, T, d]`` (kept in step with it: the tests compare against ``TTS.synthesize``)."""
+        from llmtts.decoder.model import shard_precision
+
+        dec = self.tts.decoder
+        dev = next(dec.parameters()).device
+        if getattr(dec.cfg, "edges", None) != "soprano":
+            hidden = shard_precision(hidden)
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.tts.dtype != "fp32"):
+            return dec(hidden.to(dev)).float().cpu().numpy()
 
     def _head(self, full: bool) -> tuple:
         """``(callable, lo, hi)``: the output rows a row samples from — [stop] + audio ids, or every row for
@@ -195,8 +250,8 @@ class Scheduler:
         max_new = o.max_new_tokens(len(prompt))
         dec = None
         if job.stream:
-            dec = StreamDecoder(self.tts.decode, self.tts.decoder.receptive_field, self.tts.samples_per_token,
-                                self.first_chunk, self.max_chunk)
+            dec = DeferredStreamDecoder(self.tts.decoder.receptive_field, self.tts.samples_per_token,
+                                        self.first_chunk, self.max_chunk)
         row = _Row(job, j, torch.Generator().manual_seed(_sentence_seed(o.seed, j)), max_new, dec)
         if getattr(o.sampling, "penalize_prompt", 0):  # the prompt's ids start the penalty's history
             _, lo, hi = self._head(bool(getattr(o.sampling, "full_vocab", 0)))
@@ -249,8 +304,8 @@ class Scheduler:
             row.history = row.history[-s.repetition_window:]
         row.next_id = tok + lo
         if row.decoder is not None:
-            for chunk in row.decoder.push(state):
-                self._audio(row.job, row.sentence, chunk)
+            for window, crop in row.decoder.push(state):
+                self._out.append((row.job, row.sentence, window, crop))
         else:
             row.hidden.append(state)
         if row.count >= row.max_new:
@@ -287,10 +342,10 @@ class Scheduler:
             if row.decoder is not None:
                 tail = row.decoder.flush()
                 if tail is not None:
-                    self._audio(job, row.sentence, tail)
+                    self._out.append((job, row.sentence, *tail))
             elif row.hidden:
-                self._audio(job, row.sentence, self.tts.decode(torch.cat(row.hidden)))
-            self._sentence_done(job, row.sentence)
+                self._out.append((job, row.sentence, torch.cat(row.hidden), None))
+            self._out.append((job, row.sentence, None, None))  # the sentence ends after its last chunk
 
     def _sentence_done(self, job: Job, j: int) -> None:
         """Advance the job's cursor past finished sentences, releasing the audio they held; end a complete job."""
