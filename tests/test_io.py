@@ -48,6 +48,7 @@ def test_fifo_target_is_written_through_not_replaced(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary file left behind
 
 
+@pytest.mark.host_may_skip
 def test_device_node_is_written_through(tmp_path):
     """``--out /dev/null`` as root: a null device made here, so a regression cannot break the real one."""
     node = tmp_path / "null"

@@ -1,6 +1,5 @@
 """``llmtts eval codec``: metrics on an LJSpeech folder and on shards, report files, metric sanity."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from llmtts.cli import main as cli_main
 from llmtts.codec.evaluate import evaluate_codec, si_sdr
 
-LJ = Path("/work/shared/data/ljspeech-mini")
+from shared_data import LJSPEECH_MINI as LJ
 
 
 def test_si_sdr_behaviour():
@@ -19,7 +18,7 @@ def test_si_sdr_behaviour():
     assert si_sdr(x, x + rng.standard_normal(16000)) == pytest.approx(0, abs=0.5)
 
 
-@pytest.mark.skipif(not LJ.is_dir(), reason="needs the LJSpeech sample at /work/shared/data/ljspeech-mini")
+@pytest.mark.skipif(not LJ.is_dir(), reason=f"needs the LJSpeech sample at {LJ} (or LLMTTS_LJSPEECH_MINI)")
 def test_eval_on_ljspeech_dir_via_cli(codec_dir, tmp_path, capsys):
     out = tmp_path / "report"
     rc = cli_main(["eval", "codec", "--codec-path", str(codec_dir.parent), "--input-dir", str(LJ), "--out", str(out),

@@ -10,7 +10,7 @@ import soundfile as sf
 from llmtts.cli import main
 from llmtts.data.ingest import IngestConfig, ingest
 
-LJ_MINI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ljspeech-mini"
+from shared_data import LJSPEECH_MINI as LJ_MINI
 
 
 def tone(seconds, sr=16000, amp=0.3):
