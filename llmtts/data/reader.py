@@ -64,6 +64,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from llmtts.data import remote
 from llmtts.data.shards import list_shards
 from llmtts.errors import UserError
 
@@ -229,8 +230,19 @@ class _SlotStream:
             log.warning("skipping samples (%s) in slot %d; counts are in loader.stats", reason, self.slot)
 
     def _handler(self, exc: Exception) -> bool:
+        if isinstance(exc, UserError):  # a URL that is missing, forbidden or down past its retries: stop
+            raise exc
         self._skip("bad_tar")
         return True  # continue with the next member / shard
+
+    def _retried(self, url: str, why: str) -> None:
+        # remote.RemoteFile logged the warning line; the count goes to loader.stats["retries"]
+        self.stats["retries"] += 1
+
+    def _open(self, url: str):
+        if remote.is_url(url):
+            return remote.RemoteFile(url, on_retry=self._retried)
+        return open(url, "rb")
 
     def _raw_samples(self, shard_ids: list[int]) -> Iterator[dict]:
         members = None
@@ -243,7 +255,7 @@ class _SlotStream:
         for i in shard_ids:
             url = self.spec.shards[i]
             try:
-                stream = open(url, "rb")
+                stream = self._open(url)
             except OSError:
                 self._skip("bad_tar")
                 continue
@@ -351,7 +363,7 @@ class ShardLoader:
         shards = [str(p) for p in list_shards(shard_dir, split)]
         if not shards:
             raise UserError(f"no shards for split '{split}' in {shard_dir} (expected {shard_dir}/{split}/*.tar)")
-        self.shard_dir, self.split = Path(shard_dir), split
+        self.shard_dir, self.split = (shard_dir if remote.is_url(shard_dir) else Path(shard_dir)), split
         self.num_workers = max(int(num_workers), 0)
         self.prefetch_factor = prefetch_factor
         self.spec = _Spec(

@@ -239,12 +239,20 @@ def write_index(shard_dir: str | Path, index: Mapping) -> Path:
 
 
 def read_index(shard_dir: str | Path) -> dict:
-    path = Path(shard_dir) / INDEX_NAME
-    if not path.is_file():
-        raise UserError(f"{path}: no index.json; is '{shard_dir}' a shard directory "
-                        "(made by `llmtts data shards`, `llmtts codec encode` or `llmtts llm dump-hidden`)?")
+    """``shard_dir/index.json``, validated; ``shard_dir`` may be an http(s):// or s3:// URL (data/remote.py)."""
+    from llmtts.data import remote
+
+    if remote.is_url(shard_dir):
+        path: str | Path = remote.join(str(shard_dir), INDEX_NAME)
+        text = remote.read_bytes(str(path)).decode("utf-8", errors="replace")
+    else:
+        path = Path(shard_dir) / INDEX_NAME
+        if not path.is_file():
+            raise UserError(f"{path}: no index.json; is '{shard_dir}' a shard directory "
+                            "(made by `llmtts data shards`, `llmtts codec encode` or `llmtts llm dump-hidden`)?")
+        text = path.read_text()
     try:
-        index = json.loads(path.read_text())
+        index = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(index, dict):
@@ -269,8 +277,14 @@ def confined(rel: str, source: str | Path) -> str:
     return rel
 
 
-def list_shards(shard_dir: str | Path, split: str) -> list[Path]:
-    """The shards of a split, sorted by name (the index's list if present, else the directory's)."""
+def list_shards(shard_dir: str | Path, split: str) -> list:
+    """The shards of a split, sorted by name (the index's list if present, else the directory's). For a URL
+    (http(s)://, s3://) the index is required and the shards are URLs (str), checked when they are read."""
+    from llmtts.data import remote
+
+    if remote.is_url(shard_dir):
+        index = read_index(shard_dir)
+        return sorted(remote.join(str(shard_dir), s["path"]) for s in index["shards"] if s["split"] == split)
     shard_dir = Path(shard_dir)
     if (shard_dir / INDEX_NAME).is_file():
         index = read_index(shard_dir)

@@ -1,0 +1,225 @@
+"""Shards by URL: ``http(s)://HOST/DIR`` and ``s3://BUCKET/PREFIX`` streamed with retries.
+
+Why not fsspec/s3fs or WebDataset's ``gopen``: ``gopen`` runs ``curl`` in a pipe, so a dropped
+connection ends the shard early (the rest of the shard is lost, or read twice if the shard is retried
+from the start), and s3fs pins aiobotocore to narrow botocore ranges. Here one small stream class reads
+sequentially and, on a transient error, reopens the object **at the byte offset it had reached**
+(HTTP ``Range: bytes=N-``; a server that ignores Range answers 200 and the first N bytes are skipped
+while streaming), so the tar reader above it sees every byte exactly once and memory stays at one read
+buffer. HTTP goes through the standard library; S3 through ``boto3`` (optional extra ``remote``), whose
+credentials and endpoint come only from its standard environment (``AWS_ACCESS_KEY_ID``,
+``AWS_PROFILE``, ``~/.aws/config``, ``AWS_ENDPOINT_URL`` for S3-compatible stores) — never from flags.
+
+Transient errors (connection reset/refused, timeouts, a body shorter than announced, HTTP 5xx/429) are
+retried up to ``RETRIES`` times with exponential backoff; every retry logs one warning line and calls
+``on_retry`` (the reader counts them as ``stats["retries"]``). Exhausted retries, 401/403/404, a missing
+bucket or key raise a one-line ``UserError`` naming the URL.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import urllib.error
+import urllib.request
+from typing import Callable, Optional
+
+from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("http://", "https://", "s3://")
+RETRIES = 6            # reopen attempts per failure point before giving up
+BACKOFF_S = 0.1        # first wait; doubles per consecutive retry
+MAX_BACKOFF_S = 8.0
+TIMEOUT_S = 60.0       # socket timeout of one request
+_CHUNK = 1 << 20
+
+
+def is_url(path: object) -> bool:
+    return isinstance(path, str) and path.startswith(SCHEMES)
+
+
+def join(base: str, *parts: str) -> str:
+    """``join("s3://b/p/", "train/x.tar")`` -> ``"s3://b/p/train/x.tar"``."""
+    out = base.rstrip("/")
+    for p in parts:
+        out += "/" + p.lstrip("/")
+    return out
+
+
+class _Transient(Exception):
+    """A failure worth retrying (the message says what happened)."""
+
+
+# --- one GET from an offset, per scheme ---------------------------------------------------------
+def _http_get(url: str, start: int):
+    """-> (body, size of the whole object or None, offset the body starts at)."""
+    req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code == 429:
+            raise _Transient(f"HTTP {exc.code}") from None
+        raise UserError(f"{url}: HTTP {exc.code} {exc.reason} (missing file or no access?)") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Transient(str(getattr(exc, "reason", exc))) from None
+    length = resp.headers.get("Content-Length")
+    if resp.status == 206:  # Content-Range: bytes START-END/SIZE
+        total = resp.headers.get("Content-Range", "").rsplit("/", 1)[-1]
+        return resp, int(total) if total.isdigit() else None, start
+    return resp, int(length) if length is not None else None, 0
+
+
+_s3_client: tuple[int, object] | None = None
+
+
+def _s3():
+    """One client per process (a DataLoader worker forked after the main process read index.json must not
+    share its connection pool)."""
+    global _s3_client
+    if _s3_client is None or _s3_client[0] != os.getpid():
+        try:
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            raise UserError("s3:// shards need boto3: pip install 'llm-tts-factory[remote]'") from None
+        # One attempt per call: retries happen here, counted and logged, also mid-stream.
+        _s3_client = (os.getpid(), boto3.client("s3", config=Config(
+            retries={"total_max_attempts": 1}, connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S)))
+    return _s3_client[1]
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    bucket, _, key = url[len("s3://"):].partition("/")
+    if not bucket or not key:
+        raise UserError(f"{url}: expected s3://BUCKET/KEY")
+    return bucket, key
+
+
+def _s3_get(url: str, start: int):
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    bucket, key = _split_s3(url)
+    try:
+        resp = _s3().get_object(Bucket=bucket, Key=key, **({"Range": f"bytes={start}-"} if start else {}))
+    except NoCredentialsError:
+        raise UserError(f"{url}: no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)") \
+            from None
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if status >= 500 or status == 429 or err.get("Code") in ("SlowDown", "RequestTimeout", "InternalError"):
+            raise _Transient(f"S3 {err.get('Code')} (HTTP {status})") from None
+        raise UserError(f"{url}: S3 {err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")) from None
+    except (BotoCoreError, OSError) as exc:
+        raise _Transient(f"{type(exc).__name__}: {exc}") from None
+    total = resp.get("ContentRange", "").rsplit("/", 1)[-1] if start else str(resp.get("ContentLength", ""))
+    return resp["Body"], int(total) if total.isdigit() else None, start
+
+
+def _get(url: str, start: int):
+    return (_s3_get if url.startswith("s3://") else _http_get)(url, start)
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    errs: list[type[BaseException]] = [OSError, _Transient]
+    try:
+        import http.client
+        errs.append(http.client.HTTPException)
+        from botocore.exceptions import BotoCoreError
+        errs.append(BotoCoreError)
+    except ImportError:
+        pass
+    try:
+        from urllib3.exceptions import HTTPError as Urllib3Error
+        errs.append(Urllib3Error)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
+# --- the stream --------------------------------------------------------------------------------
+class RemoteFile:
+    """A read-only sequential file over a URL that survives dropped connections (see module doc)."""
+
+    def __init__(self, url: str, on_retry: Optional[Callable[[str, str], None]] = None,
+                 retries: int = RETRIES, backoff_s: float = BACKOFF_S):
+        self.url, self.on_retry, self.retries, self.backoff_s = url, on_retry, retries, backoff_s
+        self.pos, self.size, self._body = 0, None, None
+        self._errors = _read_errors()  # opened at the first read, so every failure goes through one retry loop
+
+    def _retry(self, attempt: int, why: str) -> None:
+        if attempt >= self.retries:
+            raise UserError(f"{self.url}: gave up after {self.retries} retries at byte {self.pos} ({why})")
+        wait = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S)
+        log.warning("%s: %s at byte %d; retry %d/%d in %.1fs", self.url, why, self.pos, attempt + 1,
+                    self.retries, wait)
+        if self.on_retry is not None:
+            self.on_retry(self.url, why)
+        time.sleep(wait)
+
+    def _open(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                body, size, at = _get(self.url, self.pos)
+                break
+            except _Transient as exc:
+                self._retry(attempt, str(exc))
+                attempt += 1
+        self.size = size if size is not None else self.size
+        self._body = body
+        skip = self.pos - at  # a server that ignored Range: stream past what we already have
+        while skip > 0:
+            got = body.read(min(skip, _CHUNK))
+            if not got:
+                raise _Transient("body ended while skipping to the resume offset")
+            skip -= len(got)
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            try:
+                self._body.close()
+            except Exception:  # a broken connection may fail to close; it is dropped either way
+                pass
+            self._body = None
+
+    def read(self, n: int = -1) -> bytes:
+        if n is None or n < 0:
+            out = bytearray()
+            while chunk := self.read(_CHUNK):
+                out += chunk
+            return bytes(out)
+        if n == 0 or (self.size is not None and self.pos >= self.size):
+            return b""
+        attempt = 0
+        while True:
+            try:
+                if self._body is None:
+                    self._open()
+                data = self._body.read(n)
+                if not data and self.size is not None and self.pos < self.size:
+                    raise _Transient(f"connection closed early ({self.pos} of {self.size} bytes)")
+                self.pos += len(data)
+                return data
+            except self._errors as exc:
+                why = str(exc) if isinstance(exc, _Transient) else f"{type(exc).__name__}: {exc}"
+                self._close_body()
+                self._retry(attempt, why)
+                attempt += 1
+
+    def close(self) -> None:
+        self._close_body()
+
+    def __enter__(self) -> "RemoteFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_bytes(url: str, on_retry: Optional[Callable[[str, str], None]] = None) -> bytes:
+    """The whole object (for ``index.json``; shards are streamed with ``RemoteFile``)."""
+    with RemoteFile(url, on_retry=on_retry) as f:
+        return f.read()
