@@ -12,7 +12,7 @@ import soundfile as sf
 from llmtts.audio import resample
 from llmtts.cli import main
 from llmtts.data.ingest import IngestConfig, ingest
-from llmtts.data.prepare.audio import read_recording
+from llmtts.data.prepare.audio import probe_seconds, read_recording
 from llmtts.data.prepare.run import PrepareConfig, prepare
 from llmtts.data.prepare.segment import SegmentConfig, group_regions, pad_spans
 from llmtts.errors import UserError
@@ -192,6 +192,7 @@ def test_reads_mp3_and_ogg_with_libsndfile(tmp_path):
     for name, fmt in (("a.mp3", "MP3"), ("a.ogg", "OGG")):
         sf.write(tmp_path / name, np.stack([tone, tone], 1), sr, format=fmt)
         wav, got_sr = read_recording(tmp_path / name)
+        assert probe_seconds(tmp_path / name) == pytest.approx(1.0, abs=0.1)
         assert got_sr == sr and wav.ndim == 1 and abs(len(wav) - sr) < 2500
         assert abs(np.argmax(np.abs(np.fft.rfft(wav[:16384]))) * sr / 16384 - 300) < 5
 
@@ -221,6 +222,7 @@ def test_reads_m4a_through_pyav(tmp_path):
         for packet in stream.encode(None):
             c.mux(packet)
     wav, got_sr = read_recording(path)
+    assert probe_seconds(path) == pytest.approx(1.0, abs=0.1)  # from the container header (sizes the bar)
     assert got_sr == sr and wav.ndim == 1
     assert abs(len(wav) - n) < 3000  # AAC priming/padding frames
     spectrum = np.abs(np.fft.rfft(wav[2048:2048 + 16384]))

@@ -28,6 +28,21 @@ def list_recordings(root: Path) -> list[Path]:
     return sorted(found)
 
 
+def probe_seconds(path: str | Path) -> float:
+    """A recording's length from its header, without decoding (0.0 when unknown): sizes the progress bar."""
+    try:
+        return float(sf.info(str(path)).duration)
+    except Exception:  # not a libsndfile format, or unreadable
+        pass
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return float(container.duration or 0) / av.time_base
+    except Exception:  # no PyAV, or unreadable: decoding will report it
+        return 0.0
+
+
 def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     try:
         import av

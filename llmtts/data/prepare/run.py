@@ -6,14 +6,14 @@ import multiprocessing as mp
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from llmtts.audio import AudioError, save_wav
 from llmtts.data import outdir
 from llmtts.data.prepare import writer
-from llmtts.data.prepare.audio import AUDIO_EXTS, list_recordings, read_recording
+from llmtts.data.prepare.audio import AUDIO_EXTS, list_recordings, probe_seconds, read_recording
 from llmtts.data.prepare.loudness import normalize
 from llmtts.data.prepare.segment import SegmentConfig, group_regions, pad_spans, speech_regions, trim_silence
 from llmtts.data.prepare.transcribe import AsrFilter, Transcriber
@@ -91,8 +91,9 @@ def _cut(wav: np.ndarray, sr: int, span: tuple[float, float], cut_id: str, out: 
     return {**cut, **asdict(asr), "loudness_in_lufs": round(lufs_in, 2), "wav": rel}
 
 
-def _process(task: tuple) -> tuple[str, dict]:
-    """One recording -> its part file (written last); returns (key, part)."""
+def _process(task: tuple, on_progress: Callable[[float], None] | None = None) -> tuple[str, dict]:
+    """One recording -> its part file (written last); returns (key, part). ``on_progress(seconds)`` is told
+    how much of the recording each cut completes (in-process runs: a smooth bar even for one long file)."""
     path, key, fingerprint, cfg, out = task
     part = {"fingerprint": fingerprint, "error": "", "detail": "", "cuts": []}
     try:
@@ -105,22 +106,41 @@ def _process(task: tuple) -> tuple[str, dict]:
         spans = pad_spans(group_regions(speech_regions(wav, sr, seg), seg), len(wav) / sr, seg.pad_s)
         if not spans:
             part.update(error="no_speech_found", detail="the VAD found no speech")
-        part["cuts"] = [_cut(wav, sr, span, f"{key}_{i + 1:04d}", out, cfg) for i, span in enumerate(spans)]
+        done = 0.0
+        for i, span in enumerate(spans):
+            part["cuts"].append(_cut(wav, sr, span, f"{key}_{i + 1:04d}", out, cfg))
+            if on_progress is not None:
+                on_progress(span[1] - done)
+                done = span[1]
+        if on_progress is not None:
+            on_progress(len(wav) / sr - done)
     write_json_atomic(writer.part_path(out, key), part, sort_keys=True)
     return key, part
 
 
-def _results(tasks: list[tuple], workers: int) -> Iterator[tuple[str, dict]]:
-    """``_process`` over the tasks, in this process or in ``workers`` fresh ones as they finish.
+def _results(tasks: list[tuple], workers: int, bar) -> Iterator[tuple[str, dict]]:
+    """``_process`` over the tasks, in this process (the bar moves per cut) or in ``workers`` fresh ones as they
+    finish (the bar moves per recording, by its probed length).
 
     Spawned, not forked: a fork of a process that has already run the VAD or Whisper (a second ``prepare`` in
     one Python session) inherits their thread pools without the threads, and the children hung (measured)."""
     workers = min(workers, len(tasks))
     if workers <= 1:
-        yield from map(_process, tasks)
+        for task in tasks:
+            yield _process(task, on_progress=bar.update)
         return
-    with mp.get_context("spawn").Pool(workers) as pool:  # leaving the block terminates the pool (Ctrl-C too)
-        yield from pool.imap_unordered(_process, tasks)
+    seconds = {t[1]: probe_seconds(t[0]) for t in tasks}
+    pool = mp.get_context("spawn").Pool(workers)
+    try:
+        for key, part in pool.imap_unordered(_process, tasks):
+            bar.update(seconds[key])
+            yield key, part
+    except BaseException:  # Ctrl-C, a failing recording, or the caller stopped early: don't wait for the rest
+        pool.terminate()
+        pool.join()
+        raise
+    pool.close()
+    pool.join()
 
 
 def speaker_of(rel: Path, root: Path, cfg: PrepareConfig) -> str:
@@ -176,11 +196,10 @@ def prepare(recordings: str | Path, out: str | Path, cfg: PrepareConfig, progres
     records, tasks = _plan(root, out, cfg)
     skipped = sum(1 for r in records if "part" in r)
     by_key = {r["key"]: r for r in records if not r.get("error")}
-    bar = _bar(len(tasks), progress)
+    bar = _bar(sum(probe_seconds(t[0]) for t in tasks) if tasks and progress else 0.0, progress)
     try:
-        for key, part in _results(tasks, cfg.workers):
+        for key, part in _results(tasks, cfg.workers, bar):
             by_key[key]["part"] = part
-            bar.update(1)
     finally:
         bar.close()
     for rec in records:
@@ -208,8 +227,24 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def _bar(total: int, enabled: bool):
-    if not enabled or total == 0:
+def _bar(total_s: float, enabled: bool):
+    """Seconds of audio done / to do: tqdm's rate is then the speed as a multiple of real time, and its ETA
+    does not depend on how long the recordings are."""
+    if not enabled or total_s <= 0:
         return _NoBar()
     from tqdm import tqdm
-    return tqdm(total=total, desc="prepare", unit="recording", dynamic_ncols=True)
+    return _Clamped(tqdm(total=total_s, desc="prepare", unit="s", dynamic_ncols=True,
+                         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}, {rate_fmt}]"))
+
+
+class _Clamped:
+    """A bar that never passes its total: decoded lengths can differ a little from the headers' (MP3 padding)."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def update(self, n: float = 1) -> None:
+        self.bar.update(max(0.0, min(n, self.bar.total - self.bar.n)))
+
+    def close(self) -> None:
+        self.bar.close()
