@@ -165,6 +165,7 @@ def test_refuses_a_folder_it_does_not_own_and_bad_paths(prepared, tmp_path, caps
         prepare(prepared["rec"], prepared["rec"] / "out", PrepareConfig(), progress=False)
 
 
+@pytest.mark.slow  # two spawned worker processes, each loading Whisper (~20 s on a busy 2-core machine)
 def test_changed_removed_and_clashing_recordings(prepared, tmp_path):
     """On a copy: changed files are redone (here by two worker processes, same result), a removed file takes its
     cuts with it, and a second file with the same cut name is counted instead of overwriting the first."""
