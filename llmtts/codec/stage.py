@@ -17,6 +17,7 @@ from torch import nn
 
 from llmtts.audio import resample
 from llmtts.codec.config import CodecConfig
+from llmtts.data.remote import location
 from llmtts.codec.export import export_codec
 from llmtts.codec.model import CodecModel, latent_range_penalty
 from llmtts.codec.quantizer import CodebookMonitor, codebook_usage
@@ -74,7 +75,7 @@ class CodecStage(Stage):
 
     def __init__(self, cfg: CodecConfig, run_dir: Path, input_dir: str | Path | None = None):
         super().__init__(cfg, run_dir)
-        self.input_dir = Path(input_dir) if input_dir is not None else None
+        self.input_dir = location(input_dir) if input_dir is not None else None
         m = cfg.model
         self.crop = (cfg.data.crop_samples // m.samples_per_token) * m.samples_per_token
         if self.crop < m.samples_per_token:

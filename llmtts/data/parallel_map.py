@@ -70,10 +70,14 @@ def iter_shard(path: str | Path, fields: Sequence[str] | None = None,
     skip = on_skip or (lambda reason: None)
 
     def handler(exc: Exception) -> bool:
+        if isinstance(exc, UserError):  # a URL that is missing or down past its retries
+            raise exc
         skip("bad_tar")
         return True
 
-    with open(path, "rb") as stream:
+    from llmtts.data.remote import open_shard
+
+    with open_shard(path) as stream:
         files = tar_file_expander([{"url": str(path), "stream": stream}], handler=handler)
         for raw in group_by_keys(files, handler=handler):
             sample, reason = decode_sample(raw, fields)

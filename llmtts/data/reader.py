@@ -239,10 +239,6 @@ class _SlotStream:
         # remote.RemoteFile logged the warning line; the count goes to loader.stats["retries"]
         self.stats["retries"] += 1
 
-    def _open(self, url: str):
-        if remote.is_url(url):
-            return remote.RemoteFile(url, on_retry=self._retried)
-        return open(url, "rb")
 
     def _raw_samples(self, shard_ids: list[int]) -> Iterator[dict]:
         members = None
@@ -255,7 +251,7 @@ class _SlotStream:
         for i in shard_ids:
             url = self.spec.shards[i]
             try:
-                stream = self._open(url)
+                stream = remote.open_shard(url, on_retry=self._retried)
             except OSError:
                 self._skip("bad_tar")
                 continue
@@ -363,7 +359,7 @@ class ShardLoader:
         shards = [str(p) for p in list_shards(shard_dir, split)]
         if not shards:
             raise UserError(f"no shards for split '{split}' in {shard_dir} (expected {shard_dir}/{split}/*.tar)")
-        self.shard_dir, self.split = (shard_dir if remote.is_url(shard_dir) else Path(shard_dir)), split
+        self.shard_dir, self.split = remote.location(shard_dir), split
         self.num_workers = max(int(num_workers), 0)
         self.prefetch_factor = prefetch_factor
         self.spec = _Spec(

@@ -22,6 +22,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Callable, Optional
 
 from llmtts.errors import UserError
@@ -38,6 +39,16 @@ _CHUNK = 1 << 20
 
 def is_url(path: object) -> bool:
     return isinstance(path, str) and path.startswith(SCHEMES)
+
+
+def location(path: str | Path) -> str | Path:
+    """A shard folder as given: a URL stays a string (``Path`` would fold ``s3://`` into ``s3:/``)."""
+    return path if is_url(path) else Path(path)
+
+
+def open_shard(path: str | Path, on_retry: Optional[Callable[[str, str], None]] = None):
+    """A binary stream over a local shard or a URL (``RemoteFile``)."""
+    return RemoteFile(path, on_retry=on_retry) if is_url(path) else open(path, "rb")
 
 
 def join(base: str, *parts: str) -> str:

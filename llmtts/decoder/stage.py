@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmtts.data.remote import location
 from llmtts.data.shards import read_index
 from llmtts.decoder.config import DecoderConfig
 from llmtts.decoder.data import Batch, Collate, CropTokens, ItemSamples
@@ -70,7 +71,7 @@ class DecoderStage(Stage):
     def __init__(self, cfg: DecoderConfig, run_dir: Path, input_dir: str | Path | None = None):
         super().__init__(cfg, run_dir)
         m = cfg.model
-        self.input_dir = Path(input_dir) if input_dir is not None else None
+        self.input_dir = location(input_dir) if input_dir is not None else None
         self.mode = "llm" if cfg.llm_path else "hidden"
         self.gan = cfg.stage == "gan"
         if self.gan and not cfg.init_from:

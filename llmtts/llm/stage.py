@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import os
 from pathlib import Path
@@ -11,7 +10,8 @@ import torch
 from torch import nn
 
 from llmtts.data.reader import ShardLoader
-from llmtts.data.shards import list_shards
+from llmtts.data.remote import location
+from llmtts.data.shards import list_shards, read_index
 from llmtts.errors import UserError
 from llmtts.llm.config import LLMConfig
 from llmtts.llm.data import (Collate, SampleToSegment, check_single_codebook, check_token_shards, n_audio_from_index,
@@ -59,7 +59,7 @@ class LLMStage(Stage):
         super().__init__(cfg, run_dir)
         if cfg.from_scratch == bool(cfg.init_from):
             raise UserError("choose exactly one of --from-scratch or --init-from PATH")
-        self.input_dir = Path(input_dir)
+        self.input_dir = location(input_dir)  # a path or an http(s):// / s3:// URL
         index = check_token_shards(self.input_dir)
         check_single_codebook(self.input_dir, cfg.data.train_split)
         self.frontend = build_frontend(cfg.vocab.tokenizer, cfg.vocab.normalizer)
@@ -136,7 +136,7 @@ class LLMStage(Stage):
         """Training samples skipped so far on this rank (bad/over-long), as counted by the reader."""
         stats = getattr(self, "_train_loader", None)
         stats = stats.stats if stats is not None else {}
-        return sum(n for k, n in stats.items() if k not in ("samples", "batches"))
+        return sum(n for k, n in stats.items() if k not in ("samples", "batches", "retries"))
 
     def val_data(self, rank: int, world_size: int):
         if not list_shards(self.input_dir, self.cfg.data.val_split):
@@ -186,7 +186,7 @@ class LLMStage(Stage):
         from llmtts.llm.samples import TrainingSampler
 
         if self._sampler is None:
-            index = json.loads((self.input_dir / "index.json").read_text())
+            index = read_index(self.input_dir)
             self._sampler = TrainingSampler(sc, self.vocab, self.frontend, index.get("codec"))
         self._last_sample_step = step
         metrics = self._sampler(unwrap(ctx.models["model"]), ctx.logger, step)

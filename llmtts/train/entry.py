@@ -59,7 +59,10 @@ def run_training(args: argparse.Namespace, config_cls: type,
     from llmtts.train.trainer import Trainer
 
     cfg = load_config(config_cls, args.config, getattr(args, "overrides", None))
-    if getattr(args, "input_dir", None) is not None and not Path(args.input_dir).exists():
+    from llmtts.data.remote import is_url
+
+    input_dir = getattr(args, "input_dir", None)
+    if input_dir is not None and not is_url(input_dir) and not Path(input_dir).exists():
         raise UserError(f"--input-dir {args.input_dir}: no such directory")
     check_save_dir(args.save_dir)
     check_fresh_start(Path(args.save_dir), args.resume)  # before the stage writes anything into the folder

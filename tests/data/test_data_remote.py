@@ -96,6 +96,10 @@ def s3_endpoint():
 
 @pytest.fixture
 def s3_url(shard_dir, s3_endpoint, monkeypatch):
+    return upload_to_s3(shard_dir[0], s3_endpoint, monkeypatch)
+
+
+def upload_to_s3(root, s3_endpoint, monkeypatch):
     # Credentials and endpoint only through boto3's standard environment, as on a cluster.
     for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
                  "AWS_ENDPOINT_URL": s3_endpoint}.items():
@@ -104,7 +108,6 @@ def s3_url(shard_dir, s3_endpoint, monkeypatch):
     client = boto3.client("s3")
     bucket = f"shards-{len(client.list_buckets()['Buckets'])}"
     client.create_bucket(Bucket=bucket)
-    root = shard_dir[0]
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         client.upload_file(str(path), bucket, f"tiny/{path.relative_to(root).as_posix()}")
     return f"s3://{bucket}/tiny"
@@ -191,3 +194,39 @@ def test_remote_file_reads_ranges_from_s3(s3_url, shard_dir):
     while chunk := f.read(4096):
         parts.append(chunk)
     assert b"".join(parts) == want and f.pos == len(want)
+
+
+def test_tiny_llm_trains_identically_from_http_and_s3(tmp_path, s3_endpoint, monkeypatch):
+    """`llmtts llm train --input-dir URL`: the same batches, so the same loss curve, as from the local copy."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from llmtts.cli import main
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "llm"))
+    from token_shards import make_token_shards
+
+    shards = make_token_shards(tmp_path / "tok", n_train=8, n_val=0)
+    httpd, http_base = serve(shards, DroppingHandler)
+    try:
+        s3 = upload_to_s3(shards, s3_endpoint, monkeypatch)
+        losses = {}
+        for name, src in (("local", str(shards)), ("http", http_base), ("s3", s3)):
+            run = tmp_path / f"run-{name}"
+            assert main(["llm", "train", "--input-dir", src, "--save-dir", str(run), "--from-scratch",
+                         "--config", "configs/llm/tiny.yaml", "trainer.max_steps=4", "log.progress=false",
+                         "log.tensorboard=false", "trainer.log_every=1", "vocab.n_audio=64", "packing.enabled=true",
+                         "packing.row_length=128", "data.batch_budget=512", "model.max_position_embeddings=256",
+                         "model.num_hidden_layers=1", "model.hidden_size=32", "model.intermediate_size=64",
+                         "model.head_dim=16"]) == 0
+            lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+            losses[name] = [(m["step"], m["loss"]) for m in lines if m["split"] == "train"]
+        # The http run really streamed every train shard from the server (and had each one cut once).
+        assert httpd.RequestHandlerClass.func.dropped == {f"/train/shard-{i:06d}.tar" for i in range(2)}
+    finally:
+        httpd.shutdown()
+    assert [s for s, _ in losses["local"]] == [1, 2, 3, 4] and len({x for _, x in losses["local"]}) > 1
+    for name in ("http", "s3"):
+        assert [s for s, _ in losses[name]] == [1, 2, 3, 4]
+        assert all(abs(a - b) <= 1e-5 * max(1.0, abs(a)) for (_, a), (_, b) in zip(losses[name], losses["local"]))
