@@ -163,6 +163,9 @@ def test_refuses_a_folder_it_does_not_own_and_bad_paths(prepared, tmp_path, caps
     assert "nope" in err and "\n" not in err
     with pytest.raises(UserError, match="inside the input"):
         prepare(prepared["rec"], prepared["rec"] / "out", PrepareConfig(), progress=False)
+    with pytest.raises(UserError, match="--asr-model .*no model.bin"):
+        prepare(prepared["rec"], tmp_path / "o2", PrepareConfig(asr_model=str(tmp_path)), progress=False)
+    assert not (tmp_path / "o2").exists()
 
 
 @pytest.mark.slow  # two spawned worker processes, each loading Whisper (~20 s on a busy 2-core machine)

