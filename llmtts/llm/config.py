@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from llmtts.llm.model import LLMModelConfig
 from llmtts.llm.samples import SamplesConfig
@@ -15,8 +15,10 @@ class VocabConfig:
     # index.json.
     n_audio: int = 0
     # Speaker tokens, in this order (ids follow it). Empty = no speaker token; a sample whose speaker
-    # is not listed is skipped (counted) when the list is non-empty.
-    speakers: list[str] = field(default_factory=list)
+    # is not listed is skipped (counted) when the list is non-empty. "auto" = every speaker of the token
+    # shards' index.json with at least ``min_speaker_utterances`` utterances, sorted by name.
+    speakers: Union[list[str], Literal["auto"]] = field(default_factory=list)
+    min_speaker_utterances: int = 1
     # "chars" (one id per character), "phonemes" (eSpeak NG IPA, one id per symbol), a local Hugging Face
     # tokenizer directory, or "frontend:PATH": the front end of an LLM export (e.g. an imported Soprano model;
     # its normaliser replaces ``normalizer``).

@@ -37,10 +37,24 @@ def resolve_vocab(cfg: LLMConfig, index: dict, input_dir: Path, frontend) -> Voc
     # Character tokenizers name their ids; an imported Soprano tokenizer names them too (``text_symbols``), so
     # ``--init-from`` keeps text rows by meaning.
     symbols = tuple(getattr(frontend.tokenizer, "symbols", None) or getattr(frontend.tokenizer, "text_symbols", ()))
-    layout = Vocab(n_audio=n_audio, n_text=len(frontend.tokenizer), speakers=tuple(cfg.vocab.speakers),
+    layout = Vocab(n_audio=n_audio, n_text=len(frontend.tokenizer), speakers=resolve_speakers(cfg.vocab, index),
                    text_symbols=symbols)
     return Vocab(n_audio=n_audio, n_text=layout.n_text, speakers=layout.speakers, text_symbols=symbols,
                  size=embedding_rows(cfg, layout))
+
+
+def resolve_speakers(vocab_cfg, index: dict) -> tuple[str, ...]:
+    """The configured speaker list, or with ``speakers: auto`` the index's speakers (sorted, so the ids are a
+    function of the data) that have at least ``min_speaker_utterances`` utterances."""
+    if vocab_cfg.speakers != "auto":
+        return tuple(vocab_cfg.speakers)
+    counts = {name: int(v.get("num_samples", 0)) for name, v in (index.get("speakers") or {}).items()}
+    names = tuple(sorted(n for n, c in counts.items() if n and c >= vocab_cfg.min_speaker_utterances))
+    if not names:
+        raise UserError(f"vocab.speakers=auto: no speaker in the shards' index.json has at least "
+                        f"{vocab_cfg.min_speaker_utterances} utterances (found {counts or 'none'}); "
+                        "list the speakers or lower vocab.min_speaker_utterances")
+    return names
 
 
 def embedding_rows(cfg: LLMConfig, vocab: Vocab) -> int:

@@ -22,7 +22,8 @@ def codes_for(text: str, n_audio: int) -> np.ndarray:
 
 
 def make_token_shards(root: Path, n_train: int = 12, n_val: int = 4, n_audio: int = 64, seed: int = 0,
-                      per_shard: int = 4, multi_codebook: bool = False, extra_bad: bool = False) -> Path:
+                      per_shard: int = 4, multi_codebook: bool = False, extra_bad: bool = False,
+                      speakers: tuple[str, ...] = ("spk",)) -> Path:
     rng = np.random.default_rng(seed)
     summaries = []
     for split, n in (("train", n_train), ("val", n_val)):
@@ -32,7 +33,7 @@ def make_token_shards(root: Path, n_train: int = 12, n_val: int = 4, n_audio: in
             codes = codes_for(text, n_audio)
             if multi_codebook:
                 codes = np.stack([codes, codes], axis=1)
-            meta = {"text": text, "normalized_text": text, "speaker": "spk", "duration_s": len(codes) / 15.625,
+            meta = {"text": text, "normalized_text": text, "speaker": speakers[i % len(speakers)], "duration_s": len(codes) / 15.625,
                     "sample_rate": 16000, "source": "test", "n_tokens": len(codes), "samples_per_token": 1024,
                     "num_samples": len(codes) * 1024}
             w.write(f"{split}_{i:04d}", {"json": meta, "codes.npy": codes, "flac": b"not-read-by-the-llm"})
