@@ -104,3 +104,20 @@ def test_one_request_sentences_share_steps_and_stream_in_order(serve_tts):
     assert metrics.registry.get_sample_value("llmtts_batch_size_bucket", {"le": "4.0"}) > \
         metrics.registry.get_sample_value("llmtts_batch_size_bucket", {"le": "3.0"})  # steps with all 4 rows
     assert_audio_close(np.concatenate(got["job"]), tts.synthesize(text, seed=21, min_chars=5)[0])
+
+
+def test_expired_job_ends_with_timeout_and_the_next_one_runs(serve_tts):
+    tts = serve_tts
+    sched = Scheduler(tts, max_batch=1, max_queue=4)
+    out: queue.Queue = queue.Queue()
+    o = tts.resolve_options(seed=3)
+    late = Job(tts.prepare("Too late.", o), o, False, lambda kind, p: out.put(("late", kind, p)), time.monotonic() - 1)
+    sched.submit(late)
+    sched.submit(_job(tts, "Hello there.", False, out, "ok", seed=3))
+    sched.start()
+    try:
+        got = _collect(out, 2)
+    finally:
+        sched.stop()
+    assert got[("end", "late")] == ("error", "timeout") and "late" not in got
+    assert got[("end", "ok")][0] == "done"
