@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "launch": ("run any stage in debug / local (torchrun) / slurm (submitit) mode", "llmtts.launch.cli"),
     "pipeline": ("run every step from corpus to report, skipping finished steps", "llmtts.pipeline"),
     "report": ("render a run directory into one HTML report", "llmtts.eval.report"),
+    "info": ("what a trained model holds: network, vocabulary, speakers", "llmtts.llm.info"),
 }
 
 

@@ -25,6 +25,13 @@ def test_auto_speakers_from_the_index_with_a_minimum_count(tmp_path, capsys):
     _, v, _ = load_llm(run)
     with pytest.raises(UserError, match=r"unknown speaker 'carol'.*alice.*bob"):
         v.speaker_id("carol")
+    # `llmtts info` lists them (from the JSON files alone).
+    assert main(["info", str(run)]) == 0
+    assert "speakers:   alice, bob  (2;" in capsys.readouterr().out
+    assert main(["info", str(run / "export"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["speakers"] == ["alice", "bob"]
+    assert main(["info", str(shards)]) == 2
+    assert "not an export directory" in capsys.readouterr().err
     # An explicit list still wins, in its own order.
     assert resolve_speakers(VocabConfig(speakers=["bob", "carol"]), index) == ("bob", "carol")
     # Nobody reaches the minimum: one line, exit 2.
