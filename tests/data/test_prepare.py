@@ -64,6 +64,7 @@ def prepared(tmp_path_factory):
         sf.write(rec_dir / folder / name, data, sr)
         truth[f"{folder}/{name}"] = (spans, len(mono) / sr, sentences, sr)
     (rec_dir / "alice" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(40)))
+    sf.write(rec_dir / "alice" / "room_tone.wav", rng.normal(0, 1e-3, 3 * 16000).astype(np.float32), 16000)
     out = tmp_path_factory.mktemp("prepared") / "ds"
     # One Whisper thread: on a busy 2-core machine a second thread made each cut ~3x slower (spinning waits).
     cfg = PrepareConfig(speaker_from_folder=True, segment=SegmentConfig(min_s=1.0, max_s=20.0),
@@ -112,10 +113,10 @@ def test_outputs_are_mono_at_the_source_rate_and_loudness_normalised(prepared):
     assert by_src["bob/talk.wav"] - by_src["alice/notes.flac"] > 12
 
 
-def test_a_corrupt_file_is_skipped_and_counted(prepared):
+def test_a_corrupt_file_and_a_file_without_speech_are_skipped_and_counted(prepared):
     s = prepared["summary"]
-    assert s["recordings"] == 3 and s["recordings_failed"] == 1 and s["processed"] == 3
-    assert s["rejected"] == {"unreadable_audio": 1}
+    assert s["recordings"] == 4 and s["recordings_failed"] == 2 and s["processed"] == 4
+    assert s["rejected"] == {"no_speech_found": 1, "unreadable_audio": 1}
     bad = [c for c in prepared["cuts"] if c["status"] == "unreadable_audio"]
     assert [c["source"] for c in bad] == ["alice/broken.wav"] and "broken.wav" in bad[0]["detail"]
 
@@ -127,7 +128,7 @@ def test_rerun_does_no_work_and_refilters_without_transcribing(prepared, capsys)
     args = ["data", "prepare", "--recordings", str(prepared["rec"]), "--out", str(out), "--speaker-from-folder",
             "--no-progress"]
     assert main(args) == 0
-    assert "0 recording(s) processed, 3 already done" in capsys.readouterr().out
+    assert "0 recording(s) processed, 4 already done" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in (out / "wavs").iterdir()} == before
     assert (out / "metadata.csv").read_bytes() == meta
     # A stricter confidence threshold re-filters the stored cuts: nothing is decoded or transcribed again.
@@ -178,14 +179,14 @@ def test_changed_removed_and_clashing_recordings(prepared, tmp_path):
     for f in (rec / "bob" / "talk.wav", rec / "alice" / "notes.flac"):
         os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     redo = prepare(rec, out, dataclasses.replace(prepared["cfg"], workers=2), progress=False)
-    assert redo["processed"] == 2 and redo["skipped"] == 1 and redo["kept"] == 5
+    assert redo["processed"] == 2 and redo["skipped"] == 2 and redo["kept"] == 5
     assert (out / "metadata.csv").read_bytes() == (prepared["out"] / "metadata.csv").read_bytes()
 
     (rec / "alice" / "notes.flac").unlink()
     (rec / "bob" / "talk.wma").write_bytes(b"never decoded")  # also named bob__talk
     after = prepare(rec, out, prepared["cfg"], progress=False)
     assert after["processed"] == 0 and after["kept"] == 3
-    assert after["rejected"] == {"duplicate_name": 1, "unreadable_audio": 1}
+    assert after["rejected"] == {"duplicate_name": 1, "no_speech_found": 1, "unreadable_audio": 1}
     assert not list((out / "wavs").glob("alice__notes_*")) and not (out / "parts" / "alice__notes.json").exists()
     assert len(list((out / "wavs").glob("bob__talk_*"))) == 3
 
