@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from llmtts.data import outdir
+from llmtts.data import outdir, remote
 from llmtts.data.outdir import check_out_path
 from llmtts.data.reader import decode_sample
 from llmtts.data.shards import DONE_SUFFIX, INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, \
@@ -51,6 +52,9 @@ def dist_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
 
 def input_shards(input_dir: str | Path, splits: Sequence[str] | None = None) -> list[str]:
     """Relative paths (``train/shard-000000.tar``) of the input shards, sorted."""
+    if remote.is_url(input_dir):
+        rels = [s["path"] for s in read_index(input_dir)["shards"]]
+        return sorted(r for r in rels if splits is None or r.split("/")[0] in splits)
     input_dir = Path(input_dir)
     if (input_dir / INDEX_NAME).is_file():
         rels = [s["path"] for s in read_index(input_dir)["shards"]]
@@ -75,9 +79,7 @@ def iter_shard(path: str | Path, fields: Sequence[str] | None = None,
         skip("bad_tar")
         return True
 
-    from llmtts.data.remote import open_shard
-
-    with open_shard(path) as stream:
+    with remote.open_shard(path) as stream:
         files = tar_file_expander([{"url": str(path), "stream": stream}], handler=handler)
         for raw in group_by_keys(files, handler=handler):
             sample, reason = decode_sample(raw, fields)
@@ -95,7 +97,7 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
     """Run ``fn(input_tar_path, writer)`` for this rank's shards; rank 0 returns the written index
     (other ranks return None). ``fn`` may return a ``{reason: count}`` dict of skipped samples in
     addition to (or instead of) calling ``writer.reject``."""
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
+    input_dir, out_dir = remote.location(input_dir), remote.location(out_dir)
     if rank is None or world_size is None:
         rank, world_size = dist_env()
     marker = check_output(input_dir, out_dir, kind)
@@ -104,22 +106,18 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
         raise UserError(f"no input shards under {input_dir} (expected {input_dir}/<split>/*.tar)")
     # Every rank marks the folder before writing into it (the same content on every rank); files of an earlier
     # run with other --splits stay listed, so a later `data shards` there may still remove them.
-    owned = sorted(set(rels) | set((marker or {}).get("files", [])))
-    outdir.claim(out_dir, {"written_by": "llmtts", "kind": kind, "input": str(input_dir.resolve()), "files": owned})
     mine = [r for i, r in enumerate(rels) if i % world_size == rank]
     bar = _progress(len(mine), f"rank {rank}", progress)
-    for rel in mine:
-        out_path, done_path = out_dir / rel, out_dir / (rel + DONE_SUFFIX)
-        if done_path.is_file() and out_path.is_file():
+    if isinstance(out_dir, str):  # s3://: write each shard locally, upload it, then its .done.json
+        _map_to_url(input_dir, out_dir, mine, fn, bar)
+    else:
+        owned = sorted(set(rels) | set((marker or {}).get("files", [])))
+        outdir.claim(out_dir, {"written_by": "llmtts", "kind": kind, "input": _source(input_dir), "files": owned})
+        for rel in mine:
+            out_path, done_path = out_dir / rel, out_dir / (rel + DONE_SUFFIX)
+            if not (done_path.is_file() and out_path.is_file()):  # else finished by an earlier run
+                _write_shard(input_dir, rel, out_path, done_path, fn)
             bar.update(1)
-            continue  # finished by an earlier run
-        with ShardWriter(out_path, rel_path=rel, split=rel.split("/")[0]) as writer:
-            extra = fn(input_dir / rel, writer)
-            if isinstance(extra, Mapping):
-                for reason, n in extra.items():
-                    writer.reject(str(reason), int(n))
-        write_json_atomic(done_path, writer.summary.to_dict())
-        bar.update(1)
     bar.close()
     if rank != 0:
         return None
@@ -133,8 +131,43 @@ def map_shards(input_dir: str | Path, out_dir: str | Path, fn: Callable[[Path, S
     except UserError:
         pass
     index = build_index(kind, summaries, **extra)
-    write_index(out_dir, index)
+    if isinstance(out_dir, str):
+        with tempfile.TemporaryDirectory(prefix="llmtts-upload-") as tmp:
+            remote.upload(write_index(tmp, index), remote.join(out_dir, INDEX_NAME))  # last: the folder is done
+    else:
+        write_index(out_dir, index)
     return index
+
+
+def _source(input_dir: str | Path) -> str:
+    return input_dir if isinstance(input_dir, str) else str(Path(input_dir).resolve())
+
+
+def _write_shard(input_dir: str | Path, rel: str, out_path: Path, done_path: Path, fn: Callable) -> None:
+    """One output shard (atomic), then its ``.done.json``."""
+    src = remote.join(input_dir, rel) if isinstance(input_dir, str) else input_dir / rel
+    with ShardWriter(out_path, rel_path=rel, split=rel.split("/")[0]) as writer:
+        extra = fn(src, writer)
+        if isinstance(extra, Mapping):
+            for reason, n in extra.items():
+                writer.reject(str(reason), int(n))
+    write_json_atomic(done_path, writer.summary.to_dict())
+
+
+def _map_to_url(input_dir: str | Path, out_url: str, mine: list[str], fn: Callable, bar) -> None:
+    """Shards already marked done at the URL are skipped (resume); the rest go through a local temporary
+    folder, one shard at a time: upload the shard, then its ``.done.json``, then delete both locally."""
+    with tempfile.TemporaryDirectory(prefix="llmtts-upload-") as tmp:
+        for rel in mine:
+            done_url = remote.join(out_url, rel + DONE_SUFFIX)
+            if not remote.exists(done_url):
+                out_path, done_path = Path(tmp) / rel, Path(tmp) / (rel + DONE_SUFFIX)
+                _write_shard(input_dir, rel, out_path, done_path, fn)
+                remote.upload(out_path, remote.join(out_url, rel))
+                remote.upload(done_path, done_url)
+                out_path.unlink()
+                done_path.unlink()
+            bar.update(1)
 
 
 def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> dict | None:
@@ -142,9 +175,11 @@ def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> dict 
     the input or a folder above / inside it, a non-empty folder that is not ours. Finished shards are skipped
     by their ``.done.json``, so a folder made from another input or of another kind would mix stale shards
     in: refused as well. Returns the folder's marker (None if it has none)."""
-    out_dir = check_out_path(out_dir, [input_dir])
+    if remote.is_url(out_dir):
+        return _check_url_output(str(out_dir), kind)
+    out_dir = check_out_path(out_dir, [] if remote.is_url(input_dir) else [input_dir])
     index = outdir.shard_index_or_none(out_dir)
-    source = str(Path(input_dir).resolve())
+    source = _source(input_dir)
     # A finished run left an index of this kind; an interrupted one (of a version without the marker) left
     # .done.json files beside the input's shard names.
     recognised = (index is not None and index.get("kind") == kind) or any(
@@ -156,10 +191,26 @@ def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> dict 
     return marker
 
 
-def _wait_for_all(out_dir: Path, rels: list[str], timeout_s: float | None, poll_s: float) -> list[ShardSummary]:
+def _check_url_output(out_url: str, kind: str) -> None:
+    """An s3:// output: writable, and not a finished folder of another kind (no local marker to check)."""
+    remote.require_writable(out_url)
+    index_url = remote.join(out_url, INDEX_NAME)
+    if remote.exists(index_url):
+        other = read_index(out_url).get("kind")
+        if other != kind:
+            raise UserError(f"--out {out_url}: holds {other} shards; choose a new --out for {kind} shards")
+    return None
+
+
+def _done(out_dir: str | Path, rel: str) -> str | Path:
+    return remote.join(out_dir, rel + DONE_SUFFIX) if isinstance(out_dir, str) else out_dir / (rel + DONE_SUFFIX)
+
+
+def _wait_for_all(out_dir: str | Path, rels: list[str], timeout_s: float | None, poll_s: float) -> list[ShardSummary]:
     start, last_log = time.monotonic(), 0.0
     while True:
-        missing = [r for r in rels if not (out_dir / (r + DONE_SUFFIX)).is_file()]
+        missing = [r for r in rels if not (remote.exists(_done(out_dir, r)) if isinstance(out_dir, str)
+                                           else _done(out_dir, r).is_file())]
         if not missing:
             break
         waited = time.monotonic() - start
@@ -172,9 +223,10 @@ def _wait_for_all(out_dir: Path, rels: list[str], timeout_s: float | None, poll_
         time.sleep(poll_s)
     out = []
     for r in rels:
-        path = out_dir / (r + DONE_SUFFIX)
+        path = _done(out_dir, r)
         try:
-            out.append(ShardSummary.from_dict(json.loads(path.read_text())))
+            text = remote.read_bytes(path) if isinstance(path, str) else path.read_text()
+            out.append(ShardSummary.from_dict(json.loads(text)))
         except (json.JSONDecodeError, KeyError) as exc:
             raise UserError(f"{path}: unreadable shard summary ({exc}); delete it and its shard to redo it")
     return out

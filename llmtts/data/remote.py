@@ -234,3 +234,65 @@ def read_bytes(url: str, on_retry: Optional[Callable[[str, str], None]] = None) 
     """The whole object (for ``index.json``; shards are streamed with ``RemoteFile``)."""
     with RemoteFile(url, on_retry=on_retry) as f:
         return f.read()
+
+
+# --- writing (s3:// only) ----------------------------------------------------------------------
+def _s3_call(url: str, what: str, call: Callable[[], object]):
+    """Run one S3 request with the same counted, logged retries as reads; errors name the URL."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    for attempt in range(RETRIES + 1):
+        try:
+            return call()
+        except NoCredentialsError:
+            raise UserError(f"{url}: no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)") \
+                from None
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if not (status >= 500 or status == 429):
+                raise UserError(f"{url}: S3 {what}: {err.get('Code', status)} {err.get('Message', '')}".rstrip()) \
+                    from None
+            why = f"S3 {err.get('Code')} (HTTP {status})"
+        except (BotoCoreError, OSError) as exc:
+            why = f"{type(exc).__name__}: {exc}"
+        if attempt == RETRIES:
+            raise UserError(f"{url}: S3 {what} gave up after {RETRIES} retries ({why})")
+        wait = min(BACKOFF_S * 2 ** attempt, MAX_BACKOFF_S)
+        log.warning("%s: %s failed (%s); retry %d/%d in %.1fs", url, what, why, attempt + 1, RETRIES, wait)
+        time.sleep(wait)
+
+
+def require_writable(url: str) -> None:
+    if not url.startswith("s3://"):
+        raise UserError(f"{url}: http(s):// is read-only; write shards to a folder or to s3://BUCKET/PREFIX")
+    _split_s3(join(url, "x"))
+
+
+def exists(url: str) -> bool:
+    """Whether the s3:// object exists (a missing bucket is an error, not False)."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = _split_s3(url)
+
+    def head() -> bool:
+        try:
+            _s3().head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                try:  # a HEAD on a missing bucket is also a bare 404: tell them apart
+                    _s3().head_bucket(Bucket=bucket)
+                except ClientError:
+                    raise UserError(f"{url}: bucket '{bucket}' does not exist or is not accessible") from None
+                return False
+            raise
+
+    return bool(_s3_call(url, "HEAD", head))
+
+
+def upload(path: Path, url: str) -> None:
+    """Upload one finished local file. An S3 object (multipart included) appears only once complete, so a
+    reader never sees a partial shard; the caller uploads a shard before its ``.done.json``."""
+    bucket, key = _split_s3(url)
+    _s3_call(url, "upload", lambda: _s3().upload_file(str(path), bucket, key))

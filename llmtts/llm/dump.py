@@ -31,11 +31,15 @@ log = logging.getLogger(__name__)
 def _raw_samples(path: Path, skip) -> Iterator[dict]:
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
+    from llmtts.data.remote import open_shard
+
     def handler(exc: Exception) -> bool:
+        if isinstance(exc, UserError):  # a URL that is missing or down past its retries
+            raise exc
         skip("bad_tar")
         return True
 
-    with open(path, "rb") as stream:
+    with open_shard(path) as stream:  # a local shard or an http(s):// / s3:// URL
         files = tar_file_expander([{"url": str(path), "stream": stream}], handler=handler)
         yield from group_by_keys(files, handler=handler)
 
@@ -147,7 +151,7 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
             n_tokens += len(seg)
         flush()
         if skipped:
-            log.warning("%s: skipped %s", in_tar.name, dict(skipped))
+            log.warning("%s: skipped %s", in_tar, dict(skipped))
         return dict(skipped)
 
     # Carry the token index's own facts (samples_per_token, sample_rate, codebook_size ...).

@@ -230,3 +230,35 @@ def test_tiny_llm_trains_identically_from_http_and_s3(tmp_path, s3_endpoint, mon
     for name in ("http", "s3"):
         assert [s for s, _ in losses[name]] == [1, 2, 3, 4]
         assert all(abs(a - b) <= 1e-5 * max(1.0, abs(a)) for (_, a), (_, b) in zip(losses[name], losses["local"]))
+
+
+def test_map_shards_writes_to_s3_and_reads_from_it(shard_dir, s3_url, tmp_path):
+    """A rank-parallel shard map (what `codec encode` / `llm dump-hidden` run) with s3:// output and input."""
+    from llmtts.data.parallel_map import iter_shard, map_shards
+
+    local, keys = shard_dir
+    calls = []
+
+    def copy(src, writer):  # a stand-in for an encoder: same samples, codes + 1
+        calls.append(str(src))
+        for s in iter_shard(src, fields=("codes",)):
+            writer.write(s["__key__"], {"json": s["json"], "codes.npy": s["codes"] + 1})
+
+    out = s3_url.replace("/tiny", "/tokens")
+    assert map_shards(local, out, copy, kind="tokens", rank=1, world_size=2, progress=False) is None
+    index = map_shards(local, out, copy, kind="tokens", rank=0, world_size=2, progress=False, wait_timeout_s=30)
+    assert index["totals"]["num_samples"] == len(keys) and len(calls) == 4
+    got, _ = batches(out)
+    want = [[(k, [c + 1 for c in codes]) for k, codes in b] for b in batches(local)[0]]
+    assert got == want
+    # A re-run finds every shard done at the URL and redoes nothing; the index is rewritten the same.
+    assert map_shards(local, out, copy, kind="tokens", rank=0, world_size=1, progress=False) == index
+    assert len(calls) == 4
+    # s3:// input -> local output, the same shards.
+    back = tmp_path / "back"
+    map_shards(out, back, copy, kind="tokens", progress=False, rank=0, world_size=1)
+    assert batches(back)[0] == [[(k, [c + 2 for c in codes]) for k, codes in b] for b in batches(local)[0]]
+    with pytest.raises(UserError, match="read-only"):
+        map_shards(local, "http://127.0.0.1:1/x", copy, kind="tokens", progress=False)
+    with pytest.raises(UserError, match="holds tokens shards"):
+        map_shards(local, out, copy, kind="hidden", progress=False)
