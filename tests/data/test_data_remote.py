@@ -262,3 +262,36 @@ def test_map_shards_writes_to_s3_and_reads_from_it(shard_dir, s3_url, tmp_path):
         map_shards(local, "http://127.0.0.1:1/x", copy, kind="tokens", progress=False)
     with pytest.raises(UserError, match="holds tokens shards"):
         map_shards(local, out, copy, kind="hidden", progress=False)
+
+
+def test_codec_encode_cli_from_and_to_s3_matches_local(tmp_path, s3_endpoint, monkeypatch):
+    """`llmtts codec encode --input-dir s3://… --out s3://…`: byte-identical token shards to a local encode."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from llmtts.cli import main
+    from llmtts.codec.config import CodecConfig
+    from llmtts.codec.export import export_codec
+    from llmtts.codec.model import CodecModel
+    from llmtts.config import load_config
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "codec"))
+    from codec_shards_helper import write_audio_shards
+
+    audio = write_audio_shards(tmp_path / "audio", {"train": [2, 2], "val": [1]})
+    torch.manual_seed(0)
+    codec = export_codec(CodecModel(load_config(CodecConfig, "configs/codec/tiny.yaml").model), tmp_path / "codec")
+    src = upload_to_s3(audio, s3_endpoint, monkeypatch)
+    out = src.replace("/tiny", "/tokens")
+    for inp, dst in ((str(audio), str(tmp_path / "tok")), (src, out)):
+        assert main(["codec", "encode", "--codec-path", str(codec), "--input-dir", inp, "--out", dst,
+                     "--device", "cpu", "--no-progress", "--batch-size", "2"]) == 0
+    client = boto3.client("s3")
+    bucket, prefix = out[len("s3://"):].split("/", 1)
+    for rel in ("train/shard-000000.tar", "train/shard-000001.tar", "val/shard-000000.tar"):
+        body = client.get_object(Bucket=bucket, Key=f"{prefix}/{rel}")["Body"].read()
+        assert body == (tmp_path / "tok" / rel).read_bytes(), rel
+    index = client.get_object(Bucket=bucket, Key=f"{prefix}/index.json")["Body"].read()
+    assert b'"kind": "tokens"' in index and b'"num_samples": 5' in index
