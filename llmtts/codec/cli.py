@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Audio shards -> token shards (codes.npy + audio at the codec's rate, padded "
                                    "to whole tokens). Parallel over torchrun / SLURM ranks; resumable; deterministic.")
     e.add_argument("--codec-path", required=True, help="codec run directory or its export/ directory")
-    e.add_argument("--input-dir", required=True, help="audio shard directory (from `llmtts data shards`)")
-    e.add_argument("--out", required=True, help="output token shard directory")
+    e.add_argument("--input-dir", required=True, help="audio shard directory (from `llmtts data shards`), "
+                   "or an http(s):// / s3:// URL of one")
+    e.add_argument("--out", required=True, help="output token shard directory, or s3://BUCKET/PREFIX")
     e.add_argument("--batch-size", type=int, default=16, help="clips encoded per forward (default 16)")
     e.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -15,6 +15,9 @@ relative name and is written atomically; beside it a ``.done.json`` (its ``Shard
 seconds, speakers, rejected by reason) is written last. A shard whose ``.done.json`` exists is skipped, so
 a re-run resumes. Rank 0 then waits until every ``.done.json`` exists and writes ``index.json`` from them
 (no process group needed: works under srun as well as torchrun).
+
+``input_dir`` may be an http(s):// or s3:// URL; ``out_dir`` may be s3://: each finished shard is uploaded
+from a local temporary folder, then its ``.done.json``, and ``index.json`` last (``llmtts.data.remote``).
 """
 from __future__ import annotations
 

@@ -33,6 +33,10 @@ Pipeline, per *slot* (one slot = one (rank, DataLoader worker) pair; ``S = world
    batch order inside a bucket is shuffled. A sample longer than ``batch_budget`` is skipped
    (``over_budget``). ``collate_fn(list_of_samples)`` runs in the worker.
 
+``shard_dir`` may also be an ``http(s)://`` or ``s3://`` URL (``llmtts.data.remote``): shards are streamed
+with counted, logged retries that resume at the byte reached (``loader.stats["retries"]``), so the
+semantics above hold unchanged; a missing or forbidden URL is a ``UserError``.
+
 Equal work per rank (no DDP/FSDP hang): with ``endless=True`` (training) every slot cycles epochs
 forever, so every rank can always produce its next batch; the trainer stops at ``max_steps``.
 An "epoch" is per slot: a slot with less data in an epoch starts the next one earlier. For

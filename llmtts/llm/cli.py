@@ -51,8 +51,8 @@ def register(sub) -> None:
                        description="Teacher-forced final-layer (post-norm) hidden states, one fp16 vector per audio "
                                    "token, into hidden shards. Parallel over ranks (torchrun/SLURM), resumable.")
     d.add_argument("--llm-path", required=True, help="LLM run directory or its export/ directory")
-    d.add_argument("--input-dir", required=True, help="token shard directory")
-    d.add_argument("--out", required=True, help="output hidden shard directory")
+    d.add_argument("--input-dir", required=True, help="token shard directory, or an http(s):// / s3:// URL")
+    d.add_argument("--out", required=True, help="output hidden shard directory, or s3://BUCKET/PREFIX")
     d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="forward precision (auto: bf16 on GPU, fp32 on CPU); stored as fp16 either way")

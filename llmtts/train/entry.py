@@ -25,7 +25,7 @@ from llmtts.train.stage import Stage
 def add_train_args(parser: argparse.ArgumentParser, input_required: bool = False) -> None:
     parser.add_argument("--config", default=None, help="YAML config (defaults are used for missing keys)")
     parser.add_argument("--save-dir", required=True, help="run directory (checkpoints, logs, export/)")
-    parser.add_argument("--input-dir", required=input_required, default=None, help="input shard directory")
+    parser.add_argument("--input-dir", required=input_required, default=None, help="input shard directory, or an http(s):// / s3:// URL of one (docs/data.md)")
     parser.add_argument("--resume", default="auto",
                         help="auto: newest complete checkpoint in --save-dir (default); none: start over; "
                              "or a checkpoint / run directory")
