@@ -66,7 +66,9 @@ def test_page_streams_and_plays_the_same_audio(key_server, serve_tts):
         status = page.inner_text("#status")
         browser.close()
     assert not problems, problems
-    assert status.startswith("done:") and chunks > 1  # played piece by piece as it streamed in
+    # Pieces are played as they are read; how many reads the bytes take depends on timing, so only >= 1 is asserted
+    # (that audio leaves before generation ends is tested over HTTP: tests/serve/test_faults.py).
+    assert status.startswith("done:") and chunks >= 1
     wav, sr = sf.read(io.BytesIO(base64.b64decode(wav_b64)), dtype="float32")
     assert sr == serve_tts.sample_rate
     assert_audio_close(wav, as_served(serve_tts.synthesize(text, seed=7)[0]))
