@@ -343,6 +343,25 @@ def _passthrough(x):
     return x
 
 
+def _one_line_errors(source: Iterable[tuple]) -> Iterator[tuple]:
+    """A ``UserError`` from a DataLoader worker arrives with the worker's traceback in its message; the CLI
+    prints user errors as one line, so keep only the original message (the traceback's last line)."""
+    it = iter(source)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except UserError as exc:
+            lines = str(exc).strip().splitlines()
+            if len(lines) <= 1:
+                raise
+            prefix = f"{UserError.__module__}.{UserError.__name__}: "
+            last = next((x for x in reversed(lines) if x.startswith(prefix)), lines[-1])
+            raise UserError(last.removeprefix(prefix)) from None
+        yield item
+
+
 class ShardLoader:
     """Iterable of batches for one rank; see the module docstring for the policies."""
 
@@ -408,7 +427,7 @@ class ShardLoader:
                                 batch_size=None, num_workers=self.num_workers, collate_fn=_passthrough,
                                 prefetch_factor=self.prefetch_factor, persistent_workers=False,
                                 generator=torch.Generator().manual_seed(spec.seed))
-        for batch, slot, epoch, b, stats, epoch_stats in source:
+        for batch, slot, epoch, b, stats, epoch_stats in _one_line_errors(source):
             self._pos[slot] = (epoch, b)
             self._stats[slot] = stats
             self._epoch_stats[slot] = epoch_stats
