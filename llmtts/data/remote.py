@@ -21,6 +21,7 @@ import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
@@ -39,6 +40,13 @@ _CHUNK = 1 << 20
 
 def is_url(path: object) -> bool:
     return isinstance(path, str) and path.startswith(SCHEMES)
+
+
+def shown(url: str) -> str:
+    """The URL for logs and errors: without ``user:password@`` or a query string (which may hold a token)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
 
 
 def location(path: str | Path) -> str | Path:
@@ -72,7 +80,7 @@ def _http_get(url: str, start: int):
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code == 429:
             raise _Transient(f"HTTP {exc.code}") from None
-        raise UserError(f"{url}: HTTP {exc.code} {exc.reason} (missing file or no access?)") from None
+        raise UserError(f"{shown(url)}: HTTP {exc.code} {exc.reason} (missing file or no access?)") from None
     except (urllib.error.URLError, OSError) as exc:
         raise _Transient(str(getattr(exc, "reason", exc))) from None
     length = resp.headers.get("Content-Length")
@@ -162,9 +170,9 @@ class RemoteFile:
 
     def _retry(self, attempt: int, why: str) -> None:
         if attempt >= self.retries:
-            raise UserError(f"{self.url}: gave up after {self.retries} retries at byte {self.pos} ({why})")
+            raise UserError(f"{shown(self.url)}: gave up after {self.retries} retries at byte {self.pos} ({why})")
         wait = min(self.backoff_s * 2 ** attempt, MAX_BACKOFF_S)
-        log.warning("%s: %s at byte %d; retry %d/%d in %.1fs", self.url, why, self.pos, attempt + 1,
+        log.warning("%s: %s at byte %d; retry %d/%d in %.1fs", shown(self.url), why, self.pos, attempt + 1,
                     self.retries, wait)
         if self.on_retry is not None:
             self.on_retry(self.url, why)
@@ -265,7 +273,7 @@ def _s3_call(url: str, what: str, call: Callable[[], object]):
 
 def require_writable(url: str) -> None:
     if not url.startswith("s3://"):
-        raise UserError(f"{url}: http(s):// is read-only; write shards to a folder or to s3://BUCKET/PREFIX")
+        raise UserError(f"{shown(url)}: http(s):// is read-only; write shards to a folder or to s3://BUCKET/PREFIX")
     _split_s3(join(url, "x"))
 
 

@@ -180,6 +180,10 @@ def test_missing_folder_bucket_or_shard_is_a_one_line_error(http_url, s3_url, sh
         msg = str(err.value)
         assert "\n" not in msg and f"{url}/index.json" in msg
         assert any(w in msg for w in ("404", "NoSuchBucket", "NoSuchKey")), msg
+    # Errors and logs never show a query string (a signed URL's token) or user:password.
+    with pytest.raises(UserError, match="HTTP 404") as err:
+        remote.read_bytes(f"{http_url}/nope.tar?token=s3cret")
+    assert "s3cret" not in str(err.value) and "/nope.tar" in str(err.value)
     # A shard the index lists but the server lacks: an error naming it, not a silent skip.
     (shard_dir[0] / "train" / "shard-000002.tar").unlink()
     for workers in (0, 2):  # from a DataLoader worker too: the message, not the worker's traceback
