@@ -1,4 +1,4 @@
-"""Shards by URL: ``http(s)://HOST/DIR`` and ``s3://BUCKET/PREFIX`` streamed with retries.
+"""Shards by URL: ``http(s)://HOST/DIR``, ``s3://BUCKET/PREFIX`` and ``pipe:CMD {}`` streamed with retries.
 
 Why not fsspec/s3fs or WebDataset's ``gopen``: ``gopen`` runs ``curl`` in a pipe, so a dropped
 connection ends the shard early (the rest of the shard is lost, or read twice if the shard is retried
@@ -10,6 +10,10 @@ buffer. HTTP goes through the standard library; S3 through ``boto3`` (optional e
 credentials and endpoint come only from its standard environment (``AWS_ACCESS_KEY_ID``,
 ``AWS_PROFILE``, ``~/.aws/config``, ``AWS_ENDPOINT_URL`` for S3-compatible stores) — never from flags.
 
+``pipe:CMD`` runs ``sh -c CMD`` with ``{}`` replaced by the shell-quoted relative path (``index.json``,
+``train/shard-000000.tar``) and reads its stdout (any other store with a CLI); a non-zero exit is retried
+by re-running the command and skipping the bytes already read.
+
 Transient errors (connection reset/refused, timeouts, a body shorter than announced, HTTP 5xx/429) are
 retried up to ``RETRIES`` times with exponential backoff; every retry logs one warning line and calls
 ``on_retry`` (the reader counts them as ``stats["retries"]``). Exhausted retries, 401/403/404, a missing
@@ -19,6 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
+import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -30,7 +37,7 @@ from llmtts.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SCHEMES = ("http://", "https://", "s3://")
+SCHEMES = ("http://", "https://", "s3://", "pipe:")
 RETRIES = 6            # reopen attempts per failure point before giving up
 BACKOFF_S = 0.1        # first wait; doubles per consecutive retry
 MAX_BACKOFF_S = 8.0
@@ -44,6 +51,8 @@ def is_url(path: object) -> bool:
 
 def shown(url: str) -> str:
     """The URL for logs and errors: without ``user:password@`` or a query string (which may hold a token)."""
+    if url.startswith("pipe:"):
+        return url
     parts = urllib.parse.urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1]
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
@@ -60,7 +69,14 @@ def open_shard(path: str | Path, on_retry: Optional[Callable[[str, str], None]] 
 
 
 def join(base: str, *parts: str) -> str:
-    """``join("s3://b/p/", "train/x.tar")`` -> ``"s3://b/p/train/x.tar"``."""
+    """``join("s3://b/p/", "train/x.tar")`` -> ``"s3://b/p/train/x.tar"``. A ``pipe:CMD`` folder holds ``{}``
+    where the relative path goes (shell-quoted: paths come from index.json, which must not run commands):
+    ``join("pipe:gsutil cat gs://b/p/{}", "index.json")`` -> ``"pipe:gsutil cat gs://b/p/index.json"``."""
+    if base.startswith("pipe:"):
+        if "{}" not in base:
+            raise UserError(f"{base}: a pipe: shard folder needs '{{}}' where the file's relative path goes, "
+                            "e.g. 'pipe:gsutil cat gs://bucket/shards/{}'")
+        return base.replace("{}", shlex.quote("/".join(p.strip("/") for p in parts)))
     out = base.rstrip("/")
     for p in parts:
         out += "/" + p.lstrip("/")
@@ -137,7 +153,36 @@ def _s3_get(url: str, start: int):
     return resp["Body"], int(total) if total.isdigit() else None, start
 
 
+class _PipeBody:
+    """stdout of ``sh -c CMD``; at EOF a non-zero exit is a (retried) failure, not the end of the file."""
+
+    def __init__(self, cmd: str):
+        self._err = tempfile.TemporaryFile()  # not a pipe: a chatty command must not block on stderr
+        self._proc = subprocess.Popen(cmd, shell=True, stdout=subprocess.PIPE, stderr=self._err)
+
+    def read(self, n: int) -> bytes:
+        data = self._proc.stdout.read(n)
+        if not data and self._proc.wait() != 0:
+            self._err.seek(0)
+            last = (self._err.read().decode("utf-8", "replace").strip().splitlines() or [""])[-1]
+            raise _Transient(f"exit status {self._proc.returncode}" + (f": {last[:200]}" if last else ""))
+        return data
+
+    def close(self) -> None:
+        if self._proc.poll() is None:  # closed before the end (the loader stopped): don't leave it running
+            self._proc.kill()
+        self._proc.stdout.close()
+        self._proc.wait()
+        self._err.close()
+
+
+def _pipe_get(url: str, start: int):
+    return _PipeBody(url[len("pipe:"):]), None, 0  # no Range: the skip loop drops the first `start` bytes
+
+
 def _get(url: str, start: int):
+    if url.startswith("pipe:"):
+        return _pipe_get(url, start)
     return (_s3_get if url.startswith("s3://") else _http_get)(url, start)
 
 
@@ -163,8 +208,10 @@ class RemoteFile:
     """A read-only sequential file over a URL that survives dropped connections (see module doc)."""
 
     def __init__(self, url: str, on_retry: Optional[Callable[[str, str], None]] = None,
-                 retries: int = RETRIES, backoff_s: float = BACKOFF_S):
-        self.url, self.on_retry, self.retries, self.backoff_s = url, on_retry, retries, backoff_s
+                 retries: int | None = None, backoff_s: float | None = None):
+        self.url, self.on_retry = url, on_retry
+        self.retries = RETRIES if retries is None else retries
+        self.backoff_s = BACKOFF_S if backoff_s is None else backoff_s
         self.pos, self.size, self._body = 0, None, None
         self._errors = _read_errors()  # opened at the first read, so every failure goes through one retry loop
 

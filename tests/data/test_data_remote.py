@@ -301,3 +301,29 @@ def test_codec_encode_cli_from_and_to_s3_matches_local(tmp_path, s3_endpoint, mo
         assert body == (tmp_path / "tok" / rel).read_bytes(), rel
     index = client.get_object(Bucket=bucket, Key=f"{prefix}/index.json")["Body"].read()
     assert b'"kind": "tokens"' in index and b'"num_samples": 5' in index
+
+
+def test_pipe_folder_with_a_failing_command_is_retried(shard_dir, tmp_path, monkeypatch):
+    """``pipe:CMD {}``: a command that dies half-way through each shard once still gives every sample once."""
+    import sys
+
+    local, keys = shard_dir
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "flaky_cat.py"
+    script.write_text("import os, sys\np, marks = sys.argv[1], sys.argv[2]\ndata = open(p, 'rb').read()\n"
+                      "mark = os.path.join(marks, os.path.basename(p))\n"
+                      "if p.endswith('.tar') and not os.path.exists(mark):\n"
+                      "    open(mark, 'w').close()\n    sys.stdout.buffer.write(data[: len(data) // 2])\n"
+                      "    sys.exit(3)\nsys.stdout.buffer.write(data)\n")
+    url = f"pipe:{sys.executable} {script} {local}/{{}} {marks}"
+    got, ld = batches(url)
+    assert got == batches(local)[0] and ld.stats["retries"] == 4
+    # index.json's paths are shell-quoted into the command, never run as shell text.
+    assert remote.join("pipe:cat /d/{}", "a; touch x") == "pipe:cat /d/'a; touch x'"
+    monkeypatch.setattr(remote, "BACKOFF_S", 0.001)
+    with pytest.raises(UserError, match=r"gave up after 6 retries .*exit status 1") as err:
+        batches(f"pipe:cat {tmp_path}/nope/{{}}")
+    assert "\n" not in str(err.value) and "index.json" in str(err.value)
+    with pytest.raises(UserError, match="needs '{}'"):
+        batches("pipe:cat /nowhere")
