@@ -5,12 +5,8 @@
 - moto's standalone S3 server (ThreadedMotoServer), reached through boto3's standard environment.
 Every URL read must give the same batches, in the same order, as the local copy.
 """
-import functools
 import itertools
-import socket
-import threading
 from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -20,50 +16,7 @@ from llmtts.errors import UserError
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class DroppingHandler(QuietHandler):
-    """Range-aware; the first request for each .tar sends half the body, then cuts the connection."""
-
-    dropped: set = set()
-    lock = threading.Lock()
-
-    def do_GET(self):
-        if not self.path.endswith(".tar"):
-            return super().do_GET()
-        data = (self.directory_path / self.path.lstrip("/")).read_bytes()
-        start = int(self.headers.get("Range", "bytes=0-")[len("bytes="):].split("-")[0])
-        with self.lock:
-            drop = self.path not in self.dropped
-            self.dropped.add(self.path)
-        self.send_response(206 if start else 200)
-        if start:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        body = data[start:]
-        if drop:
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-
-def serve(directory, handler=QuietHandler):
-    from pathlib import Path
-
-    cls = type("H", (handler,), {"directory_path": Path(directory), "dropped": set()})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(cls, directory=str(directory)))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+from remote_servers import DroppingHandler, serve, upload_to_s3  # noqa: E402
 
 
 @pytest.fixture
@@ -97,20 +50,6 @@ def s3_endpoint():
 @pytest.fixture
 def s3_url(shard_dir, s3_endpoint, monkeypatch):
     return upload_to_s3(shard_dir[0], s3_endpoint, monkeypatch)
-
-
-def upload_to_s3(root, s3_endpoint, monkeypatch):
-    # Credentials and endpoint only through boto3's standard environment, as on a cluster.
-    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setattr(remote, "_s3_client", None)
-    client = boto3.client("s3")
-    bucket = f"shards-{len(client.list_buckets()['Buckets'])}"
-    client.create_bucket(Bucket=bucket)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        client.upload_file(str(path), bucket, f"tiny/{path.relative_to(root).as_posix()}")
-    return f"s3://{bucket}/tiny"
 
 
 def batches(source, rank=0, world=1, **kw):
