@@ -234,6 +234,9 @@ class RemoteFile:
             except _Transient as exc:
                 self._retry(attempt, str(exc))
                 attempt += 1
+        if self.size is not None and size is not None and size != self.size:
+            body.close()  # resuming would splice two versions of the file
+            raise UserError(f"{shown(self.url)}: changed while being read ({self.size} -> {size} bytes); re-run")
         self.size = size if size is not None else self.size
         self._body = body
         skip = self.pos - at  # a server that ignored Range: stream past what we already have

@@ -266,3 +266,13 @@ def test_pipe_folder_with_a_failing_command_is_retried(shard_dir, tmp_path, monk
     assert "\n" not in str(err.value) and "index.json" in str(err.value)
     with pytest.raises(UserError, match="needs '{}'"):
         batches("pipe:cat /nowhere")
+
+
+def test_a_file_that_changes_between_retries_is_an_error(http_url, shard_dir):
+    path = shard_dir[0] / "train" / "shard-000000.tar"
+    f = remote.RemoteFile(f"{http_url}/train/shard-000000.tar")
+    f.read(1000)
+    f._close_body()  # a dropped connection; meanwhile the shard is rewritten
+    path.write_bytes(path.read_bytes() + b"\0" * 512)
+    with pytest.raises(UserError, match="changed while being read"):
+        f.read(1000)
