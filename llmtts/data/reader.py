@@ -70,6 +70,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from llmtts.data import remote
 from llmtts.data.shards import list_shards
+from llmtts.dist import trace
 from llmtts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -309,6 +310,8 @@ class _SlotStream:
                 self.stats["batches"] += 1
                 if b <= self.skip:  # consumed before the checkpoint: replayed, not collated
                     continue
+                if self.collate:  # a batch going to the trainer (not num_batches() counting)
+                    trace.record_batch(self.spec.rank, self.slot, self.epoch, b, [x["__key__"] for x in items])
                 batch = self.spec.collate_fn(items) if self.collate else items
                 yield batch, self.slot, self.epoch, b, dict(self.stats), epoch_stats
             self.skip = 0

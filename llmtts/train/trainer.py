@@ -25,6 +25,7 @@ from torch import nn
 from llmtts.config import save_config, to_dict
 from llmtts.dist import checkpoint as ckpt_io
 from llmtts.dist import process_group as pg
+from llmtts.dist import trace
 from llmtts.dist.parallelize import ParallelContext, unwrap
 from llmtts.dist.signals import REQUEUE_EXIT_CODE, StopFlag
 from llmtts.errors import UserError
@@ -96,6 +97,7 @@ class Trainer:
             raise UserError(f"launched with {self.world} processes but parallel.strategy is 'none'; "
                             "set parallel.strategy=ddp, fsdp2 or deepspeed")
         self.device = select_device(self.tcfg.device, self.dist.local_rank)
+        trace.record_rank(self.rank, self.world, self.dist.local_rank)  # only with LLMTTS_TRACE_DIR set
         prec = self.tcfg.precision
         use_bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cuda")
         self.is_ds = strategy == "deepspeed"

@@ -1,0 +1,178 @@
+"""Two "nodes" on loopback: two torchrun agents (``--nnodes 2``, one process each, c10d rendezvous, gloo)
+train the tiny LLM. Rank handling, per-rank data sharding and which rank writes what are read from
+the run folder and from the opt-in trace records (``LLMTTS_TRACE_DIR``, llmtts/dist/trace.py), not assumed.
+Then the run resumes on one node with two processes, and a SIGKILLed node must make the other one
+fail (not hang) and leave a run that ``--resume auto`` continues.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmtts.dist.process_group import _free_port
+from train_runs import kill_tree, train_losses, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))  # the LLM tests' token-shard writer
+from token_shards import make_token_shards  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = ["llm", "train", "--from-scratch", "--config", "configs/llm/tiny.yaml", "parallel.backend=gloo",
+         "trainer.log_every=1", "log.progress=false", "log.tensorboard=false", "vocab.n_audio=64",
+         "model.num_hidden_layers=2", "model.max_position_embeddings=256", "data.batch_budget=256",
+         "trainer.optim.warmup_steps=2"]
+HANG_S = 120  # a node whose peer died must be gone well within this (the process-group timeout is 30 min)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    # 4 train shards of 2: two per rank per epoch, so both nodes read every epoch.
+    return make_token_shards(tmp_path_factory.mktemp("tok"), n_train=8, n_val=4, per_shard=2)
+
+
+def env(trace: Path, tag: str) -> dict:
+    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TORCH_CPP_LOG_LEVEL="ERROR",
+             LLMTTS_TRACE_DIR=str(trace), LLMTTS_TRACE_TAG=tag)
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        e.pop(k, None)
+    return e
+
+
+def stage_args(shards: Path, run: Path, resume: str, overrides: list[str]) -> list[str]:
+    return TRAIN + ["--input-dir", str(shards), "--save-dir", str(run), "--resume", resume] + overrides
+
+
+def start_nodes(shards, run, trace, overrides, resume="auto") -> list[subprocess.Popen]:
+    """Node 0 and node 1: one torchrun agent each, meeting at a c10d rendezvous on 127.0.0.1."""
+    port = _free_port()
+    procs = []
+    for node in (0, 1):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+               "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}",
+               "--rdzv-id", "multinode-test", "-m", "llmtts.cli"] + stage_args(shards, run, resume, overrides)
+        # Own session per agent: "a node" is its process group, killed as one.
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env(trace / f"node{node}", f"node{node}"),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True))
+    return procs
+
+
+def finish(proc: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc)
+        out, _ = proc.communicate()
+        pytest.fail(f"node still running after {timeout:.0f} s (hang):\n{out[-3000:]}")
+    return proc.returncode, out
+
+
+def rank_records(trace: Path) -> dict[int, dict]:
+    return {r["rank"]: r for r in (json.loads(p.read_text()) for p in trace.rglob("rank_*.json"))}
+
+
+def train_keys(trace: Path) -> dict[int, dict[int, list[str]]]:
+    """rank -> epoch -> training sample keys that rank was handed (validation keys left out)."""
+    out: dict[int, dict[int, list[str]]] = {}
+    for p in trace.rglob("keys_rank*_slot*.jsonl"):
+        rank = int(p.name[len("keys_rank"):].split("_")[0])
+        for row in map(json.loads, p.read_text().splitlines()):
+            out.setdefault(rank, {}).setdefault(row["epoch"], []).extend(k for k in row["keys"] if k.startswith("train_"))
+    return out
+
+
+def metric_rows(run: Path, split: str = "train") -> list[int]:
+    return [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+def complete_steps(run: Path) -> list[int]:
+    return sorted(int(p.parent.name.split("_")[1]) for p in (run / "checkpoints").glob("step_*/COMPLETE"))
+
+
+def test_two_nodes_train_checkpoint_and_resume_on_one_node(shards, tmp_path):
+    run, trace = tmp_path / "run", tmp_path / "trace"
+    ov = ["parallel.strategy=ddp", "trainer.max_steps=6", "trainer.save_every=3"]
+    nodes = start_nodes(shards, run, trace, ov)
+    for node in nodes:
+        rc, out = finish(node)
+        assert rc == 0, out[-4000:]
+
+    # Ranks: global 0 and 1, one per node, each node's only process has LOCAL_RANK 0.
+    recs = rank_records(trace)
+    assert sorted(recs) == [0, 1]
+    assert {r["tag"] for r in recs.values()} == {"node0", "node1"}
+    for rank, r in recs.items():
+        assert r["world_size"] == 2 and r["local_rank"] == 0 and r["env_local_rank"] == "0"
+        assert r["node_rank"] == rank and r["env_rank"] == str(rank)  # RANK = node_rank * nproc_per_node + LOCAL_RANK
+    assert recs[0]["pid"] != recs[1]["pid"]
+
+    # Only global rank 0 writes the run's logs: one train row per step, not one per node.
+    assert metric_rows(run) == list(range(1, 7))
+    assert json.loads((run / "env.json").read_text())["world_size"] == 2
+    assert (run / "export" / "model.safetensors").is_file()
+    # Both ranks write their own part of every checkpoint.
+    assert complete_steps(run) == [3, 6]
+    for step in (3, 6):
+        ck = run / "checkpoints" / f"step_{step:08d}"
+        assert sorted(p.name for p in ck.glob("rank_*.pt")) == ["rank_00000.pt", "rank_00001.pt"]
+
+    # Data sharding: within every epoch the two nodes read disjoint samples, and epoch 0 covers the train split.
+    keys = train_keys(trace)
+    assert sorted(keys) == [0, 1]
+    for epoch in set(keys[0]) & set(keys[1]):
+        assert not set(keys[0][epoch]) & set(keys[1][epoch]), f"epoch {epoch}: both nodes read the same samples"
+    assert sorted(keys[0][0] + keys[1][0]) == [f"train_{i:04d}" for i in range(8)]
+
+    # Resume the same run folder on one node with two processes (local ranks 0 and 1), 3 more steps.
+    trace2 = tmp_path / "trace2"
+    cmd = [sys.executable, "-m", "llmtts.cli", "launch", "--mode", "local", "--nproc-per-node", "2"]
+    proc = subprocess.Popen(cmd + stage_args(shards, run, "auto", ["parallel.strategy=ddp", "trainer.max_steps=9",
+                                                                    "trainer.save_every=3"]),
+                            cwd=ROOT, env=env(trace2, "one-node"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    rc, out = finish(proc)
+    assert rc == 0, out[-4000:]
+    recs = rank_records(trace2)
+    assert sorted(recs) == [0, 1] and sorted(r["local_rank"] for r in recs.values()) == [0, 1]
+    assert {r["node_rank"] for r in recs.values()} == {0}
+    assert metric_rows(run) == list(range(1, 10))  # steps 7..9 appended after the 6 of the two-node run
+    assert "resumed at step 6" in out
+    assert complete_steps(run)[-2:] == [6, 9]  # older ones pruned by trainer.keep_last
+    assert (run / "export" / "model.safetensors").is_file()
+    assert all(v == v for v in train_losses(run).values())
+
+
+def kill_node(agent: subprocess.Popen, trace: Path) -> None:
+    """SIGKILL a whole "node": the agent's process group and its workers' (torchrun starts each worker
+    in a session of its own, so killing the agent alone leaves them training headless)."""
+    for rec in rank_records(trace).values():
+        try:
+            os.killpg(rec["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    kill_tree(agent)
+
+
+def test_killed_node_fails_the_other_without_hang_and_run_resumes(shards, tmp_path):
+    run, trace = tmp_path / "run", tmp_path / "trace"
+    # Far more steps than it will live for: the kill comes right after the first checkpoint.
+    ov = ["parallel.strategy=ddp", "trainer.max_steps=100000", "trainer.save_every=3"]
+    node0, node1 = start_nodes(shards, run, trace, ov)
+    try:
+        wait_for(run / "checkpoints" / "step_00000003" / "COMPLETE", node0, timeout=150)
+        kill_node(node1, trace / "node1")
+        rc, out = finish(node0, timeout=HANG_S)
+    finally:
+        kill_node(node0, trace / "node0")
+        kill_node(node1, trace / "node1")
+    print(out[:6000])
+    assert rc != 0
+    last = complete_steps(run)[-1]
+    assert last >= 3 and not (run / "export").exists()
