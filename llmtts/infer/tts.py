@@ -76,9 +76,13 @@ class SynthesisOptions:
     max_text_chars: int = 100_000  # refuse absurd inputs instead of working for hours
     batch_size: int = 8  # sentences generated together
     speaker: str | None = None
+    # The model's positions (max_position_embeddings; 0 = unknown): a sentence never generates past them, where a
+    # rotary model would go on producing noise instead of failing (set by TTS from the loaded model).
+    max_positions: int = 0
 
-    def max_new_tokens(self, n_text_ids: int) -> int:
-        return max(self.min_tokens, min(self.max_tokens, math.ceil(self.tokens_per_text_id * n_text_ids) + 16))
+    def max_new_tokens(self, n_prompt: int) -> int:
+        n = max(self.min_tokens, min(self.max_tokens, math.ceil(self.tokens_per_text_id * n_prompt) + 16))
+        return max(1, min(n, self.max_positions - n_prompt)) if self.max_positions else n
 
 
 def options_from_inference(defaults: dict) -> SynthesisOptions:
@@ -219,7 +223,11 @@ class TTS:
         # max_new_tokens() lets min_tokens win, so min > max would silently generate past the limit.
         if not 1 <= o.min_tokens <= o.max_tokens:
             raise UserError(f"min_tokens must be between 1 and max_tokens ({o.max_tokens}), got {o.min_tokens}")
-        return o
+        positions = int(getattr(self.llm.config, "max_position_embeddings", 0) or 0)
+        if positions and o.min_tokens >= positions:
+            raise UserError(f"min_tokens {o.min_tokens} is past the model's {positions} positions "
+                            "(max_position_embeddings)")
+        return replace(o, max_positions=positions)
 
     def resolve_options(self, **overrides) -> SynthesisOptions:
         """The options a call with these keyword arguments uses: ``self.options`` (the export's defaults)

@@ -182,3 +182,13 @@ def test_int8_mode_streams_like_its_offline_output(exports):
         assert_audio_close(streamed, offline, rel=2e-2)
     with pytest.raises(UserError, match="dtype"):
         TTS.load(*exports, dtype="fp8")
+
+
+def test_generation_stops_at_the_models_positions(tts, monkeypatch):
+    """A rotary model does not fail past max_position_embeddings, it babbles: never generate there."""
+    monkeypatch.setattr(tts.llm.config, "max_position_embeddings", 64)
+    prompt = tts.prepare("Hello there.")[0]
+    tts.synthesize("Hello there.", seed=0, min_tokens=64 - len(prompt) + 5, max_tokens=4000)
+    assert tts.last_stats["tokens"] == 64 - len(prompt)  # min_tokens forced it to the last position, not past
+    with pytest.raises(UserError, match="past the model's 64 positions"):
+        tts.synthesize("Hello there.", seed=0, min_tokens=64, max_tokens=100)
