@@ -33,6 +33,10 @@ class HiddenSizeMismatch(Exception):
     pass
 
 
+class NonFiniteHidden(Exception):  # a NaN/inf state would turn every weight it touches into NaN
+    pass
+
+
 @dataclass
 class Item:
     key: str
@@ -82,6 +86,8 @@ class CropTokens:
             hidden = np.asarray(sample["hidden"])
             if hidden.ndim != 2 or hidden.shape[1] != self.d:
                 raise HiddenSizeMismatch(f"{sample['__key__']}: hidden {hidden.shape}, decoder wants [T, {self.d}]")
+            if not np.isfinite(hidden).all():
+                raise NonFiniteHidden(f"{sample['__key__']}: NaN or inf in its hidden states")
             total = hidden.shape[0]
         else:
             codes = np.asarray(sample["codes"])

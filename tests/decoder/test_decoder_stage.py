@@ -118,6 +118,9 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     w.write("wide", {"flac": encode_flac(wav, 16000), "hidden.npy": np.zeros((20, 48), np.float16), "json": meta})
     w.write("short", {"flac": encode_flac(wav[:1000], 16000), "hidden.npy": np.zeros((20, 32), np.float16), "json": meta})
     w.write("nohidden", {"flac": encode_flac(wav, 16000), "json": meta})
+    nan = np.zeros((20, 32), np.float16)
+    nan[3, 5] = np.nan
+    w.write("nan", {"flac": encode_flac(wav, 16000), "hidden.npy": nan, "json": meta})
     write_index(tmp_path / "h", build_index("hidden", w.close(), sample_rate=16000, samples_per_token=256))
     stage = DecoderStage(load_config(DecoderConfig, None, TINY_OVERRIDES), tmp_path / "run", tmp_path / "h")
     loader = stage.loader("train", 0, 1, train=False)
@@ -129,4 +132,4 @@ def test_bad_samples_are_skipped_and_counted(tmp_path):
     assert keys == ["good"]
     stats = loader.stats
     assert stats["transform_error:HiddenSizeMismatch"] == 1 and stats["transform_error:AudioTokenMismatch"] == 1
-    assert stats["missing_hidden.npy"] == 1
+    assert stats["missing_hidden.npy"] == 1 and stats["transform_error:NonFiniteHidden"] == 1
