@@ -27,7 +27,7 @@ from llmtts.audio import encode_flac, resample
 from llmtts.codec.export import load_codec
 from llmtts.codec.model import CodecModel
 from llmtts.data.parallel_map import check_output, dist_env, iter_shard, map_shards
-from llmtts.data.shards import ShardWriter
+from llmtts.data.shards import ShardWriter, is_usable_key
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,10 @@ class ShardEncoder:
         skipped: Counter = Counter()
         window: list[tuple[dict, np.ndarray]] = []
         for sample in iter_shard(in_tar, fields=["audio"], on_skip=lambda r: skipped.update([r])):
+            if not is_usable_key(sample.get("__key__")):  # a shard written elsewhere: skip it, keep the job
+                log.warning("%s: skipping sample %r (key not usable in a shard)", in_tar, sample.get("__key__"))
+                skipped["bad_key"] += 1
+                continue
             try:
                 window.append((sample, self._prepare(sample)))
             except Exception as exc:  # one unusable clip never stops the job

@@ -32,6 +32,11 @@ KINDS = ("audio", "tokens", "hidden")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
+def is_usable_key(key: object) -> bool:
+    """Whether ``key`` can name a sample in a shard this project writes (letters, digits, '_' and '-')."""
+    return isinstance(key, str) and bool(_KEY_RE.match(key))
+
+
 def shard_name(i: int) -> str:
     return f"shard-{i:06d}.tar"
 

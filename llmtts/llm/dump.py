@@ -21,6 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from llmtts.data.shards import is_usable_key
 from llmtts.errors import UserError
 from llmtts.llm.hidden import audio_state_positions, forward_with_hidden, training_ids
 from llmtts.llm.packing import Segment, pack
@@ -140,6 +141,9 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
 
         n_tokens = 0
         for raw in _raw_samples(in_tar, lambda r: skipped.update([r])):
+            if not is_usable_key(raw.get("__key__")):  # a shard written elsewhere: skip it, keep the job
+                skipped["bad_key"] += 1
+                continue
             seg, reason = _segment(raw, vocab, frontend, max_len)
             if seg is None:
                 skipped[reason] += 1

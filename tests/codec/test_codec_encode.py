@@ -1,5 +1,6 @@
 """``llmtts codec encode`` on real WebDataset shards: layout, determinism, 2 ranks == 1 rank, resume,
 corrupt samples skipped and counted."""
+import io
 import json
 import math
 import os
@@ -126,3 +127,22 @@ def test_encode_cli_refuses_outputs_that_are_not_its_own(tmp_path, codec_dir, au
     assert (tmp_path / "file").read_text() == "mine"
     assert (tmp_path / "foreign" / "train" / "shard-000000.tar").read_text() == "mine"
     assert not (tmp_path / "o").exists() and not (tmp_path / "victim").exists()
+
+
+def test_sample_with_an_unusable_key_is_skipped_not_fatal(codec_dir, tmp_path):
+    """Shards written by other tools may hold keys this project cannot write (spaces, dots): skip and count."""
+    import tarfile
+
+    shards = write_audio_shards(tmp_path / "audio", {"train": [3, 2]})
+    tar_path = sorted((shards / "train").glob("*.tar"))[0]
+    with tarfile.open(tar_path) as tar:
+        first = tar.getmembers()[0].name.split(".")[0]
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers() if m.name.startswith(first + ".")]
+    assert members
+    with tarfile.open(tar_path, "a") as tar:
+        for m, data in members:
+            m.name = "odd key" + m.name[len(first):]
+            tar.addfile(m, io.BytesIO(data))
+    index = encode_shards(codec_dir, shards, tmp_path / "tok", batch_size=2, device="cpu", progress=False)
+    assert index["rejected"] == {"bad_key": 1}
+    assert index["totals"]["num_samples"] == 5
