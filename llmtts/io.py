@@ -67,3 +67,20 @@ def write_json_atomic(path: str | Path, obj: Any, fsync: bool = False, **dumps_k
     """``json.dumps(obj, indent=2, **dumps_kwargs)`` + newline, written atomically."""
     dumps_kwargs.setdefault("indent", 2)
     return write_text_atomic(path, json.dumps(obj, **dumps_kwargs) + "\n", fsync=fsync)
+
+
+def ensure_writable_dir(directory: str | Path, flag: str) -> Path:
+    """Create ``directory`` (and parents) and prove a file can be written there, before any long work: an output
+    path that turns out unusable after an hour of synthesis or training is the failure this prevents."""
+    d = Path(directory)
+    existing = next((p for p in (d, *d.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"{flag} {directory}: {existing} is a file, not a folder")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        probe = temp_path_for(d / "write-probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"{flag} {directory}: cannot write there ({exc.strerror or exc})") from None
+    return d

@@ -92,6 +92,12 @@ def _check_args(args) -> None:
         raise UserError(f"--out {args.out}: is a directory, expected a file name")
     if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise UserError(f"--out-dir {args.out_dir}: exists and is not a directory")
+    from llmtts.io import ensure_writable_dir
+
+    if args.out:
+        ensure_writable_dir(Path(args.out).parent, f"--out {args.out}: its folder")
+    if args.out_dir:
+        ensure_writable_dir(args.out_dir, "--out-dir")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 0:

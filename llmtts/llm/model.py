@@ -75,6 +75,7 @@ def build_model(cfg: LLMModelConfig, vocab_size: int, device: str | torch.device
 def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
                attn_implementation: str = "sdpa") -> Qwen3ForCausalLM:
     """Load a Qwen3 causal LM from a local Hugging Face directory (safetensors only, no hub)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
@@ -84,8 +85,8 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
         model = AutoModelForCausalLM.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, dtype=dtype,
             attn_implementation=attn_implementation)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot load the model ({exc})") from None
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
+        raise UserError(f"{path}: cannot load the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     model.config.use_cache = False
     return model
 

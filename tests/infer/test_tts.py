@@ -192,3 +192,23 @@ def test_generation_stops_at_the_models_positions(tts, monkeypatch):
     assert tts.last_stats["tokens"] == 64 - len(prompt)  # min_tokens forced it to the last position, not past
     with pytest.raises(UserError, match="past the model's 64 positions"):
         tts.synthesize("Hello there.", seed=0, min_tokens=64, max_tokens=100)
+
+
+def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_path, capsys):
+    """Found before synthesis (an --out under a file, in an unwritable folder) or at load (truncated weights)."""
+    import shutil
+
+    llm, dec = exports
+    (tmp_path / "afile").write_text("x")
+    broken = tmp_path / "broken_llm"
+    shutil.copytree(llm, broken)
+    weights = broken / "export" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    cases = [(["--out", str(tmp_path / "afile" / "x.wav")], "is a file, not a folder"),
+             (["--out", "/proc/x.wav"], "cannot write there"),
+             (["--out", str(tmp_path / "y.wav"), "--llm-path", str(broken)], "cannot load the model")]
+    for args, message in cases:
+        argv = ["synthesize", "--text", "hi", "--llm-path", str(llm), "--decoder-path", str(dec), *args]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
