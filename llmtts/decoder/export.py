@@ -81,6 +81,12 @@ def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         state = load_file(str(d / "model.safetensors"))
     except Exception as exc:  # safetensors raises SafetensorError / OSError
         raise UserError(f"{d / 'model.safetensors'}: unreadable ({exc})") from None
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:  # load_state_dict would raise a many-line RuntimeError
+        k = wrong[0]
+        raise UserError(f"{d / 'model.safetensors'}: weights do not match config.json ({len(wrong)} shape(s) differ, "
+                        f"e.g. {k}: {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} from the config)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(f"{d / 'model.safetensors'}: weights do not match config.json "

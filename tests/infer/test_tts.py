@@ -195,7 +195,8 @@ def test_generation_stops_at_the_models_positions(tts, monkeypatch):
 
 
 def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_path, capsys):
-    """Found before synthesis (an --out under a file, in an unwritable folder) or at load (truncated weights)."""
+    """Found before synthesis (an --out under a file, in an unwritable folder) or at load (truncated weights, a
+    decoder config that disagrees with its weights)."""
     import shutil
 
     llm, dec = exports
@@ -204,7 +205,15 @@ def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_pa
     shutil.copytree(llm, broken)
     weights = broken / "export" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
+    import json
+
+    wide = tmp_path / "wide_dec"
+    shutil.copytree(dec, wide)
+    cfg = json.loads((wide / "export" / "config.json").read_text())
+    cfg["model"]["intermediate_dim"] *= 2  # the config no longer describes the weights
+    (wide / "export" / "config.json").write_text(json.dumps(cfg))
     cases = [(["--out", str(tmp_path / "afile" / "x.wav")], "is a file, not a folder"),
+             (["--out", str(tmp_path / "z.wav"), "--decoder-path", str(wide)], "shape(s) differ"),
              (["--out", "/proc/x.wav"], "cannot write there"),
              (["--out", str(tmp_path / "y.wav"), "--llm-path", str(broken)], "cannot load the model")]
     for args, message in cases:
