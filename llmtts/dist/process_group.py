@@ -93,6 +93,19 @@ def info() -> DistInfo:
     return DistInfo()
 
 
+# What gloo / NCCL / the TCP store say when the other end of a collective is gone (a node died, a process was
+# killed): matched on the message because gloo raises a plain RuntimeError.
+_PEER_LOST = ("connection reset by peer", "connection closed by peer", "connection was likely closed",
+              "broken pipe", "connection refused", "remote process exited", "socket timeout", "timed out waiting")
+
+
+def peer_lost(exc: BaseException) -> bool:
+    """True for the error a collective raises when another rank has died."""
+    if isinstance(exc, dist.DistNetworkError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _PEER_LOST)
+
+
 def is_dist() -> bool:
     return dist.is_available() and dist.is_initialized()
 

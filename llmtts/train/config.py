@@ -91,7 +91,13 @@ class DeepSpeedConfig:
 class ParallelConfig:
     strategy: Literal["none", "ddp", "fsdp2", "deepspeed"] = "none"
     backend: Literal["auto", "gloo", "nccl"] = "auto"
+    # A collective that waits longer than this fails (a dead or stuck rank) instead of hanging the others.
+    timeout_min: float = 30.0
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+
+    def __post_init__(self):
+        if not self.timeout_min > 0:
+            raise ValueError(f"timeout_min must be > 0, got {self.timeout_min}")
 
 
 @dataclass

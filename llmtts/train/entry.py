@@ -66,7 +66,7 @@ def run_training(args: argparse.Namespace, config_cls: type,
         raise UserError(f"--input-dir {args.input_dir}: no such directory")
     check_save_dir(args.save_dir)
     check_fresh_start(Path(args.save_dir), args.resume)  # before the stage writes anything into the folder
-    pg.init_process_group(cfg.parallel.strategy, cfg.parallel.backend)
+    pg.init_process_group(cfg.parallel.strategy, cfg.parallel.backend, cfg.parallel.timeout_min)
     try:
         stage = stage_factory(cfg, args)
         result = Trainer(stage, cfg, Path(args.save_dir), resume=args.resume).fit()

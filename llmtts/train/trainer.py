@@ -91,7 +91,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def _setup(self) -> None:
         strategy = self.pcfg.strategy
-        self.dist = pg.init_process_group(strategy, self.pcfg.backend)
+        self.dist = pg.init_process_group(strategy, self.pcfg.backend, self.pcfg.timeout_min)
         self.rank, self.world = self.dist.rank, self.dist.world_size
         if strategy == "none" and self.world > 1:
             raise UserError(f"launched with {self.world} processes but parallel.strategy is 'none'; "
@@ -205,6 +205,15 @@ class Trainer:
         try:
             self._setup()
             return self._loop()
+        except Exception as exc:
+            if not (pg.is_dist() and pg.peer_lost(exc)):
+                raise
+            # Not a bug here: say so in one line, instead of a traceback that looks like one.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            saved = f"step {self._last_saved_step}" if self._last_saved_step >= 0 else "none yet"
+            raise UserError(f"rank {pg.info().rank}: lost contact with another rank near step {self.step} (a node or "
+                            f"process died or was killed; see its log): {first[:300]}. Last checkpoint of this run: "
+                            f"{saved}; rerun with --resume auto to continue from the last complete one") from None
         finally:
             self._it = None  # DataLoader workers end here, not whenever the trainer is garbage-collected
             if self.logger is not None:
