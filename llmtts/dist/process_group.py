@@ -96,7 +96,7 @@ def info() -> DistInfo:
 # What gloo / NCCL / the TCP store say when the other end of a collective is gone (a node died, a process was
 # killed): matched on the message because gloo raises a plain RuntimeError.
 _PEER_LOST = ("connection reset by peer", "connection closed by peer", "connection was likely closed",
-              "broken pipe", "connection refused", "remote process exited", "socket timeout", "timed out waiting")
+              "broken pipe", "connection refused", "remote process exited", "socket timeout", "timed out")
 
 
 def peer_lost(exc: BaseException) -> bool:
