@@ -196,3 +196,35 @@ def test_killed_node_fails_the_other_without_hang_and_run_resumes(shards, tmp_pa
     steps = metric_rows(run)
     assert steps[-3:] == [k + 1, k + 2, k + 3] and len(steps) == len(set(steps[:-3])) + 3
     assert complete_steps(run)[-1] == k + 3 and (run / "export" / "model.safetensors").is_file()
+
+
+def _silent_peer_worker(rank: int, port: int, out_dir: str) -> None:
+    import datetime
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    from llmtts.dist import process_group as pg
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=2))
+    if rank == 1:
+        time.sleep(5)  # alive, connected, but never joins the collective: no TCP reset, only the timeout
+        os._exit(0)
+    try:
+        dist.all_reduce(torch.ones(1))
+        verdict = "no error"
+    except Exception as exc:  # what the trainer's fit() sees
+        verdict = f"{pg.peer_lost(exc)} {exc}"
+    Path(out_dir, "verdict").write_text(verdict)
+    os._exit(0)  # tearing down a group whose collective timed out may abort the process: skip it
+
+
+def test_a_collective_timeout_counts_as_a_lost_peer(tmp_path):
+    """The path of a peer that vanishes without a reset: the gloo timeout error must get the one-line message."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_silent_peer_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    verdict = (tmp_path / "verdict").read_text()
+    assert verdict.startswith("True ") and "timed out" in verdict.lower(), verdict
