@@ -43,25 +43,34 @@ class StaticDecoder:
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``ids [B, 1]``, ``positions [B, 1]`` -> post-final-norm states ``[B, 1, d]``."""
-        from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
-
-        m, B, L = self.m, self.B, self.len
+        m, L = self.m, self.len
         x = m.embed_tokens(ids)
         cos, sin = m.rotary_emb(x, positions)
         bias = None if self.bias is None else self.bias[..., : L + 1]
         for i, layer in enumerate(m.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            shape = (B, 1, -1, attn.head_dim)
-            q = attn.q_norm(attn.q_proj(h).view(shape)).transpose(1, 2)
-            k = attn.k_norm(attn.k_proj(h).view(shape)).transpose(1, 2)
-            v = attn.v_proj(h).view(shape).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            self.k[i][:, :, L] = k[:, :, 0]
-            self.v[i][:, :, L] = v[:, :, 0]
-            o = F.scaled_dot_product_attention(q, self.k[i][:, :, : L + 1], self.v[i][:, :, : L + 1], attn_mask=bias,
-                                               scale=attn.scaling, enable_gqa=True)
-            x = x + attn.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            def store(k, v, i=i):  # every row writes at position L and attends over 0..L
+                self.k[i][:, :, L], self.v[i][:, :, L] = k, v
+                return self.k[i][:, :, : L + 1], self.v[i][:, :, : L + 1]
+            x = layer_step(layer, x, cos, sin, store, bias)
         self.len = L + 1
         return m.norm(x)
+
+
+def layer_step(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, store, bias: torch.Tensor | None):
+    """One ``Qwen3DecoderLayer`` on one new token per row (``x [B, 1, d]``), its submodules called in the same
+    order as the layer's own forward. ``store(k, v)`` (``[B, kv_heads, head_dim]`` each) writes the new key/value
+    into the caller's cache and returns the ``(keys, values)`` to attend over; ``bias`` is the additive mask.
+    Shared by ``StaticDecoder`` and the server's per-row ``SlotBatch``."""
+    from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
+
+    attn, B = layer.self_attn, x.shape[0]
+    h = layer.input_layernorm(x)
+    shape = (B, 1, -1, attn.head_dim)
+    q = attn.q_norm(attn.q_proj(h).view(shape)).transpose(1, 2)
+    k = attn.k_norm(attn.k_proj(h).view(shape)).transpose(1, 2)
+    v = attn.v_proj(h).view(shape).transpose(1, 2)
+    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+    keys, values = store(k[:, :, 0], v[:, :, 0])
+    o = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scaling, enable_gqa=True)
+    x = x + attn.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
+    return x + layer.mlp(layer.post_attention_layernorm(x))

@@ -15,7 +15,6 @@ float rounding of the batched kernels (tests compare audio within ``assert_audio
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from llmtts.errors import UserError
 
@@ -98,7 +97,7 @@ class SlotBatch:
     @torch.inference_mode()
     def step(self, ids: list[int]) -> torch.Tensor:
         """Feed token ``ids[i]`` to live row ``i``; returns post-final-norm states ``[n, d]``."""
-        from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
+        from llmtts.infer.fast_decode import layer_step
 
         m, B = self.m, self.n
         lens = torch.as_tensor(self.lens, dtype=torch.long, device=self.device)
@@ -110,18 +109,9 @@ class SlotBatch:
         self.bias[rows, 0, 0, lens] = 0
         bias = self.bias[:B, ..., :L]
         for i, layer in enumerate(m.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            shape = (B, 1, -1, attn.head_dim)
-            q = attn.q_norm(attn.q_proj(h).view(shape)).transpose(1, 2)
-            k = attn.k_norm(attn.k_proj(h).view(shape)).transpose(1, 2)
-            v = attn.v_proj(h).view(shape).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            self.k[i][rows, :, lens] = k[:, :, 0]
-            self.v[i][rows, :, lens] = v[:, :, 0]
-            o = F.scaled_dot_product_attention(q, self.k[i][:B, :, :L], self.v[i][:B, :, :L], attn_mask=bias,
-                                               scale=attn.scaling, enable_gqa=True)
-            x = x + attn.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            def store(k, v, i=i):  # row r writes at its own length lens[r]; all attend over 0..max(len)
+                self.k[i][rows, :, lens], self.v[i][rows, :, lens] = k, v
+                return self.k[i][:B, :, :L], self.v[i][:B, :, :L]
+            x = layer_step(layer, x, cos, sin, store, bias)
         self.lens = [n + 1 for n in self.lens]
         return m.norm(x)[:, 0]
