@@ -45,6 +45,10 @@ TIMEOUT_S = 60.0       # socket timeout of one request
 _CHUNK = 1 << 20
 
 
+def _no_credentials(url: str) -> UserError:
+    return UserError(f"{url}: no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)")
+
+
 def is_url(path: object) -> bool:
     return isinstance(path, str) and path.startswith(SCHEMES)
 
@@ -139,8 +143,7 @@ def _s3_get(url: str, start: int):
     try:
         resp = _s3().get_object(Bucket=bucket, Key=key, **({"Range": f"bytes={start}-"} if start else {}))
     except NoCredentialsError:
-        raise UserError(f"{url}: no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)") \
-            from None
+        raise _no_credentials(url) from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -303,8 +306,7 @@ def _s3_call(url: str, what: str, call: Callable[[], object]):
         try:
             return call()
         except NoCredentialsError:
-            raise UserError(f"{url}: no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)") \
-                from None
+            raise _no_credentials(url) from None
         except ClientError as exc:
             err = exc.response.get("Error", {})
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
