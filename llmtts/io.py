@@ -75,7 +75,7 @@ def ensure_writable_dir(directory: str | Path, flag: str) -> Path:
     d = Path(directory)
     existing = next((p for p in (d, *d.parents) if p.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise UserError(f"{flag} {directory}: {existing} is a file, not a folder")
+        raise UserError(f"{flag} {directory}: cannot write there ({existing} is a file, not a folder)")
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = temp_path_for(d / "write-probe")

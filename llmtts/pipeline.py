@@ -340,13 +340,12 @@ def _export_sample_rate(run: Path) -> int | None:
     """The sample rate an existing codec export was trained at (None when it does not say)."""
     import json
 
-    for cand in (run / "export" / "config.json", run / "config.json"):
-        if cand.is_file():
-            try:
-                return json.loads(cand.read_text()).get("model", {}).get("sample_rate")
-            except (OSError, ValueError, AttributeError):
-                return None
-    return None
+    from llmtts.dist.checkpoint import resolve_export
+
+    try:
+        return json.loads((resolve_export(run) / "config.json").read_text()).get("model", {}).get("sample_rate")
+    except (UserError, OSError, ValueError, AttributeError):
+        return None
 
 
 def drop_unavailable_evals(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from llmtts.errors import UserError
-from llmtts.llm.model import load_model
+from llmtts.llm.model import load_model, replace_embeddings
 from llmtts.llm.vocab import AUDIO_OFFSET, SPECIALS, Vocab
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,7 @@ def init_from(path: str | Path, dst: Vocab, vocab_size: int, attn_implementation
         s = torch.tensor([mapping[i] for i in sorted(mapping)])
         new_in[d] = emb_in[s]
         new_out[d] = emb_out[s]
-    tied = model.config.tie_word_embeddings
-    model.resize_token_embeddings(vocab_size, mean_resizing=False)
-    model.get_input_embeddings().weight.data.copy_(new_in)
-    if not tied:
-        model.get_output_embeddings().weight.data.copy_(new_out)
-    model.config.vocab_size = vocab_size
+    replace_embeddings(model, new_in, new_out)
     model.config.use_cache = False
     if src is None:
         report = (f"init from {path}: transformer body kept; no vocab.json there, so all {vocab_size} embedding "

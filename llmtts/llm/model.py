@@ -91,5 +91,15 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
     return model
 
 
+def replace_embeddings(model: Qwen3ForCausalLM, emb_in: torch.Tensor, emb_out: torch.Tensor) -> None:
+    """Give ``model`` these input/output embedding matrices (``[rows, d]`` each; the output one is ignored when
+    tied) and a matching ``config.vocab_size``: how a vocabulary is remapped (``--init-from``, Soprano import/export)."""
+    model.resize_token_embeddings(emb_in.shape[0], mean_resizing=False)
+    model.get_input_embeddings().weight.data.copy_(emb_in)
+    if not model.config.tie_word_embeddings:
+        model.get_output_embeddings().weight.data.copy_(emb_out)
+    model.config.vocab_size = emb_in.shape[0]
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -36,18 +36,12 @@ def add_train_args(parser: argparse.ArgumentParser, input_required: bool = False
 def check_save_dir(save_dir: str | Path) -> None:
     """Found at start-up, not at the first checkpoint after hours of training: a --save-dir that is a file
     or cannot be created or written (a probe file is made and removed)."""
-    from llmtts.io import temp_path_for
+    from llmtts.io import ensure_writable_dir
 
     path = Path(save_dir)
     if path.exists() and not path.is_dir():
         raise UserError(f"--save-dir {save_dir}: exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = temp_path_for(path / "write-test")
-        probe.touch(exist_ok=False)
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"--save-dir {save_dir}: cannot write there ({exc.strerror or exc})") from None
+    ensure_writable_dir(path, "--save-dir")
 
 
 def run_training(args: argparse.Namespace, config_cls: type,

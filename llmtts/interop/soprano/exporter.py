@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from llmtts.errors import UserError
+from llmtts.llm.model import replace_embeddings
 from llmtts.interop.soprano.decoder import export_decoder
 from llmtts.interop.soprano.tokenizer import TOKENIZER_FILES
 
@@ -70,14 +71,8 @@ def export_soprano(llm_path: str | Path, decoder_path: str | Path, out: str | Pa
     n_soprano = max(rows) + 1
     orig = _original_config(tok.path)
     eos = rows[vocab.stop]
-    tied = bool(model.config.tie_word_embeddings)
-    emb_in = inverse_rows(model.get_input_embeddings().weight.data, rows, n_soprano)
-    emb_out = inverse_rows(model.get_output_embeddings().weight.data, rows, n_soprano)
-    model.resize_token_embeddings(n_soprano, mean_resizing=False)
-    model.get_input_embeddings().weight.data.copy_(emb_in)
-    if not tied:
-        model.get_output_embeddings().weight.data.copy_(emb_out)
-    model.config.vocab_size = n_soprano
+    replace_embeddings(model, inverse_rows(model.get_input_embeddings().weight.data, rows, n_soprano),
+                       inverse_rows(model.get_output_embeddings().weight.data, rows, n_soprano))
     model.config.eos_token_id = eos
     model.config.pad_token_id = orig.get("pad_token_id")
     model.config.bos_token_id = orig.get("bos_token_id")

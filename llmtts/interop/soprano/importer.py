@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from llmtts.errors import UserError
+from llmtts.llm.model import replace_embeddings
 from llmtts.interop.soprano.decoder import import_decoder, read_pth
 from llmtts.interop.soprano.layout import analyse
 from llmtts.interop.soprano.tokenizer import SopranoTokenizer, load_auto_tokenizer
@@ -39,14 +40,8 @@ def permute_rows(weight: torch.Tensor, rows: list[int], n_out: int) -> torch.Ten
 
 def set_rows(model, rows: list[int], n_rows: int, eos: int, pad: int | None) -> None:
     """Replace the model's input/output embeddings by their rows permuted through ``rows``."""
-    emb_in = model.get_input_embeddings().weight.data.clone()
-    emb_out = model.get_output_embeddings().weight.data.clone()
-    tied = bool(model.config.tie_word_embeddings)
-    model.resize_token_embeddings(n_rows, mean_resizing=False)
-    model.get_input_embeddings().weight.data.copy_(permute_rows(emb_in, rows, n_rows))
-    if not tied:
-        model.get_output_embeddings().weight.data.copy_(permute_rows(emb_out, rows, n_rows))
-    model.config.vocab_size = n_rows
+    replace_embeddings(model, permute_rows(model.get_input_embeddings().weight.data, rows, n_rows),
+                       permute_rows(model.get_output_embeddings().weight.data, rows, n_rows))
     model.config.eos_token_id = eos
     model.config.pad_token_id = pad
     model.config.bos_token_id = None
