@@ -340,7 +340,7 @@ def _export_sample_rate(run: Path) -> int | None:
     """The sample rate an existing codec export was trained at (None when it does not say)."""
     import json
 
-    from llmtts.dist.checkpoint import resolve_export
+    from llmtts.distributed.checkpoint import resolve_export
 
     try:
         return json.loads((resolve_export(run) / "config.json").read_text()).get("model", {}).get("sample_rate")

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Plain sbatch, without submitit or `llmtts launch`: one task per GPU, srun starts them, each task
-# reads its rank from SLURM_PROCID/SLURM_NTASKS (llmtts.dist.process_group translates them), and a
+# reads its rank from SLURM_PROCID/SLURM_NTASKS (llmtts.distributed.process_group translates them), and a
 # pre-emption / time-limit signal makes the trainer checkpoint and exit 75 (REQUEUE_EXIT_CODE),
 # after which this script requeues the job; the next run resumes with --resume auto.
 #

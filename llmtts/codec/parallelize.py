@@ -1,4 +1,4 @@
-"""How the codec stage is wrapped per strategy (``llmtts.dist.parallelize.ParallelContext`` does the wrapping).
+"""How the codec stage is wrapped per strategy (``llmtts.distributed.parallelize.ParallelContext`` does the wrapping).
 
 Generator: every ConvNeXt block (encoder, token encoder, decoder) is an FSDP2 unit / activation-checkpointed
 block; the rest (mel front end, strided convs, quantizer, iSTFT head) stays in the root unit.

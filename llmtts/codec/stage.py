@@ -195,7 +195,7 @@ class CodecStage(Stage):
             self._monitor.load_state_dict(state["codebook_monitor"])
 
     def _codebook_size(self, ctx) -> int:
-        from llmtts.dist.parallelize import unwrap
+        from llmtts.distributed.parallelize import unwrap
 
         return unwrap(ctx.models["gen"]).quantizer.codebook_size
 

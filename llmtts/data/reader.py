@@ -70,7 +70,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from llmtts.data import remote
 from llmtts.data.shards import list_shards
-from llmtts.dist import trace
+from llmtts.distributed import trace
 from llmtts.errors import UserError
 
 log = logging.getLogger(__name__)

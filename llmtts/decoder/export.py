@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.config import ConfigError, _from_dict
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
-from llmtts.dist.checkpoint import replace_dir
+from llmtts.distributed.checkpoint import replace_dir
 from llmtts.errors import UserError
 
 

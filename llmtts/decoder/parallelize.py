@@ -1,4 +1,4 @@
-"""How the decoder stage is wrapped per strategy (``llmtts.dist.parallelize.ParallelContext`` wraps).
+"""How the decoder stage is wrapped per strategy (``llmtts.distributed.parallelize.ParallelContext`` wraps).
 
 Generator: each ConvNeXt block of the backbone is an FSDP2 unit / activation-checkpointed / compiled block;
 embedding, norms and the iSTFT head stay in the root unit. Discriminator: one unit (small, and called under

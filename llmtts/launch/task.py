@@ -4,7 +4,7 @@ submitit unpickles the task in each srun task and calls it. The task exports the
 variables (``RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT``) from submitit's
 ``JobEnvironment`` and runs the stage command (``llmtts <stage> ...``) as a child process, using
 the job's code snapshot. A child, not a call in this process, because:
-- the trainer installs its own SIGTERM/SIGUSR2 handlers (``llmtts.dist.signals``) and exits with
+- the trainer installs its own SIGTERM/SIGUSR2 handlers (``llmtts.distributed.signals``) and exits with
   ``REQUEUE_EXIT_CODE`` after checkpointing; this process forwards the signals and reads that code;
 - a stage that crashes (or calls ``sys.exit``) can never leave a half-written submitit result.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 log = logging.getLogger("llmtts.launch")
 
-# Kept equal to llmtts.dist.signals.REQUEUE_EXIT_CODE without importing torch in this wrapper.
+# Kept equal to llmtts.distributed.signals.REQUEUE_EXIT_CODE without importing torch in this wrapper.
 REQUEUE_EXIT_CODE = 75
 # Written by the trainer into the run dir when a signal stopped it (llmtts.train.trainer.STOPPED_MARKER).
 STOPPED_MARKER = "stopped.json"

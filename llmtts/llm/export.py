@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from llmtts.dist.checkpoint import replace_dir
+from llmtts.distributed.checkpoint import replace_dir
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 from llmtts.llm.model import load_model
@@ -94,7 +94,7 @@ def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, at
 def resolve_llm_dir(path: str | Path) -> Path:
     """A run directory or its export directory -> the export directory."""
     try:
-        from llmtts.dist.checkpoint import resolve_export
+        from llmtts.distributed.checkpoint import resolve_export
     except ImportError:  # keep working if the dist package is absent
         p = Path(path)
         return p / "export" if (p / "export").is_dir() else p

@@ -196,7 +196,7 @@ class LLMStage(Stage):
                 log.warning("samples: skipped under sharded parameters (their forward needs every rank)")
             self._last_sample_step = step
             return
-        from llmtts.dist.parallelize import unwrap
+        from llmtts.distributed.parallelize import unwrap
         from llmtts.llm.samples import TrainingSampler
 
         if self._sampler is None:

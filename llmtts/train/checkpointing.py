@@ -1,4 +1,4 @@
-"""Save / resume / export for the training core (directory layout in ``llmtts.dist.checkpoint``).
+"""Save / resume / export for the training core (directory layout in ``llmtts.distributed.checkpoint``).
 
 - ``none`` / ``ddp`` / ``fsdp2``: models, optimizers and EMA through torch.distributed.checkpoint with
   FQNs of the unwrapped models, so checkpoints reshard across strategies and world sizes.
@@ -26,8 +26,8 @@ from torch import nn
 from torch.distributed.checkpoint.api import CheckpointException
 
 from llmtts.config import to_dict
-from llmtts.dist import checkpoint as ckpt_io
-from llmtts.dist import process_group as pg
+from llmtts.distributed import checkpoint as ckpt_io
+from llmtts.distributed import process_group as pg
 from llmtts.errors import UserError
 from llmtts.train.context import OptimizerSlot
 from llmtts.train.ema import EMA
@@ -220,7 +220,7 @@ class Checkpointer:
             if self.strategy == "fsdp2":
                 sd = get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
             elif self.is_ds:
-                from llmtts.dist.deepspeed_engine import gathered_state_dict
+                from llmtts.distributed.deepspeed_engine import gathered_state_dict
 
                 sd = gathered_state_dict(m, self.zero_stage, self.rank == 0)
             else:

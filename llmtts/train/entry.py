@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llmtts.config import load_config
-from llmtts.dist import process_group as pg
+from llmtts.distributed import process_group as pg
 from llmtts.errors import UserError
 from llmtts.train.run_folder import check_fresh_start
 from llmtts.train.stage import Stage

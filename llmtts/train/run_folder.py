@@ -11,7 +11,7 @@ import os
 import socket
 from pathlib import Path
 
-from llmtts.dist.checkpoint import list_checkpoints
+from llmtts.distributed.checkpoint import list_checkpoints
 from llmtts.errors import UserError
 
 LOCK_FILE = ".lock"

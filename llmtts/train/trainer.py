@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from llmtts.config import save_config, to_dict
-from llmtts.dist import checkpoint as ckpt_io
-from llmtts.dist import process_group as pg
-from llmtts.dist import trace
-from llmtts.dist.parallelize import ParallelContext, unwrap
-from llmtts.dist.signals import REQUEUE_EXIT_CODE, StopFlag
+from llmtts.distributed import checkpoint as ckpt_io
+from llmtts.distributed import process_group as pg
+from llmtts.distributed import trace
+from llmtts.distributed.parallelize import ParallelContext, unwrap
+from llmtts.distributed.signals import REQUEUE_EXIT_CODE, StopFlag
 from llmtts.errors import UserError
 from llmtts.train.checkpointing import Checkpointer, rng_kept, seed_everything
 from llmtts.train.context import OptimizerSlot, StepContext
@@ -160,7 +160,7 @@ class Trainer:
             opt = build_adamw(params, ocfg)
             engine = None
             if self.is_ds:
-                from llmtts.dist import deepspeed_engine as dse
+                from llmtts.distributed import deepspeed_engine as dse
 
                 module = self.raw[names[0]] if len(names) == 1 else nn.ModuleDict({n: self.raw[n] for n in names})
                 ds_cfg = dse.build_config(self.pcfg.deepspeed.zero_stage, self.pcfg.deepspeed.config_file,

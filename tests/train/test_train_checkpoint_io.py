@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from llmtts.dist import checkpoint as ck
+from llmtts.distributed import checkpoint as ck
 from llmtts.errors import UserError
 
 

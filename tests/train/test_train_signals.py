@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmtts.config import load_config
-from llmtts.dist.signals import REQUEUE_EXIT_CODE
+from llmtts.distributed.signals import REQUEUE_EXIT_CODE
 from llmtts.train.toy import ToyConfig, ToyStage
 from llmtts.train.trainer import STOPPED_MARKER, Trainer
 from train_runs import BASE, export_weights, kill_tree, popen_toy, train_losses, wait_for, wait_for_step

@@ -79,5 +79,5 @@ def prebuild_ops() -> None:
     build_shm_op()
 
 
-if __name__ == "__main__":  # python -m llmtts.dist.deepspeed_engine
+if __name__ == "__main__":  # python -m llmtts.distributed.deepspeed_engine
     prebuild_ops()

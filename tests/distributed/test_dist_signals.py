@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from llmtts.config import load_config
-from llmtts.dist.signals import REQUEUE_EXIT_CODE
+from llmtts.distributed.signals import REQUEUE_EXIT_CODE
 from llmtts.train.toy import ToyConfig, ToyStage
 from llmtts.train.trainer import STOPPED_MARKER, Trainer
 from train_runs import BASE, popen_toy, train_losses, wait_for_step

@@ -32,7 +32,7 @@ import torch
 from llmtts import io as atomic_io
 from llmtts.io import write_text_atomic
 
-from llmtts.dist import process_group as pg
+from llmtts.distributed import process_group as pg
 from llmtts.errors import UserError
 
 log = logging.getLogger(__name__)

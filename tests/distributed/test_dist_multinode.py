@@ -1,6 +1,6 @@
 """Two "nodes" on loopback: two torchrun agents (``--nnodes 2``, one process each, c10d rendezvous, gloo)
 train the tiny LLM. Rank handling, per-rank data sharding and which rank writes what are read from
-the run folder and from the opt-in trace records (``LLMTTS_TRACE_DIR``, llmtts/dist/trace.py), not assumed.
+the run folder and from the opt-in trace records (``LLMTTS_TRACE_DIR``, llmtts/distributed/trace.py), not assumed.
 Then the run resumes on one node with two processes, and a SIGKILLed node must make the other one
 fail (not hang) and leave a run that ``--resume auto`` continues.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from llmtts.dist.process_group import _free_port
+from llmtts.distributed.process_group import _free_port
 from train_runs import kill_tree, train_losses, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))  # the LLM tests' token-shard writer
@@ -205,7 +205,7 @@ def _silent_peer_worker(rank: int, port: int, out_dir: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from llmtts.dist import process_group as pg
+    from llmtts.distributed import process_group as pg
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=2))

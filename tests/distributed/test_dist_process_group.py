@@ -1,6 +1,6 @@
 import os
 
-from llmtts.dist import process_group as pg
+from llmtts.distributed import process_group as pg
 
 LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS", "SLURM_PROCID")
 

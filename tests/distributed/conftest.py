@@ -13,5 +13,5 @@ import pytest  # noqa: E402
 def deepspeed_ops():
     """DeepSpeed's one-time op build (~1 min, cached in ~/.cache/llmtts/torch_extensions), done once
     up front so the timed multi-process runs never include it."""
-    subprocess.run([sys.executable, "-m", "llmtts.dist.deepspeed_engine"], check=True, timeout=900,
+    subprocess.run([sys.executable, "-m", "llmtts.distributed.deepspeed_engine"], check=True, timeout=900,
                    capture_output=True)
