@@ -33,18 +33,25 @@ log = logging.getLogger(__name__)
 
 # LLM weight formats. Decoding one token reads every weight once, so on a CPU fewer bytes per weight is
 # the main speed lever; bf16 / int8 states differ from fp32 by a few 1e-2 relative (documented trade-off).
-DTYPES = ("fp32", "bf16", "int8")
+DTYPES = ("fp32", "bf16", "int8", "int4")
 
 
 def cast_llm(llm, dtype: str):
-    """``fp32`` as is; ``bf16`` weights; ``int8`` weight-only int8 linears (``quant.py``) + bf16 for the rest."""
+    """``fp32`` as is; ``bf16`` weights; ``int8`` / ``int4`` weight-only linears (``quant.py``,
+    ``quant_int4.py``; int4 is CPU only) + bf16 for the rest."""
     if dtype not in DTYPES:
         raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
     if dtype == "int8":
         from llmtts.infer.quant import quantize_int8_
 
         quantize_int8_(llm)
-    if dtype in ("bf16", "int8"):
+    if dtype == "int4":
+        from llmtts.infer.quant_int4 import quantize_int4_
+
+        if next(llm.parameters()).device.type != "cpu":
+            raise UserError("dtype int4 runs on the CPU only (torch's packed int4 CPU kernel); use int8 or bf16")
+        quantize_int4_(llm)
+    if dtype in ("bf16", "int8", "int4"):
         llm.to(torch.bfloat16)
     return llm
 
@@ -117,7 +124,8 @@ class TTS:
     @classmethod
     def load(cls, llm_path: str | Path, decoder_path: str | Path, device: str = "cpu", dtype: str = "fp32") -> "TTS":
         """``llm_path``/``decoder_path``: run directories or their ``export/``. ``dtype``: LLM weights,
-        ``fp32``, ``bf16`` or ``int8`` (weight-only; fewer bytes read per token: CPU decoding is bandwidth bound).
+        ``fp32``, ``bf16``, ``int8`` or ``int4`` (weight-only, CPU; fewer bytes read per token: CPU decoding is
+        bandwidth bound).
         The LLM export's ``inference.json`` (the recipe's sampling defaults), if any, becomes ``self.options``."""
         from llmtts.llm import load_llm
         from llmtts.llm.export import load_inference

@@ -1,0 +1,108 @@
+"""Weight-only int4 for CPU decoding: half the bytes of int8, an eighth of fp32 (decode is bandwidth bound).
+
+``Int4Linear`` quantises each group of ``group_size`` input weights of an output row asymmetrically to 16
+levels (min/max per group, bf16 scale and zero point) and multiplies through torch's CPU kernel
+``_weight_int4pack_mm_for_cpu`` (bf16 activations). The kernel's dequantisation is
+``w = (q - 8) * scale + zero`` with ``zero = min + 8 * scale``, so ``|w - dequantised| <= scale / 2`` plus the
+bf16 rounding of scale and zero.
+
+Every row count goes through the packed kernel: on an AVX2 CPU without native bf16 (the AMD EPYC these
+benchmarks ran on) a bf16 matmul on a dequantised copy was 4x *slower* than the int4 kernel at 64 rows (the
+prompt prefill), so unlike ``Int8Linear`` no bf16 copy is kept and the weights cost 0.5 byte + 4 bytes per group.
+CPU only: the CUDA kernel wants another packing.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DEFAULT_GROUP_SIZE = 64  # 32 / 64 / 128 decoded equally fast here; smaller groups are more accurate
+_N_MULTIPLE = 16  # the packing wants the output rows in multiples of 16 (padded with zero rows)
+
+
+def quantize_groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``w [N, K]`` -> ``(q int32 [N, K] in 0..15, scale [N, K/g], zero [N, K/g])`` (float32), with
+    ``w ~= (q - 8) * scale + zero`` per group."""
+    n, k = w.shape
+    g = w.float().reshape(n, k // group_size, group_size)
+    lo, hi = g.amin(-1), g.amax(-1)
+    scale = ((hi - lo) / 15).clamp(min=1e-8)
+    q = torch.round((g - lo[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32).reshape(n, k)
+    return q, scale, lo + 8 * scale
+
+
+def dequantize_groups(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """The weights the kernel multiplies by (float32 ``[N, K]``)."""
+    n, k = q.shape
+    g = (q.float() - 8).reshape(n, scale.shape[1], -1)
+    return (g * scale[..., None] + zero[..., None]).reshape(n, k)
+
+
+def pick_group(in_features: int, group_size: int) -> int | None:
+    """The largest group the kernel supports (32..256) that is <= ``group_size`` and divides ``in_features``
+    (None: the layer stays unquantised)."""
+    return next((g for g in (256, 128, 64, 32) if g <= group_size and in_features % g == 0), None)
+
+
+class Int4Linear(nn.Module):
+    def __init__(self, linear: nn.Linear, group_size: int = DEFAULT_GROUP_SIZE):
+        super().__init__()
+        w = linear.weight.detach().float().cpu()
+        n, k = w.shape
+        pad = -n % _N_MULTIPLE
+        if pad:
+            w = torch.cat([w, w.new_zeros(pad, k)])
+        q, scale, zero = quantize_groups(w, group_size)
+        self.register_buffer("weight_int4", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+        # The kernel's layout: [K / group, N, 2] (scale, zero), bf16.
+        sz = torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(torch.bfloat16)
+        self.register_buffer("scales_and_zeros", sz)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
+        self.group_size, self.in_features, self.out_features = group_size, k, n
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dequantised bf16 weight ``[out, in]`` (computed on demand; decode never reads it)."""
+        eye = torch.eye(self.in_features, dtype=torch.bfloat16)
+        return self._matmul(eye).T.contiguous()
+
+    def _matmul(self, x2: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight_int4, self.group_size, self.scales_and_zeros)
+        return y[:, : self.out_features]
+
+    def rows(self, start: int, stop: int) -> nn.Module:
+        """Output rows ``start:stop`` only (the [stop] + audio part of ``lm_head``): the full product, sliced
+        (the other rows are ~2 % of Soprano's head; repacking a slice would need the unpacked codes)."""
+        return _Rows(self, start, stop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            raise RuntimeError("Int4Linear runs on the CPU only")
+        shape = x.shape
+        y = self._matmul(x.reshape(-1, shape[-1]).to(torch.bfloat16).contiguous())
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
+
+
+class _Rows(nn.Module):
+    def __init__(self, parent: Int4Linear, start: int, stop: int):
+        super().__init__()
+        self.parent = [parent]  # a list: not registered as a submodule twice
+        self.start, self.stop = start, stop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.parent[0](x)[..., self.start: self.stop]
+
+
+def quantize_int4_(model: nn.Module, group_size: int = DEFAULT_GROUP_SIZE) -> nn.Module:
+    """Replace every ``nn.Linear`` by ``Int4Linear`` in place, with groups of ``group_size`` (smaller where the
+    input size needs it: ``pick_group``); embeddings, norms and a linear with no usable group are kept."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Linear):
+            g = pick_group(child.in_features, group_size)
+            if g is not None:
+                setattr(model, name, Int4Linear(child, g))
+        else:
+            quantize_int4_(child, group_size)
+    return model
