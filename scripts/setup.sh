@@ -22,6 +22,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build on Linux.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[eval,dev,serve,prepare,soprano]"
+"$VENV/bin/python" -m pip install -q -e ".[eval,dev,serve,prepare,soprano,hf]"
 echo "$want" > "$stamp"
 echo "[setup] installed llm-tts-factory into $VENV"

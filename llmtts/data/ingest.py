@@ -7,6 +7,7 @@ metadata lines) are counted by reason in index.json and listed in ``rejects.json
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import soundfile as sf
 from llmtts.data.workers import task_results
 from llmtts.audio import AudioError, encode_flac, load_audio
 from llmtts.data import outdir
+from llmtts.data.hf import HF_PREFIX, fetch_audio
 from llmtts.data.shards import ShardSummary, ShardWriter, build_index, shard_name, write_index
 from llmtts.data.sources import Reject, Utterance, read_source
 from llmtts.errors import UserError
@@ -78,15 +80,30 @@ def wav_is_truncated(path: str) -> bool:
 
 def load_checked(u: Utterance, cfg: IngestConfig) -> tuple[np.ndarray | None, str, str]:
     """(audio at cfg.sample_rate, "", "") or (None, reason, detail)."""
+    if u.audio.startswith(HF_PREFIX):  # a row of a saved Hugging Face dataset: its stored bytes (or path)
+        try:
+            src = fetch_audio(u.audio)
+        except UserError as exc:
+            return None, "missing_audio", str(exc)[:200]
+        if isinstance(src, bytes):
+            return _check_decoded(src, cfg)
+        u = Utterance(u.key, src, u.text, u.speaker, u.source, u.normalized_text)
     if not os.path.isfile(u.audio):
         return None, "missing_audio", "file not found"
     if os.path.getsize(u.audio) == 0:
         return None, "unreadable_audio", "empty file"
     if u.audio.lower().endswith(".wav") and wav_is_truncated(u.audio):
         return None, "truncated_audio", "data chunk shorter than its header says"
+    return _check_decoded(u.audio, cfg)
+
+
+def _check_decoded(src: str | bytes, cfg: IngestConfig) -> tuple[np.ndarray | None, str, str]:
+    """Decode a path or encoded bytes and apply the duration / silence checks."""
+    if isinstance(src, bytes) and not src:
+        return None, "unreadable_audio", "empty audio bytes"
     try:
-        declared = sf.info(u.audio).frames
-        wav, sr = load_audio(u.audio)
+        declared = sf.info(io.BytesIO(src) if isinstance(src, bytes) else src).frames
+        wav, sr = load_audio(src)
     except (AudioError, RuntimeError, sf.LibsndfileError) as exc:
         msg = str(exc)
         reason = "truncated_audio" if "lost sync" in msg or "EOF" in msg.upper() else "unreadable_audio"

@@ -1,5 +1,5 @@
 """Finding utterances in a dataset on disk: LJSpeech, LibriTTS(-R) and VCTK trees, folders of audio files with
-transcripts beside them, and JSONL manifests.
+transcripts beside them, JSONL manifests, and Hugging Face ``save_to_disk`` folders (``hf.py``).
 
 Each reader returns the utterances it found plus the ones it could not use, by reason, without
 opening any audio (that happens in the ingestion workers).
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmtts.errors import UserError
 
-FORMATS = ("ljspeech", "libritts", "vctk", "folder", "manifest")
+FORMATS = ("ljspeech", "libritts", "vctk", "folder", "manifest", "hf")
 # What ingestion's reader (libsndfile) decodes; other formats: convert, or run them through `data prepare`.
 FOLDER_AUDIO = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
@@ -246,6 +246,10 @@ def read_source(input_dir: str | Path, fmt: str) -> tuple[list[Utterance], list[
         utts, rejects = read_folder(root)
     elif fmt == "manifest":
         utts, rejects = read_manifest(root)
+    elif fmt == "hf":
+        from llmtts.data.hf import read_hf
+
+        utts, rejects = read_hf(root)
     else:
         raise UserError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
     seen: set[str] = set()
