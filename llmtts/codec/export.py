@@ -57,7 +57,9 @@ def _resolve(path: str | Path) -> Path:
 
 
 def load_codec(path: str | Path, device: str | torch.device = "cpu") -> CodecModel:
-    """A run directory or its ``export/`` -> the codec in eval mode on ``device``."""
+    """A run directory or its ``export/`` -> the codec in eval mode on ``device``. An encoder-only export of
+    Soprano's encoder (``llmtts import soprano --encoder``, config ``kind: soprano-encoder``) gives a
+    ``SopranoEncoder``: same ``encode`` interface, ``decode`` is a one-line error."""
     export = _resolve(path)
     cfg_path, weights = export / "config.json", export / "model.safetensors"
     for p in (cfg_path, weights):
@@ -65,6 +67,10 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> CodecMod
             raise UserError(f"{p}: missing; '{path}' is not a codec export")
     try:
         meta = json.loads(cfg_path.read_text())
+        if isinstance(meta, dict) and meta.get("kind") == "soprano-encoder":  # encoder only: `import soprano --encoder`
+            from llmtts.interop.soprano.encoder import load_encoder
+
+            return load_encoder(meta, weights, cfg_path).to(device)
         cfg = CodecModelConfig(**meta["model"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{cfg_path}: not a codec config ({exc})") from None

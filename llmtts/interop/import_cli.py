@@ -7,9 +7,13 @@ import argparse
 def _run(args) -> int:
     from llmtts.interop.soprano.importer import import_soprano
 
-    s = import_soprano(args.model_dir, args.out, audio_first_id=args.audio_first_id, n_audio=args.n_audio)
+    s = import_soprano(args.model_dir, args.out, audio_first_id=args.audio_first_id, n_audio=args.n_audio,
+                       encoder=args.encoder)
     print(f"imported {s['source']}: LLM {s['llm_parameters']:,} parameters ({s['n_audio']} audio codes, "
           f"{s['n_text']} text tokens) -> {s['llm']}; decoder {s['decoder_parameters']:,} parameters -> {s['decoder']}")
+    if "codec" in s:
+        print(f"encoder {s['codec_parameters']:,} parameters -> {s['codec']} (encoder only: "
+              f"llmtts codec encode --codec-path {s['codec']} ...)")
     print(f"synthesize: llmtts synthesize --llm-path {s['llm']} --decoder-path {s['decoder']} --text '...' --out a.wav")
     return 0
 
@@ -21,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "Nothing is downloaded; .pth files are read with weights_only=True.")
     p.add_argument("--model-dir", required=True, help="local Soprano model directory")
     p.add_argument("--out", required=True, help="output directory (gets llm/, decoder/, soprano_import.json)")
+    p.add_argument("--encoder", default=None,
+                   help="Soprano-Encoder's encoder.pth: also write OUT/codec, an encoder-only codec export for "
+                        "`llmtts codec encode` (Soprano's 8000 codes)")
     p.add_argument("--audio-first-id", type=int, default=None,
                    help="Soprano id of audio code 0, for a tokenizer whose audio token names carry no number")
     p.add_argument("--n-audio", type=int, default=None,

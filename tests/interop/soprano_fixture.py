@@ -30,6 +30,9 @@ REAL = dict(n_audio=8000, hidden=512, layers=17, inter=2304, heads=4, kv_heads=1
             dec_dim=768, dec_layers=8, dec_inter=2304, rows=8192)
 SMALL = dict(n_audio=1000, hidden=512, layers=2, inter=256, heads=4, kv_heads=1, head_dim=32,
              dec_dim=64, dec_layers=2, dec_inter=192)
+# The fine-tune pipeline's stand-in: Soprano's 8000 codes (what its encoder makes) around a very small LLM/decoder.
+TINY = dict(n_audio=8000, hidden=64, layers=2, inter=128, heads=2, kv_heads=1, head_dim=32,
+            dec_dim=32, dec_layers=2, dec_inter=64)
 
 
 def vocab_tokens(n_audio: int) -> list[str]:
@@ -120,7 +123,7 @@ def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
 def build(out: str | Path, size: str = "small", seed: int = 1234, audio_names: bool = True) -> dict:
     """Write the directory; returns ``{"llm_digest", "decoder_digest", "shapes"}``. ``audio_names=False``: the
     tokenizer leaves the audio rows unnamed (Soprano's runtime never turns audio ids into text)."""
-    s = SMALL if size == "small" else REAL
+    s = {"small": SMALL, "tiny": TINY, "real": REAL}[size]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tokens = vocab_tokens(s["n_audio"])
@@ -140,3 +143,35 @@ def build(out: str | Path, size: str = "small", seed: int = 1234, audio_names: b
     (out / "special_tokens_map.json").write_text(json.dumps(
         {"pad_token": "[PAD]", "eos_token": "[STOP]", "unk_token": "[UNK]"}, indent=1))
     return {"llm_digest": weights_digest(llm), "decoder_digest": weights_digest(dec), "shapes": s}
+
+
+# Soprano-Encoder (``encoder.pth``): Soprano's shapes (log-mel 50 -> 8 x 768 ConvNeXt, kernels 1 / 5 -> 5 dims) and a
+# tiny stand-in with the same layout. Key names as docs/soprano.md assumes them.
+ENCODER_REAL = dict(n_mels=50, dim=768, inter=2304, layers=8, dw=5)
+ENCODER_TINY = dict(n_mels=50, dim=32, inter=64, layers=2, dw=5)
+
+
+def encoder_shapes(e: dict) -> list[tuple[str, tuple[int, ...], str]]:
+    D, inter = e["dim"], e["inter"]
+    out = [("encoder.embed.weight", (D, e["n_mels"], 1), "w"), ("encoder.embed.bias", (D,), "b"),
+           ("encoder.norm.weight", (D,), "n"), ("encoder.norm.bias", (D,), "b")]
+    for i in range(e["layers"]):
+        p = f"encoder.convnext.{i}."
+        out += [(p + "dwconv.weight", (D, 1, e["dw"]), "w"), (p + "dwconv.bias", (D,), "b"),
+                (p + "norm.weight", (D,), "n"), (p + "norm.bias", (D,), "b"),
+                (p + "mlp.pwconv1.weight", (inter, D), "w"), (p + "mlp.pwconv1.bias", (inter,), "b"),
+                (p + "mlp.pwconv2.weight", (D, inter), "w"), (p + "mlp.pwconv2.bias", (D,), "b"),
+                (p + "gamma", (D,), "g")]
+    return out + [("encoder.final_layer_norm.weight", (D,), "n"), ("encoder.final_layer_norm.bias", (D,), "b"),
+                  ("downsampler.weight", (5, D), "w"), ("downsampler.bias", (5,), "b")]
+
+
+def encoder_state(size: str = "tiny", seed: int = 7) -> dict[str, torch.Tensor]:
+    """Seeded random ``encoder.pth`` contents (+ the FSQ buffers a checkpoint may carry). The projection to the
+    5 FSQ dims is scaled so latents spread over every level (|z| ~ 2)."""
+    e = ENCODER_REAL if size == "real" else ENCODER_TINY
+    sd = _draw(encoder_shapes(e), torch.Generator().manual_seed(seed), e["dim"])
+    sd["downsampler.weight"] = sd["downsampler.weight"] * 2.0
+    sd["quant.levels"] = torch.tensor([8, 8, 5, 5, 5], dtype=torch.int32).view(1, 1, 5)
+    sd["quant._basis"] = torch.tensor([1, 8, 64, 320, 1600], dtype=torch.int32)
+    return sd

@@ -7,6 +7,7 @@ Input (what Hugging Face's ``ekwek/Soprano-1.1-80M`` holds): ``config.json`` + `
                    frontend.json (Soprano's tokenizer, prompt and normaliser) + inference.json (Soprano's
                    decoding: greedy, repetition penalty 1.2 over the whole sequence, any output id, 512 tokens)
     OUT/decoder/   decoder export with ``edges: soprano`` (``decoder.py``)
+    OUT/codec/     with ``--encoder encoder.pth``: an encoder-only codec export (``encoder.py``) for ``codec encode``
     OUT/soprano_import.json   what was imported, for the record
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from llmtts.errors import UserError
 from llmtts.llm.model import replace_embeddings
 from llmtts.interop.soprano.decoder import import_decoder, read_pth
+from llmtts.interop.soprano.encoder import import_encoder, save_encoder
 from llmtts.interop.soprano.layout import analyse
 from llmtts.interop.soprano.tokenizer import SopranoTokenizer, load_auto_tokenizer
 
@@ -60,8 +62,9 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int | None = None,
-                   n_audio: int | None = None) -> dict:
-    """Write ``out/llm`` and ``out/decoder``; returns the summary also written to ``out/soprano_import.json``."""
+                   n_audio: int | None = None, encoder: str | Path | None = None) -> dict:
+    """Write ``out/llm``, ``out/decoder`` and (with ``encoder``, Soprano-Encoder's ``encoder.pth``) the
+    encoder-only codec ``out/codec``; returns the summary also written to ``out/soprano_import.json``."""
     from llmtts.decoder.export import save_decoder
     from llmtts.io import write_json_atomic
     from llmtts.llm.export import save_export
@@ -72,6 +75,7 @@ def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int |
     check_model_dir(model_dir)
     # The decoder first: it is cheap to read, and a bad decoder.pth should fail before minutes of LLM work.
     decoder = import_decoder(read_pth(model_dir / "decoder.pth"), str(model_dir / "decoder.pth"))
+    codec = import_encoder(read_pth(encoder), str(encoder)) if encoder else None
     tok = load_auto_tokenizer(model_dir)
     model = load_model(model_dir)
     if model.config.model_type != "qwen3":
@@ -81,6 +85,9 @@ def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int |
         raise UserError(f"{model_dir}: {rows_in} embedding rows but config.json vocab_size {model.config.vocab_size}")
     layout = analyse(tok, model.config, str(model_dir), audio_first_id=audio_first_id, n_audio=n_audio)
     vocab = layout.project_vocab()
+    if codec is not None and codec.quantizer.codebook_size != vocab.n_audio:
+        raise UserError(f"{encoder}: the encoder makes {codec.quantizer.codebook_size} codes but the LLM has "
+                        f"{vocab.n_audio} audio tokens")
     rows = layout.row_map(vocab)
     if decoder.cfg.hidden_size != model.config.hidden_size:
         raise UserError(f"{model_dir / 'decoder.pth'}: decoder input is {decoder.cfg.hidden_size} wide but the LLM's "
@@ -92,6 +99,8 @@ def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int |
     save_export(model, vocab, frontend, out / "llm", inference=SOPRANO_INFERENCE)
     llm_info = {"n_audio": vocab.n_audio, "vocab_size": vocab.size, "hidden_size": model.config.hidden_size}
     save_decoder(decoder, out / "decoder", llm_info=llm_info)
+    if codec is not None:
+        save_encoder(codec, out / "codec")
     summary = {"source": str(model_dir.resolve()), "llm": str(out / "llm"), "decoder": str(out / "decoder"),
                "n_audio": vocab.n_audio, "n_text": vocab.n_text, "soprano_rows": layout.rows, "rows": vocab.size,
                "soprano_ids": {"stop": layout.stop, "text": layout.text, "start": layout.start, "pad": layout.pad,
@@ -99,5 +108,9 @@ def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int |
                "decoder_config": json.loads(json.dumps(decoder.cfg.__dict__)),
                "llm_parameters": sum(p.numel() for p in model.parameters()),
                "decoder_parameters": sum(p.numel() for p in decoder.parameters())}
+    if codec is not None:
+        summary.update(codec=str(out / "codec"), encoder_source=str(Path(encoder).resolve()),
+                       codec_config=json.loads(json.dumps(codec.cfg.__dict__)),
+                       codec_parameters=sum(p.numel() for p in codec.parameters()))
     write_json_atomic(out / "soprano_import.json", summary)
     return summary
