@@ -69,9 +69,10 @@ def input_shards(input_dir: str | Path, splits: Sequence[str] | None = None) -> 
 
 
 def iter_shard(path: str | Path, fields: Sequence[str] | None = None,
-               on_skip: Callable[[str], None] | None = None) -> Iterator[dict]:
+               on_skip: Callable[[str], None] | None = None, hidden_format=None) -> Iterator[dict]:
     """Decoded samples of one shard in stored order (same decoding as ``ShardLoader``); corrupt
-    samples are skipped and reported to ``on_skip(reason)``."""
+    samples are skipped and reported to ``on_skip(reason)``. ``hidden_format``: the shard folder's
+    (``reader.hidden_format_of``; None = the original fp16 ``hidden.npy``)."""
     from webdataset.tariterators import group_by_keys, tar_file_expander
 
     skip = on_skip or (lambda reason: None)
@@ -85,7 +86,7 @@ def iter_shard(path: str | Path, fields: Sequence[str] | None = None,
     with remote.open_shard(path) as stream:
         files = tar_file_expander([{"url": str(path), "stream": stream}], handler=handler)
         for raw in group_by_keys(files, handler=handler):
-            sample, reason = decode_sample(raw, fields)
+            sample, reason = decode_sample(raw, fields, hidden_format)
             if sample is None:
                 skip(reason or "bad_sample")
                 continue

@@ -21,7 +21,8 @@ Pipeline, per *slot* (one slot = one (rank, DataLoader worker) pair; ``S = world
    epoch, or none); the ``+ e`` rotation makes every slot receive shards within any ``S`` epochs.
 2. **Shuffle buffer** of ``shuffle_buffer`` raw (still encoded) samples, RNG seeded by ``(seed, e, slot)``.
 3. **Decode**: ``flac`` -> ``audio`` (float32 mono numpy) + ``sample_rate``; ``json`` -> dict under
-   ``json``; ``codes.npy`` -> ``codes``; ``hidden.npy`` -> ``hidden``; plus ``__key__`` and ``__url__``.
+   ``json``; ``codes.npy`` -> ``codes``; ``hidden.npy`` -> ``hidden`` (or the member of the format the
+   index records: ``llmtts.data.hidden_format``); plus ``__key__`` and ``__url__``.
    Only the members named in ``fields`` are read at all (the LLM stage never touches audio bytes).
    A sample whose member is corrupt or missing, or an unreadable tar, is skipped and counted by
    reason in ``loader.stats``; it never stops a run. ``__epoch__`` and ``__seed__`` (a 32-bit int fixed
@@ -69,7 +70,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from llmtts.data import remote
-from llmtts.data.shards import list_shards
+from llmtts.data.hidden_format import HiddenFormat
+from llmtts.data.shards import list_shards, read_index
 from llmtts.distributed import trace
 from llmtts.errors import UserError
 
@@ -157,8 +159,24 @@ def _read_flac(data: bytes) -> tuple[np.ndarray, int]:
         return f.read(dtype="float32", always_2d=False), f.samplerate
 
 
-def decode_sample(raw: dict, fields: Sequence[str] | None) -> tuple[dict | None, str | None]:
-    """Raw tar members -> decoded sample, or (None, reason) when a member is missing or corrupt."""
+def member_of(field: str, hidden_format: HiddenFormat | None = None) -> str:
+    """The tar member a field is read from (the hidden states' depends on the shards' format)."""
+    if field == "hidden" and hidden_format is not None:
+        return hidden_format.member
+    return _MEMBER_OF_FIELD[field]
+
+
+def hidden_format_of(shard_dir: str | Path) -> HiddenFormat:
+    """The hidden-state format ``shard_dir/index.json`` records (a folder without an index: the original fp16)."""
+    if remote.is_url(shard_dir) or (Path(shard_dir) / "index.json").is_file():
+        return HiddenFormat.from_index(read_index(shard_dir), f"{shard_dir}/index.json")
+    return HiddenFormat("fp16", "none")
+
+
+def decode_sample(raw: dict, fields: Sequence[str] | None,
+                  hidden_format: HiddenFormat | None = None) -> tuple[dict | None, str | None]:
+    """Raw tar members -> decoded sample, or (None, reason) when a member is missing or corrupt.
+    ``hidden_format``: how the shards store ``hidden`` (``hidden_format_of``; None = the original fp16)."""
     import json
 
     out: dict[str, Any] = {"__key__": raw.get("__key__"), "__url__": raw.get("__url__")}
@@ -171,9 +189,9 @@ def decode_sample(raw: dict, fields: Sequence[str] | None) -> tuple[dict | None,
     except Exception:
         return None, "bad_json"
     out["json"] = meta
-    wanted = fields if fields is not None else [f for f in FIELDS if _MEMBER_OF_FIELD[f] in raw]
+    wanted = fields if fields is not None else [f for f in FIELDS if member_of(f, hidden_format) in raw]
     for f in wanted:
-        member = _MEMBER_OF_FIELD[f]
+        member = member_of(f, hidden_format)
         if member not in raw:
             return None, f"missing_{member}"
         if f == "audio":
@@ -188,7 +206,10 @@ def decode_sample(raw: dict, fields: Sequence[str] | None) -> tuple[dict | None,
             out["audio"], out["sample_rate"] = np.ascontiguousarray(wav, dtype=np.float32), int(sr)
         else:
             try:
-                arr = np.load(io.BytesIO(raw[member]), allow_pickle=False)
+                if f == "hidden" and hidden_format is not None:
+                    arr = hidden_format.decode(raw[member])
+                else:
+                    arr = np.load(io.BytesIO(raw[member]), allow_pickle=False)
             except Exception:
                 return None, f"bad_{member.replace('.', '_')}"
             out[f] = arr
@@ -215,6 +236,7 @@ class _Spec:
     shuffle: bool
     fields: Optional[tuple[str, ...]]
     transform: Optional[Callable[[dict], Optional[dict]]]
+    hidden_format: Optional[HiddenFormat] = None
 
 
 class _SlotStream:
@@ -248,7 +270,7 @@ class _SlotStream:
     def _raw_samples(self, shard_ids: list[int]) -> Iterator[dict]:
         members = None
         if self.spec.fields is not None:
-            members = {"json"} | {_MEMBER_OF_FIELD[f] for f in self.spec.fields}
+            members = {"json"} | {member_of(f, self.spec.hidden_format) for f in self.spec.fields}
 
         def select(fname: str) -> bool:
             return members is None or fname.split("/")[-1].split(".", 1)[-1].lower() in members
@@ -267,7 +289,7 @@ class _SlotStream:
 
     def _decoded(self, raw: Iterable[dict], epoch: int) -> Iterator[dict]:
         for r in raw:
-            sample, reason = decode_sample(r, self.spec.fields)
+            sample, reason = decode_sample(r, self.spec.fields, self.spec.hidden_format)
             if sample is None:
                 self._skip(reason or "bad_sample")
                 continue
@@ -393,7 +415,8 @@ class ShardLoader:
             length_fn=length_fn, collate_fn=collate_fn, batch_budget=float(batch_budget),
             max_batch_size=int(max_batch_size), shuffle_buffer=int(shuffle_buffer),
             bucket_size=int(bucket_size or max(4 * max_batch_size, 64)), seed=int(seed), endless=endless,
-            shuffle=shuffle, fields=tuple(fields) if fields is not None else None, transform=transform)
+            shuffle=shuffle, fields=tuple(fields) if fields is not None else None, transform=transform,
+            hidden_format=hidden_format_of(shard_dir) if fields is None or "hidden" in fields else None)
         slots = world_size * self.spec.num_workers
         if len(shards) < slots and rank == 0:
             log.warning("%s/%s: %d shard(s) for %d rank x worker slots: some slots idle each epoch (still exactly "

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llmtts.data.hidden_format import DEFAULT_DTYPE, DTYPES
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
 
 
@@ -87,10 +88,15 @@ class DecoderConfig:
     init_from: str = ""
     # On-the-fly mode: compute hidden states from token shards with this frozen LLM (``--llm-path``).
     llm_path: str = ""
+    # On-the-fly mode rounds the states as hidden shards of this dtype store them (fp16 | bf16 | int8,
+    # llmtts.data.hidden_format), so both modes train on the same values. Hidden shards say their own format.
+    hidden_dtype: str = DEFAULT_DTYPE
 
     def __post_init__(self) -> None:
         if self.recon_crop_tokens < 1 or self.gan_crop_tokens < 1:
             raise ValueError("recon_crop_tokens and gan_crop_tokens must be >= 1")
+        if self.hidden_dtype not in DTYPES:
+            raise ValueError(f"hidden_dtype must be one of {', '.join(DTYPES)}, got {self.hidden_dtype!r}")
 
     @property
     def crop_tokens(self) -> int:

@@ -32,6 +32,7 @@ def iter_hidden_clips(input_dir: str | Path, splits: list[str], skipped: Counter
     d = Path(input_dir)
     if not (d / "index.json").is_file():
         raise UserError(f"--input-dir {d}: no index.json (expected hidden shards from `llmtts llm dump-hidden`)")
+    from llmtts.data.reader import hidden_format_of
     from llmtts.data.shards import read_index
 
     kind = read_index(d).get("kind")
@@ -40,8 +41,10 @@ def iter_hidden_clips(input_dir: str | Path, splits: list[str], skipped: Counter
     rels = input_shards(d, splits)
     if not rels:
         raise UserError(f"--input-dir {d}: no shards in split(s) {', '.join(splits)}")
+    fmt = hidden_format_of(d)
     for rel in rels:
-        for s in iter_shard(d / rel, fields=["audio", "hidden"], on_skip=lambda r: skipped.update([r])):
+        for s in iter_shard(d / rel, fields=["audio", "hidden"], on_skip=lambda r: skipped.update([r]),
+                            hidden_format=fmt):
             hidden = np.asarray(s["hidden"], dtype=np.float32)
             if not np.isfinite(hidden).all():
                 skipped["non_finite_hidden"] += 1

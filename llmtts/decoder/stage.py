@@ -24,7 +24,7 @@ from llmtts.data.shards import read_index
 from llmtts.decoder.config import DecoderConfig
 from llmtts.decoder.data import Batch, Collate, CropTokens, ItemSamples
 from llmtts.decoder.export import load_decoder, write_decoder_files
-from llmtts.decoder.model import HiddenDecoder, shard_precision
+from llmtts.decoder.model import HiddenDecoder
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
 from llmtts.nn.losses import ReconstructionLoss, default_stft_resolutions
@@ -36,10 +36,14 @@ log = logging.getLogger(__name__)
 
 class FrozenLLMStates:
     """On-the-fly mode: the decoder inputs of a batch, computed by the frozen LLM exactly as dump-hidden does
-    (teacher-forced whole utterance, post-norm states, one per audio token, rounded to float16)."""
+    (teacher-forced whole utterance, post-norm states, one per audio token, rounded as shards of
+    ``hidden_dtype`` store them)."""
 
-    def __init__(self, llm_path: str | Path):
+    def __init__(self, llm_path: str | Path, hidden_dtype: str = "fp16"):
+        from llmtts.data.hidden_format import HiddenFormat
         from llmtts.llm import load_llm
+
+        self.format = HiddenFormat(hidden_dtype, "none")
 
         self.model, self.vocab, self.frontend = load_llm(llm_path)
         self.model.requires_grad_(False)
@@ -60,7 +64,7 @@ class FrozenLLMStates:
             speaker = it.speaker if self.vocab.speakers else None
             ids, n_prompt = training_ids(self.vocab, self.frontend, it.text, codes, speaker=speaker)
             h = audio_hidden_states(self.model, ids, n_prompt)
-            out.append(shard_precision(h[it.start: it.start + batch.n]))
+            out.append(self.format.round_trip(h[it.start: it.start + batch.n]))
         return torch.stack(out)
 
 
@@ -85,7 +89,7 @@ class DecoderStage(Stage):
         if cfg.crop_tokens < self.min_tokens:
             raise UserError(f"crop of {cfg.crop_tokens} tokens is shorter than the loss' longest STFT "
                             f"({longest}) needs: use at least {self.min_tokens} tokens")
-        self.states = FrozenLLMStates(cfg.llm_path) if self.mode == "llm" else None
+        self.states = FrozenLLMStates(cfg.llm_path, cfg.hidden_dtype) if self.mode == "llm" else None
         if self.states is not None and self.states.info["hidden_size"] != m.hidden_size:
             raise UserError(f"--llm-path {cfg.llm_path}: hidden size {self.states.info['hidden_size']} but "
                             f"model.hidden_size={m.hidden_size}")

@@ -26,14 +26,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _dump(args: argparse.Namespace) -> int:
+    from llmtts.data.hidden_format import HiddenFormat
     from llmtts.llm.dump import dump_hidden
 
     dump_hidden(args.llm_path, args.input_dir, args.out, device=args.device, dtype=args.dtype,
-                batch_tokens=args.batch_tokens, splits=args.splits or None)
+                batch_tokens=args.batch_tokens, splits=args.splits or None,
+                hidden_format=HiddenFormat(args.hidden_dtype, args.compression))
     return 0
 
 
 def register(sub) -> None:
+    from llmtts.data.hidden_format import COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_DTYPE, DTYPES
     from llmtts.train.entry import add_train_args
 
     p = sub.add_parser("train", help="train the text -> audio-token LLM on token shards",
@@ -48,14 +51,19 @@ def register(sub) -> None:
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dump-hidden", help="write the LLM's hidden state for every audio token (decoder training data)",
-                       description="Teacher-forced final-layer (post-norm) hidden states, one fp16 vector per audio "
+                       description="Teacher-forced final-layer (post-norm) hidden states, one vector per audio "
                                    "token, into hidden shards. Parallel over ranks (torchrun/SLURM), resumable.")
     d.add_argument("--llm-path", required=True, help="LLM run directory or its export/ directory")
     d.add_argument("--input-dir", required=True, help="token shard directory, or an http(s):// / s3:// URL")
     d.add_argument("--out", required=True, help="output hidden shard directory, or s3://BUCKET/PREFIX")
     d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="forward precision (auto: bf16 on GPU, fp32 on CPU); stored as fp16 either way")
+                   help="forward precision (auto: bf16 on GPU, fp32 on CPU); stored as --hidden-dtype either way")
+    d.add_argument("--hidden-dtype", default=DEFAULT_DTYPE, choices=list(DTYPES),
+                   help="storage of the states: fp16, bf16, or int8 with one fp16 scale per vector "
+                        "(docs/decoder.md, 'Hidden-state shard formats'; default: %(default)s)")
+    d.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=list(COMPRESSIONS),
+                   help="lossless compression of the stored states (zlib: stdlib, byte-shuffled; default: %(default)s)")
     d.add_argument("--batch-tokens", type=int, default=8192, help="tokens per packed forward")
     d.add_argument("--splits", nargs="*", default=None, help="only these splits (default: all)")
     d.set_defaults(func=_dump)

@@ -1,8 +1,9 @@
 """``llmtts llm dump-hidden``: token shards -> hidden shards (the decoder stage's training data).
 
 Each output sample is the input sample's members copied byte for byte (flac, json, codes.npy) plus
-``hidden.npy``: float16 [T, d], row i = the post-norm final-layer state that audio token i is
-predicted from (``llmtts.llm.hidden``: the same vectors inference hands to the decoder).
+the states ``[T, d]``, row i = the post-norm final-layer state that audio token i is predicted from
+(``llmtts.llm.hidden``: the same vectors inference hands to the decoder), stored in the format
+``--hidden-dtype`` / ``--compression`` picks (``llmtts.data.hidden_format``; recorded in index.json).
 Teacher-forced, several utterances packed per forward. Work is split over ranks by
 ``llmtts.data.parallel_map`` (shard i -> rank i % world, finished shards skipped on re-run); an
 output shard holds the same samples as its input shard, so its size is bounded by the input's
@@ -21,6 +22,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from llmtts.data.hidden_format import HiddenFormat
 from llmtts.data.shards import is_usable_key
 from llmtts.errors import UserError
 from llmtts.llm.hidden import audio_state_positions, forward_with_hidden, training_ids
@@ -81,7 +83,7 @@ def _segment(raw: dict, vocab, frontend, max_len: int) -> tuple[Segment | None, 
 
 @torch.no_grad()
 def packed_hidden(model, segments: list[Segment], row_length: int, device, amp_dtype) -> list[np.ndarray]:
-    """One fp16 [T_i, d] array per segment from packed teacher-forced forwards."""
+    """One float32 [T_i, d] array per segment from packed teacher-forced forwards."""
     batch = pack(segments, row_length).to(device)
     ctx = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else torch.autocast("cpu", enabled=False)
     with ctx:
@@ -92,7 +94,7 @@ def packed_hidden(model, segments: list[Segment], row_length: int, device, amp_d
         rows, cols = torch.nonzero(seg == i, as_tuple=True)
         states = hidden[rows[0], cols[0] + torch.arange(len(s), device=device)]
         n_audio = len(s) - s.n_prompt - 1
-        out.append(states[audio_state_positions(s.n_prompt, n_audio)].float().cpu().numpy().astype(np.float16))
+        out.append(states[audio_state_positions(s.n_prompt, n_audio)].float().cpu().numpy())
     return out
 
 
@@ -106,12 +108,13 @@ def _pick_device(name: str) -> torch.device:
 
 def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path, device: str = "auto",
                 dtype: str = "auto", batch_tokens: int = 8192, splits: list[str] | None = None,
-                progress: bool = True) -> dict | None:
+                progress: bool = True, hidden_format: HiddenFormat | None = None) -> dict | None:
     """Write hidden shards for every input shard of this rank; rank 0 returns the index."""
     from llmtts.data.parallel_map import check_output, map_shards
     from llmtts.llm.data import check_token_shards
     from llmtts.llm.export import load_llm
 
+    fmt = hidden_format or HiddenFormat()
     check_output(input_dir, out_dir, "hidden")  # before the model loads
     source = check_token_shards(input_dir)
     dev = _pick_device(device)
@@ -134,8 +137,9 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
             states = packed_hidden(model, segs, row, dev, amp)
             for (key, raw, seg), h in zip(pending, states):
                 assert h.shape == (len(seg) - seg.n_prompt - 1, d)
-                members = {k: v for k, v in raw.items() if not k.startswith("__")}
-                members["hidden.npy"] = h
+                # Hidden shards as input: their old states (of any format) are replaced, not kept beside.
+                members = {k: v for k, v in raw.items() if not k.startswith(("__", "hidden."))}
+                members[fmt.member] = fmt.encode(h)
                 writer.write(key, members)
             pending.clear()
 
@@ -161,6 +165,6 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
     # Carry the token index's own facts (samples_per_token, sample_rate, codebook_size ...).
     own = {"version", "kind", "shards", "splits", "totals", "speakers", "rejected", "num_rejected"}
     extra = {k: v for k, v in source.items() if k not in own}
-    extra.update(hidden_size=d, hidden_dtype="float16", llm_path=str(llm_path))
+    extra.update(hidden_size=d, llm_path=str(llm_path), **fmt.index_fields())
     return map_shards(input_dir, out_dir, one_shard, kind="hidden", splits=splits, progress=progress,
                       extra_index=extra)

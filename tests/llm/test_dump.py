@@ -123,3 +123,25 @@ def test_two_rank_dump_equals_one_rank(tmp_path, exported, vocab):
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
     a, b = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
     assert a["totals"] == b["totals"] and a["totals"]["num_samples"] == 8
+
+
+def test_dump_in_another_format_reads_back_as_fp16_within_its_bound(tmp_path, exported, vocab):
+    from llmtts.data.reader import ShardLoader
+
+    shards = make_token_shards(tmp_path / "tok", n_train=4, n_val=0, n_audio=vocab.n_audio, per_shard=4)
+    got = {}
+    for dtype, comp in (("fp16", "none"), ("int8", "zlib")):
+        out = tmp_path / f"hidden-{dtype}"
+        assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards), "--out", str(out),
+                     "--hidden-dtype", dtype, "--compression", comp]) == 0
+        index = json.loads((out / "index.json").read_text())
+        assert (index["hidden_dtype"], index["hidden_compression"]) == ({"fp16": "float16"}.get(dtype, dtype), comp)
+        names = read_tar(out / "train" / "shard-000000.tar")
+        assert all(("hidden.npy" in m) == (dtype == "fp16") for m in names.values())
+        ld = ShardLoader(out, "train", 0, 1, length_fn=lambda s: 1, batch_budget=64, max_batch_size=64,
+                         fields=["hidden"], endless=False, shuffle=False)
+        got[dtype] = {s["__key__"]: np.asarray(s["hidden"], np.float32) for b in ld for s in b}
+    assert sorted(got["int8"]) == sorted(got["fp16"]) and len(got["fp16"]) == 4
+    for key, ref in got["fp16"].items():
+        step = np.abs(ref).max(axis=1, keepdims=True) / 127  # int8 keeps every value within half a step (+ fp16)
+        assert (np.abs(got["int8"][key] - ref) <= 0.51 * step + np.abs(ref) * 2.0 ** -10).all()
