@@ -1,0 +1,186 @@
+"""This project against soprano-tts 0.2.0 on the identical checkpoint, same machine, one run, alternating.
+
+    python benchmarks/vs_soprano.py --threads 2                     # 512 tokens per sentence, fp32/int8/int4
+    python benchmarks/vs_soprano.py --soprano-python /work/soprano-venv/bin/python --tokens 128 --reps 1
+
+One seeded random checkpoint at Soprano-1.1-80M's exact shapes (``tests/interop/soprano_fixture.py``: 79.7 M
+Qwen3 + 8 x 768 Vocos decoder) is written as a Soprano model directory; soprano-tts runs it in its own venv
+(``benchmarks/soprano_worker.py``: its ``infer``, transformers backend, fp32), this project runs the same weights
+imported by ``llmtts import soprano``. Both generate exactly ``--tokens`` tokens per sentence ([stop] masked) and
+take turns sentence by sentence (the order rotates each round), so load from other processes hits both alike.
+Reported: x-real-time (audio seconds per wall second) and ms per token per system, the ratio to soprano-tts on
+the same sentences, and the streaming first chunk (soprano ``infer_stream`` vs ``TTS.stream``, exact).
+
+soprano-tts is not a dependency: without ``--soprano-python`` a venv is made at ``--venv`` and
+``soprano-tts==0.2.0`` is installed with pip from the configured index (PyPI or a local mirror), pinned to this
+environment's torch and transformers versions. The model directory is built locally: no hub download.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["the quick brown fox jumps over the lazy dog while the band plays on.",
+         "she sells sea shells by the sea shore, and the shells she sells are surely sea shells.",
+         "a journey of a thousand miles begins with a single step, or so they say in the old country."]
+DEFAULT_VENV = Path("/work/soprano-venv")
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def ensure_soprano(python: str | None, venv: Path) -> str:
+    """A Python that imports soprano: ``python`` as given, else ``venv``'s, installing soprano-tts there if needed."""
+    if python:
+        return python
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", "import soprano"], capture_output=True).returncode == 0:
+        return str(py)
+    import transformers
+
+    print(f"installing soprano-tts==0.2.0 into {venv} (pip, the configured index only)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = [f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "soprano-tts==0.2.0", *pins], check=True)
+    return str(py)
+
+
+class Soprano:
+    """The worker process: soprano-tts's runtime, answering timing requests."""
+
+    def __init__(self, python: str, model_dir: Path, threads: int):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1")
+        self.p = subprocess.Popen([python, str(ROOT / "benchmarks/soprano_worker.py"), str(model_dir), str(threads)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True, env=env)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.p.stdout.readline()
+        if not line:
+            raise SystemExit(f"soprano worker exited ({self.p.wait()}); run benchmarks/soprano_worker.py by hand to "
+                             "see why")
+        return json.loads(line)
+
+    def ask(self, **req) -> dict:
+        self.p.stdin.write(json.dumps(req) + "\n")
+        self.p.stdin.flush()
+        return self._read()
+
+    def close(self) -> None:
+        self.p.stdin.write('{"op": "quit"}\n')
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def build_checkpoint(root: Path) -> tuple[Path, Path]:
+    """``(soprano model dir, our import)`` of one seeded random checkpoint at Soprano-1.1-80M's shapes."""
+    sys.path.insert(0, str(ROOT / "tests/interop"))
+    import soprano_fixture
+
+    from llmtts.interop.soprano.importer import import_soprano
+
+    soprano_fixture.build(root / "model", "real")
+    import_soprano(root / "model", root / "ours")
+    return root / "model", root / "ours"
+
+
+def forced(tokens: int) -> dict:
+    return dict(seed=0, max_tokens=tokens, min_tokens=tokens, tokens_per_text_id=1000.0, max_chars=1000)
+
+
+def ours_offline(tts, text: str, tokens: int) -> dict:
+    t = time.perf_counter()
+    wav, _ = tts.synthesize(text, **forced(tokens))
+    return {"wall_s": time.perf_counter() - t, "samples": len(wav)}
+
+
+def ours_first_chunk(tts, text: str, tokens: int) -> float:
+    gen = tts.stream(text, **forced(tokens))
+    next(gen)
+    gen.close()
+    return tts.last_stats["first_chunk_s"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--soprano-python", help="a Python with soprano-tts 0.2.0 installed (else --venv is used)")
+    ap.add_argument("--venv", default=str(DEFAULT_VENV), help="venv to use or create for soprano-tts")
+    ap.add_argument("--tokens", type=int, default=512, help="generated tokens per sentence (512 = 32.7 s)")
+    ap.add_argument("--reps", type=int, default=2, help="rounds over the texts")
+    ap.add_argument("--stream-reps", type=int, default=3, help="first-chunk measurements per system")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtypes", default="fp32,int8,int4")
+    ap.add_argument("--json", default="", help="also write the raw results here")
+    args = ap.parse_args()
+    logging.getLogger("llmtts.infer.tts").setLevel(logging.ERROR)  # forced lengths: no runaway warnings
+    torch.set_num_threads(args.threads)
+    python = ensure_soprano(args.soprano_python, Path(args.venv))
+    from llmtts.infer.tts import TTS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, ours_dir = build_checkpoint(Path(tmp))
+        soprano = Soprano(python, model_dir, args.threads)
+        systems = {d: TTS.load(ours_dir / "llm", ours_dir / "decoder", dtype=d) for d in args.dtypes.split(",")}
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} threads (soprano worker: {soprano.info['threads']}), "
+          f"torch {torch.__version__}; soprano-tts 0.2.0 vs llmtts on one random Soprano-1.1-80M-shaped checkpoint, "
+          f"{args.tokens} tokens/sentence, {len(TEXTS)} texts x {args.reps} rounds; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    soprano.ask(op="infer", text=TEXTS[0], tokens=8)  # warm-ups
+    for tts in systems.values():
+        ours_offline(tts, TEXTS[0], 8)
+    names = ["soprano", *systems]
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    samples: dict[str, int] = {n: 0 for n in names}
+    for r in range(args.reps):
+        for i, text in enumerate(TEXTS):
+            k = (r * len(TEXTS) + i) % len(names)
+            for n in names[k:] + names[:k]:  # rotate who goes first
+                res = soprano.ask(op="infer", text=text, tokens=args.tokens) if n == "soprano" else \
+                    ours_offline(systems[n], text, args.tokens)
+                walls[n].append(res["wall_s"])
+                samples[n] += res["samples"]
+    first: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(args.stream_reps):
+        for n in names:
+            first[n].append(soprano.ask(op="stream", text=TEXTS[0])["first_chunk_s"] if n == "soprano" else
+                            ours_first_chunk(systems[n], TEXTS[0], args.tokens))
+    soprano.close()
+    results = {"cpu": cpu_name(), "threads": args.threads, "tokens": args.tokens, "texts": TEXTS, "reps": args.reps,
+               "systems": {}}
+    sop = sum(walls["soprano"])
+    for n in names:
+        wall, audio_s = sum(walls[n]), samples[n] / 32000
+        row = {"x_rt": audio_s / wall, "ms_per_token": wall / (args.tokens * len(walls[n])) * 1000,
+               "vs_soprano": sop / wall, "first_chunk_ms": 1000 * statistics.median(first[n]),
+               "walls_s": walls[n], "first_chunks_s": first[n]}
+        results["systems"][n] = row
+        print(f"{n:8} {row['x_rt']:6.2f}x RT  {row['ms_per_token']:6.1f} ms/token  {row['vs_soprano']:5.2f}x soprano"
+              f"  first chunk {row['first_chunk_ms']:5.0f} ms (median of {len(first[n])}; exact)", flush=True)
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+    if args.json:
+        from llmtts.io import write_json_atomic
+
+        write_json_atomic(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
