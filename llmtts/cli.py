@@ -10,6 +10,7 @@ import logging
 import sys
 
 from llmtts.errors import UserError
+from llmtts.optional import missing_extra
 
 # group -> (help, modules that add subcommands to it)
 GROUPS: dict[str, tuple[str, list[str]]] = {
@@ -33,15 +34,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _try_import(name: str):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == name or name.startswith(exc.name + ".")):
-            return None  # that part of the product is not built yet
-        raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmtts",
@@ -53,16 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         gp = top.add_parser(group, help=help_text, description=help_text)
         sub = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
         for mod_name in modules:
-            mod = _try_import(mod_name)
-            if mod is not None:
-                mod.register(sub)
+            importlib.import_module(mod_name).register(sub)
         gp.set_defaults(func=lambda args, _gp=gp: (_gp.print_help(), 2)[1])
     for name, (help_text, mod_name) in COMMANDS.items():
-        mod = _try_import(mod_name)
-        if mod is None:
-            continue
         cp = top.add_parser(name, help=help_text, description=help_text)
-        mod.configure(cp)
+        importlib.import_module(mod_name).configure(cp)
     return parser
 
 
@@ -83,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         rc = args.func(args)
     except UserError as exc:
         print(f"llmtts: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional module imported by the command: name its extra
+        err = missing_extra(exc, " ".join(["llmtts", args.command] + [getattr(args, "subcommand", None) or ""]).strip())
+        if err is None:
+            raise
+        print(f"llmtts: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

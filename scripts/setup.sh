@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Create/refresh the project virtualenv (.venv). Idempotent: a second run only checks a stamp.
 #   PYTHON=python3.11 bash scripts/setup.sh
-# GPU users: install your CUDA build of torch 2.13.0 into .venv first
+# Installs every extra and the test tools (`.[all,dev]`: the quick start and the tests need them); an inference-only
+# install is `pip install .` (README). GPU users: install your CUDA build of torch 2.13.0 into .venv first
 #   (python -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128)
-# and this script keeps it, because the torch==2.13.0 pin is already satisfied.
+# and this script keeps it, because it satisfies both the pin below and pyproject's torch range.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -22,6 +23,6 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch resolves to a multi-GB CUDA build on Linux.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-"$VENV/bin/python" -m pip install -q -e ".[eval,dev,serve,prepare,soprano,hf]"
+"$VENV/bin/python" -m pip install -q -e ".[all,dev]"
 echo "$want" > "$stamp"
 echo "[setup] installed llm-tts-factory into $VENV"

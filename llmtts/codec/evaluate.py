@@ -34,6 +34,7 @@ from llmtts.codec.export import codec_metadata, load_codec
 from llmtts.codec.model import CodecModel
 from llmtts.codec.quantizer import codebook_usage
 from llmtts.errors import UserError
+from llmtts.optional import pyplot, require
 
 log = logging.getLogger(__name__)
 AUDIO_EXTS = (".wav", ".flac")
@@ -86,7 +87,7 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
-    from pesq import pesq
+    pesq = require("pesq", "PESQ").pesq
 
     try:
         return float(pesq(16000, resample(ref, sr, 16000), resample(est, sr, 16000), "wb"))
@@ -96,7 +97,7 @@ def pesq_wb(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
 
 
 def stoi(ref: np.ndarray, est: np.ndarray, sr: int) -> float | None:
-    from pystoi import stoi as _stoi
+    _stoi = require("pystoi", "STOI").stoi
 
     try:
         value = float(_stoi(ref, est, sr, extended=False))
@@ -113,10 +114,7 @@ def _finite_mean(values: list) -> float | None:
 
 # --- plots ------------------------------------------------------------------------------------------
 def plot_comparison(path: Path, ref_mel: np.ndarray, rec_mel: np.ndarray, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the codec evaluation's plots", "eval")
 
     fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
     lo, hi = float(ref_mel.min()), float(ref_mel.max())

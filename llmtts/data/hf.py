@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from llmtts.errors import UserError
+from llmtts.optional import require
 
 HF_PREFIX = "hf-row:"
 # Column names tried in order when the dataset does not say (the common ones on the Hub).
@@ -29,11 +30,7 @@ ID_COLUMNS = ("id", "utterance_id", "utt_id", "file_id")
 def _datasets():
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # read at import: never look anything up online
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import datasets
-    except ImportError:
-        raise UserError("--format hf needs the 'datasets' package: pip install 'llm-tts-factory[hf]'") from None
-    return datasets
+    return require("datasets", "--format hf")
 
 
 def _splits(root: Path) -> list[str]:

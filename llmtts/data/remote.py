@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from llmtts.errors import UserError
+from llmtts.optional import require
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,8 @@ def _s3():
     share its connection pool)."""
     global _s3_client
     if _s3_client is None or _s3_client[0] != os.getpid():
-        try:
-            import boto3
-            from botocore.config import Config
-        except ImportError:
-            raise UserError("s3:// shards need boto3: pip install 'llm-tts-factory[remote]'") from None
+        boto3 = require("boto3", "s3:// shards")
+        Config = require("botocore.config", "s3:// shards").Config
         # One attempt per call: retries happen here, counted and logged, also mid-stream.
         _s3_client = (os.getpid(), boto3.client("s3", config=Config(
             retries={"total_max_attempts": 1}, connect_timeout=TIMEOUT_S, read_timeout=TIMEOUT_S)))

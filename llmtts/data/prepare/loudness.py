@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmtts.errors import UserError
+from llmtts.optional import require
 
 PEAK_LIMIT = 0.97  # about -0.3 dBFS: a normalised cut is scaled down rather than clipped
 
 
 def measure(wav: np.ndarray, sr: int) -> float:
     """Integrated loudness in LUFS (-inf for silence). Needs at least one 400 ms gating block."""
-    try:
-        import pyloudnorm
-    except ImportError:
-        raise UserError("data prepare needs pyloudnorm: pip install -e '.[prepare]'") from None
+    pyloudnorm = require("pyloudnorm", "llmtts data prepare")
     return float(pyloudnorm.Meter(sr).integrated_loudness(np.asarray(wav, dtype=np.float64)))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from llmtts.audio import resample
 from llmtts.errors import UserError
+from llmtts.optional import require
 
 VAD_RATE = 16000
 
@@ -42,11 +43,8 @@ class SegmentConfig:
 
 def speech_regions(wav: np.ndarray, sr: int, cfg: SegmentConfig) -> list[tuple[float, float]]:
     """Speech (start_s, end_s) in the recording, from Silero VAD on a 16 kHz copy, without padding."""
-    try:
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-    except ImportError:
-        raise UserError("data prepare needs faster-whisper (its bundled Silero VAD and Whisper): "
-                        "pip install -e '.[prepare]'") from None
+    vad = require("faster_whisper.vad", "llmtts data prepare (Silero VAD)")
+    VadOptions, get_speech_timestamps = vad.VadOptions, vad.get_speech_timestamps
     audio = resample(wav, sr, VAD_RATE)
     opts = VadOptions(threshold=cfg.vad_threshold, min_silence_duration_ms=int(cfg.min_pause_s * 1000),
                       speech_pad_ms=0, min_speech_duration_ms=100,

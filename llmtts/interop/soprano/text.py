@@ -8,7 +8,7 @@ Needs ``inflect`` and ``Unidecode`` (the ``soprano`` extra: Unidecode is GPL-2.0
 # ruff: noqa: E501
 import re
 
-from llmtts.errors import UserError
+from llmtts.optional import require
 
 _ENGINE = None
 
@@ -16,22 +16,12 @@ _ENGINE = None
 def _inflect():
     global _ENGINE
     if _ENGINE is None:
-        try:
-            import inflect
-        except ImportError:
-            raise UserError("the Soprano text normaliser needs 'inflect' and 'Unidecode': "
-                            "install the soprano extra: pip install -e '.[soprano]'") from None
-        _ENGINE = inflect.engine()
+        _ENGINE = require("inflect", "the Soprano text normaliser").engine()
     return _ENGINE
 
 
 def unidecode(text):
-    try:
-        from unidecode import unidecode as _unidecode
-    except ImportError:
-        raise UserError("the Soprano text normaliser needs 'inflect' and 'Unidecode': "
-                        "install the soprano extra: pip install -e '.[soprano]'") from None
-    return _unidecode(text)
+    return require("unidecode", "the Soprano text normaliser").unidecode(text)
 
 
 # Abbreviations
