@@ -93,9 +93,16 @@ class LLMConfig:
     # Set by the CLI: exactly one of these ("" = unset).
     from_scratch: bool = False
     init_from: str = ""
+    # Fine-tune recipe (with --init-from): the first ``freeze_layers`` transformer layers get no gradient, and
+    # ``freeze_embeddings`` keeps the input embedding (lm_head and the final norm still train). Frozen weights are
+    # not in the optimizer; a small data set then moves only the top of the model.
+    freeze_layers: int = 0
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.text_loss_weight < 0:
             raise ValueError("text_loss_weight must be >= 0")
         if self.packing.row_length < 8:
             raise ValueError("packing.row_length must be >= 8")
+        if self.freeze_layers < 0:
+            raise ValueError("freeze_layers must be >= 0")

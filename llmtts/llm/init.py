@@ -58,6 +58,10 @@ def init_from(path: str | Path, dst: Vocab, vocab_size: int, attn_implementation
     new_in = _fresh_like(emb_in, vocab_size, std)
     new_out = _fresh_like(emb_out, vocab_size, std)
     mapping = row_mapping(src, dst) if src is not None else {}
+    if src is not None and src == dst and vocab_size == emb_in.shape[0]:
+        # The very same vocabulary (a fine-tune of an export on its own layout): every row carries over, also the
+        # pad row and rows no token names (an imported Soprano LLM keeps them for `export soprano`).
+        mapping = {i: i for i in range(vocab_size)}
     if mapping:
         d = torch.tensor(sorted(mapping))
         s = torch.tensor([mapping[i] for i in sorted(mapping)])

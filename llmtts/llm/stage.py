@@ -57,12 +57,45 @@ def resolve_speakers(vocab_cfg, index: dict) -> tuple[str, ...]:
     return names
 
 
+def init_rows(init_from: str) -> int:
+    """Embedding rows of the ``--init-from`` export (0 when it has no ``vocab.json``)."""
+    path = Path(init_from)
+    path = path / "export" if (path / "export" / "vocab.json").is_file() else path
+    try:
+        return Vocab.load(path / "vocab.json").size if (path / "vocab.json").is_file() else 0
+    except Exception:  # init_from() reports an unreadable export itself
+        return 0
+
+
 def embedding_rows(cfg: LLMConfig, vocab: Vocab) -> int:
-    rows = cfg.model.vocab_size or round_up(vocab.used)
+    # With --init-from, an unset model.vocab_size keeps the source's row count when the vocabulary fits in it (an
+    # imported Soprano LLM then keeps its 8192 rows, which `export soprano` needs); new rows otherwise.
+    src = init_rows(cfg.init_from) if cfg.init_from and not cfg.model.vocab_size else 0
+    rows = cfg.model.vocab_size or (src if src >= vocab.used else round_up(vocab.used))
     if rows < vocab.used:
         raise UserError(f"model.vocab_size={rows} is smaller than the {vocab.used} ids the vocabulary needs "
                         f"({vocab.n_audio} audio + {vocab.n_text} text + {len(vocab.speakers)} speakers + 4 specials)")
     return rows
+
+
+def freeze(model, cfg: LLMConfig) -> None:
+    """``freeze_layers`` / ``freeze_embeddings``: those parameters get no gradient (the trainer's optimizer only
+    takes parameters that require one)."""
+    n, layers = cfg.freeze_layers, model.model.layers
+    if not (n or cfg.freeze_embeddings):
+        return
+    if cfg.from_scratch:
+        raise UserError("freeze_layers / freeze_embeddings freeze weights of a model you start from: use them "
+                        "with --init-from, not --from-scratch")
+    if n > len(layers):
+        raise UserError(f"freeze_layers={n} but the model has {len(layers)} layers")
+    frozen = [*layers[:n]] + ([model.get_input_embeddings()] if cfg.freeze_embeddings else [])
+    for module in frozen:
+        module.requires_grad_(False)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("frozen: %d of %d layers%s; %.2fM of %.2fM parameters train", n, len(layers),
+             " + input embeddings" if cfg.freeze_embeddings else "", trainable / 1e6, total / 1e6)
 
 
 class LLMStage(Stage):
@@ -115,6 +148,7 @@ class LLMStage(Stage):
         model.config.use_cache = False  # packed rows need the no-cache mask path
         if self._hf_config is None:
             self._hf_config = copy.deepcopy(model.config)
+            freeze(model, self.cfg)
         return {"model": model}
 
     def packed_attention(self, device: torch.device) -> str:
