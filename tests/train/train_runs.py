@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from safetensors.torch import load_file
+
+import proc_group
 
 # Small, fast, deterministic defaults; tests add overrides.
 BASE = ["log.progress=false", "log.tensorboard=false", "toy.val_batches=2", "trainer.log_every=1"]
@@ -34,17 +35,16 @@ def toy_cmd(run_dir: Path, overrides: list[str], nproc: int = 1, resume: str = "
 
 def run_toy(run_dir: Path, overrides: list[str], nproc: int = 1, resume: str = "auto", timeout: float = 180,
             check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(toy_cmd(run_dir, overrides, nproc, resume), env=env(), capture_output=True, text=True,
-                       timeout=timeout)
+    p = proc_group.run(toy_cmd(run_dir, overrides, nproc, resume), timeout, env=env(), stderr=subprocess.PIPE)
     if check and p.returncode != 0:
         raise AssertionError(f"toy run failed ({p.returncode}):\n{p.stderr[-4000:]}")
     return p
 
 
 def popen_toy(run_dir: Path, overrides: list[str], nproc: int = 1) -> subprocess.Popen:
-    # Own session so the whole tree (torchrun + workers) can be killed at once.
-    return subprocess.Popen(toy_cmd(run_dir, overrides, nproc), env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # Own session; kill_tree reaches torchrun's workers too (each runs in a session of its own).
+    return proc_group.start(toy_cmd(run_dir, overrides, nproc), env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -53,7 +53,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
         if proc.poll() is not None:
             raise AssertionError(f"run ended ({proc.returncode}) before {path} appeared:\n{proc.stderr.read()[-4000:]}")
         if time.time() - t0 > timeout:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
             raise AssertionError(f"timed out waiting for {path}")
         time.sleep(0.05)
 
@@ -68,7 +68,7 @@ def wait_for_step(run_dir: Path, step: int, proc: subprocess.Popen, timeout: flo
         if proc.poll() is not None:
             raise AssertionError(f"run ended ({proc.returncode}) before step {step}:\n{proc.stderr.read()[-4000:]}")
         if time.time() - t0 > timeout:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc)
             raise AssertionError(f"timed out waiting for step {step}")
         time.sleep(0.05)
 
@@ -86,11 +86,8 @@ def train_losses_tolerant(f: Path) -> dict[int, float]:
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
+    """SIGKILL the run: torchrun (or python) and every worker, as a crashed node would lose them."""
+    proc_group.kill_all(proc)
 
 
 def train_losses(run_dir: Path, key: str = "loss") -> dict[int, float]:
