@@ -43,9 +43,12 @@ class LaunchSection:
 class CorpusSection:
     # Empty input_dir: render the built-in corpus (Piper voice) into RUN/corpus. Otherwise ingest this dataset.
     input_dir: str = ""
-    format: Literal["ljspeech", "libritts", "manifest"] = "ljspeech"
+    format: Literal["ljspeech", "libritts", "vctk", "folder", "manifest", "hf"] = "ljspeech"
     num_utterances: int = 200
-    voice: Literal["piper", "espeak"] = "piper"
+    # piper, espeak, or a comma-separated list of ENGINE[:SPEAKER] (llmtts/data/voices.py: parse_voices):
+    # "piper,espeak:en-us+f3" renders two speakers (configs/pipeline/tiny-2voice.yaml)
+    voice: str = "piper"
+    all_speakers: bool = False  # every drawn sentence spoken by each speaker (same text in every voice)
     # builtin: the project's sentences; generated: num_utterances distinct generated sentences (data/sentence_gen.py)
     text_source: Literal["builtin", "generated"] = "builtin"
     rate_range: list[float] = field(default_factory=lambda: [0.9, 1.1])  # speaking rate per utterance
@@ -108,6 +111,12 @@ class StartFromSection:
     codec: str = ""
     llm: str = ""
     decoder: str = ""
+    # A local Soprano model directory (config.json, model.safetensors, tokenizer.json, decoder.pth): the first step
+    # imports it (`llmtts import soprano` -> RUN/soprano) and its LLM / decoder / encoder become llm / decoder / codec
+    # above where those are empty; the LLM then trains with the imported front end (Soprano's tokenizer).
+    soprano: str = ""
+    # Soprano-Encoder's encoder.pth (imported as RUN/soprano/codec, encoder only); without it set codec.
+    soprano_encoder: str = ""
 
 
 @dataclass
@@ -198,20 +207,36 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     audio, tokens, hidden = R / "shards" / "audio", R / "shards" / "tokens", R / "shards" / "hidden"
     codec, llm, dec_recon, dec_gan = R / "codec", R / "llm", R / "decoder_recon", R / "decoder_gan"
     start = cfg.start_from
+    imported = R / "soprano"
+    init_llm, init_dec, llm_pre = start.llm, start.decoder, []
+    if start.soprano:  # the imported exports stand in for whatever start_from leaves empty
+        init_llm, init_dec = init_llm or str(imported / "llm"), init_dec or str(imported / "decoder")
+        llm_pre = [f"vocab.tokenizer=frontend:{init_llm}"]
+        if not start.codec and start.soprano_encoder:
+            codec = imported / "codec"
     if start.codec:
         codec = Path(start.codec)
+    given_codec = bool(start.codec or (start.soprano and start.soprano_encoder))
+    # The import writes an encoder-only codec; a given codec says so in its config.
+    encoder_only = codec == imported / "codec" or (bool(start.codec) and codec_is_encoder_only(codec))
     llm_export = llm / "best" if cfg.llm_checkpoint == "best" else llm  # what every later step loads
     wav = R / "synth" / "sample.wav"
     ev = R / "eval"
     L = lambda args: launch_argv(cfg, args)  # noqa: E731
     steps: list[Step] = []
+    if start.soprano:
+        steps.append(Step("import", _llmtts() + ["import", "soprano", "--model-dir", start.soprano, "--out",
+                                                 str(imported)]
+                          + (["--encoder", start.soprano_encoder] if start.soprano_encoder else []),
+                          _file(imported / "soprano_import.json"), [str(imported)]))
     if not cfg.corpus.input_dir:
         steps.append(Step("corpus", _llmtts() + [
             "data", "corpus", "--out", str(corpus), "--num-utterances", str(cfg.corpus.num_utterances),
             "--voice", cfg.corpus.voice, "--seed", str(cfg.corpus.seed), "--sentences", "train",
             "--workers", str(cfg.corpus.workers)]
             + (["--text-source", cfg.corpus.text_source] if cfg.corpus.text_source != "builtin" else [])
-            + (["--rate-range", *map(str, cfg.corpus.rate_range)] if cfg.corpus.rate_range != [0.9, 1.1] else []),
+            + (["--rate-range", *map(str, cfg.corpus.rate_range)] if cfg.corpus.rate_range != [0.9, 1.1] else [])
+            + (["--all-speakers"] if cfg.corpus.all_speakers else []),
             _file(corpus / "metadata.csv"), [str(corpus)]))
     steps.append(Step("shards", _llmtts() + [
         "data", "shards", "--input-dir", str(corpus), "--format", cfg.corpus.format if cfg.corpus.input_dir
@@ -219,7 +244,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
         "--workers", str(cfg.shards.workers), "--samples-per-shard", str(cfg.shards.samples_per_shard),
         "--val-fraction", str(cfg.shards.val_fraction), "--seed", str(cfg.corpus.seed)] + cfg.shards.extra,
         _file(audio / "index.json"), [str(audio)]))
-    if not start.codec:
+    if not given_codec:
         steps.append(Step("codec_train", L([
             "codec", "train", "--input-dir", str(audio), "--save-dir", str(codec)] + _stage_cfg(cfg.codec)
             + cfg.codec.extra + cfg.codec.overrides), _export_done(codec), [str(codec)]))
@@ -228,14 +253,14 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
         + cfg.encode.extra), _file(tokens / "index.json"), [str(tokens)]))
     steps.append(Step("llm_train", L([
         "llm", "train", "--input-dir", str(tokens), "--save-dir", str(llm)]
-        + (["--init-from", start.llm] if start.llm else ["--from-scratch"])
-        + _stage_cfg(cfg.llm) + cfg.llm.extra + cfg.llm.overrides), _export_done(llm), [str(llm)]))
+        + (["--init-from", init_llm] if init_llm else ["--from-scratch"])
+        + _stage_cfg(cfg.llm) + cfg.llm.extra + llm_pre + cfg.llm.overrides), _export_done(llm), [str(llm)]))
     steps.append(Step("dump_hidden", L([
         "llm", "dump-hidden", "--llm-path", str(llm_export), "--input-dir", str(tokens), "--out", str(hidden)]
         + cfg.dump_hidden.extra), _file(hidden / "index.json"), [str(hidden)]))
     steps.append(Step("decoder_recon", L([
         "decoder", "train", "--stage", "recon", "--input-dir", str(hidden), "--save-dir", str(dec_recon)]
-        + (["--init-from", start.decoder] if start.decoder else []) + _stage_cfg(cfg.decoder_recon) + cfg.decoder_recon.extra + cfg.decoder_recon.overrides),
+        + (["--init-from", init_dec] if init_dec else []) + _stage_cfg(cfg.decoder_recon) + cfg.decoder_recon.extra + cfg.decoder_recon.overrides),
         _export_done(dec_recon), [str(dec_recon)]))
     steps.append(Step("decoder_gan", L([
         "decoder", "train", "--stage", "gan", "--input-dir", str(hidden), "--save-dir", str(dec_gan),
@@ -244,7 +269,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     steps.append(Step("synthesize", _llmtts() + [
         "synthesize", "--text", cfg.synthesize.text, "--llm-path", str(llm_export), "--decoder-path", str(dec_gan),
         "--out", str(wav)] + cfg.synthesize.extra, _file(wav), [str(wav)]))
-    if cfg.eval.enabled and cfg.eval.codec:
+    if cfg.eval.enabled and cfg.eval.codec and not encoder_only:  # an encoder alone cannot reconstruct audio
         steps.append(Step("eval_codec", _llmtts() + [
             "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec"),
             "--split", "val", "--limit", str(cfg.eval.codec_limit)],
@@ -267,7 +292,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
             tts_args += ["--texts", texts]
         if refs:
             tts_args += ["--reference-dir", refs]
-        if refs or train_n > 0:  # the report plays reference vs codec reconstruction vs synthesis
+        if (refs or train_n > 0) and not encoder_only:  # the report plays reference vs codec reconstruction vs synthesis
             tts_args += ["--codec-path", str(codec)]
         if cfg.eval.asr:
             tts_args += ["--asr", cfg.eval.asr]
@@ -276,6 +301,16 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     steps.append(Step("report", _llmtts() + ["report", str(R)], _file(R / "report.html"), [str(R / "report.html")],
                       always=True))
     return steps
+
+
+def codec_is_encoder_only(codec: Path) -> bool:
+    """An imported Soprano encoder (``kind: soprano-encoder``): it encodes, but reconstructs no audio."""
+    from llmtts.distributed.checkpoint import resolve_export
+
+    try:
+        return json.loads((resolve_export(codec) / "config.json").read_text()).get("kind") == "soprano-encoder"
+    except (UserError, OSError, ValueError, AttributeError):
+        return False
 
 
 def _export_done(run_dir: Path) -> Callable[[], bool]:
@@ -318,14 +353,24 @@ def validate(cfg: PipelineConfig) -> None:
     if cfg.llm_checkpoint == "best" and llm_cfg is not None and not llm_cfg.trainer.best_metric:
         raise UserError("pipeline: llm_checkpoint=best needs the LLM config's trainer.best_metric "
                         "(e.g. llm.overrides=[trainer.best_metric=loss_audio, trainer.eval_every=200])")
-    for key in ("codec", "llm", "decoder"):
+    for key in ("codec", "llm", "decoder", "soprano"):
         path = getattr(cfg.start_from, key)
         if path and not Path(path).is_dir():
             raise UserError(f"pipeline: start_from.{key} {path}: directory not found")
+    start = cfg.start_from
+    if start.soprano_encoder and not Path(start.soprano_encoder).is_file():
+        raise UserError(f"pipeline: start_from.soprano_encoder {start.soprano_encoder}: file not found")
+    if start.soprano_encoder and not start.soprano:
+        raise UserError("pipeline: start_from.soprano_encoder is imported with start_from.soprano (the model dir)")
+    if start.soprano and not (start.soprano_encoder or start.codec):
+        raise UserError("pipeline: start_from.soprano needs start_from.soprano_encoder (Soprano's encoder.pth) or "
+                        "start_from.codec: a codec trained here would not make the tokens Soprano's LLM knows")
     codec = loaded.get("codec")
     sr = getattr(getattr(codec, "model", None), "sample_rate", None)
     if cfg.start_from.codec:
         sr = _export_sample_rate(Path(cfg.start_from.codec))
+    elif start.soprano:
+        sr = 32000  # Soprano's encoder
     if sr is not None and sr != cfg.shards.sample_rate:
         src = cfg.start_from.codec or cfg.codec.config
         raise UserError(f"pipeline: shards.sample_rate={cfg.shards.sample_rate} but the codec ({src}) has "

@@ -11,9 +11,10 @@ def _corpus(args: argparse.Namespace) -> int:
 
     info = build_corpus(args.out, args.num_utterances, voice=args.voice, seed=args.seed,
                         progress=not args.no_progress, sentence_set=args.sentences, workers=args.workers,
-                        text_source=args.text_source, rate_range=tuple(args.rate_range))
+                        text_source=args.text_source, rate_range=tuple(args.rate_range),
+                        all_speakers=args.all_speakers)
     print(f"corpus: {info['num_utterances']} utterances, {info['seconds']:.1f} s of audio at "
-          f"{info['sample_rate']} Hz, voice {info['voice']} -> {args.out}")
+          f"{info['sample_rate']} Hz, voice {info['voice']}, speakers {', '.join(info['speakers'])} -> {args.out}")
     return 0
 
 
@@ -84,9 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Same arguments -> byte-identical files; an already complete corpus is kept.")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--num-utterances", type=int, default=200, help="number of utterances (default 200)")
-    p.add_argument("--voice", choices=["piper", "espeak"], default="piper",
-                   help="piper: neural en_US-joe-medium, one speaker, ~8x real time per core (default); "
-                        "espeak: eSpeak NG, 6 speakers, robotic but ~50x real time")
+    p.add_argument("--voice", default="piper",
+                   help="piper: neural en_US-joe-medium, one speaker (joe), ~8x real time per core (default); "
+                        "espeak: eSpeak NG, 6 speakers, robotic but ~50x real time; ENGINE:SPEAKER picks one "
+                        "speaker (espeak:en-us+f3); a comma-separated list mixes them: piper,espeak:en-us+f3 "
+                        "is a two-speaker corpus")
+    p.add_argument("--all-speakers", action="store_true",
+                   help="render every drawn sentence once per speaker (same text in every voice) instead of "
+                        "one random speaker per utterance")
     p.add_argument("--seed", type=int, default=0, help="picks sentences, speakers and speaking rates")
     p.add_argument("--sentences", choices=["train", "heldout", "all"], default="train",
                    help="train: 90%% of the sentence set (default); heldout: the other 10%%, never in a train "
@@ -105,7 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = subparsers.add_parser(
         "shards", help="ingest a dataset into WebDataset shards (FLAC + JSON) with index.json",
-        description="Read LJSpeech, LibriTTS(-R), VCTK, a folder of audio + .txt/.lab files or a JSONL manifest, filter bad files (counted by reason in "
+        description="Read LJSpeech, LibriTTS(-R), VCTK, a folder of audio + .txt/.lab files, a JSONL manifest or a saved Hugging Face dataset, filter bad files (counted by reason in "
                     "index.json, listed in rejects.jsonl), resample, and write OUT/train/shard-*.tar, "
                     "OUT/val/shard-*.tar and OUT/index.json. Deterministic for a given seed.")
     s.add_argument("--input-dir", required=True,
@@ -114,7 +120,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ljspeech: metadata.csv + wavs/; libritts: *.wav beside *.normalized.txt; "
                         "vctk: txt/SPK/ID.txt + wav48_silence_trimmed/SPK/ID_mic1.flac (or wav48/); "
                         "folder: audio files with same-name .txt or .lab, speaker = folder name; "
-                        "manifest: JSON lines {audio, text, speaker}")
+                        "manifest: JSON lines {audio, text, speaker}; hf: a Hugging Face dataset folder written "
+                        "by save_to_disk (audio read without the network)")
     s.add_argument("--out", required=True, help="shard directory to write")
     s.add_argument("--sample-rate", type=int, default=24000, help="output sample rate in Hz (default 24000)")
     s.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")

@@ -26,7 +26,7 @@ from llmtts.data.outdir import check_out_path, claim, ensure_ours
 from llmtts.data.workers import task_results
 from llmtts.audio import save_wav
 from llmtts.io import write_json_atomic, write_text_atomic
-from llmtts.data.voices import ESPEAK_VOICES, get_voice
+from llmtts.data.voices import get_voice, parse_voices
 from llmtts.errors import UserError
 from llmtts.text.normalize import normalize_text
 
@@ -35,7 +35,6 @@ CORPUS_VERSION = 1
 PEAK = 0.9
 RATE_RANGE = (0.9, 1.1)
 CHUNK = 8  # utterances per task: small enough for a smooth progress bar
-VOICE_SPEAKERS = {"piper": ("joe",), "espeak": ESPEAK_VOICES}
 
 
 def load_sentences() -> list[str]:
@@ -61,8 +60,11 @@ def select_sentences(which: str = "train") -> list[str]:
 
 
 def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sentence_set: str = "train",
-                text_source: str = "builtin", rate_range: tuple[float, float] = RATE_RANGE) -> list[dict]:
-    """Which sentence, speaker and speaking rate each utterance gets (a pure function of the seed)."""
+                text_source: str = "builtin", rate_range: tuple[float, float] = RATE_RANGE,
+                all_speakers: bool = False) -> list[dict]:
+    """Which sentence, speaker and speaking rate each utterance gets (a pure function of the seed).
+    ``all_speakers``: every drawn sentence is spoken by each speaker in turn (same text, every voice: what a
+    test of the speaker token compares); otherwise each utterance draws one speaker."""
     if text_source not in TEXT_SOURCES:
         raise UserError(f"unknown text source '{text_source}' (choose from {', '.join(TEXT_SOURCES)})")
     if text_source == "generated":
@@ -75,13 +77,14 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
         sentences = select_sentences(sentence_set)
     rng = np.random.default_rng(seed)
     order: list[int] = []
-    while len(order) < num_utterances:  # more utterances than sentences: reshuffle and repeat
+    per_text = len(speakers) if all_speakers else 1
+    while len(order) * per_text < num_utterances:  # more utterances than sentences: reshuffle and repeat
         order += rng.permutation(len(sentences)).tolist()
     plan = []
     for i in range(num_utterances):
-        spk = speakers[int(rng.integers(len(speakers)))]
+        spk = speakers[i % per_text] if all_speakers else speakers[int(rng.integers(len(speakers)))]
         rate = round(float(rng.uniform(*rate_range)), 2)
-        text = sentences[order[i]]
+        text = sentences[order[i // per_text]]
         plan.append({"id": f"utt_{i + 1:06d}", "text": text, "normalized_text": normalize_text(text),
                      "speaker": spk, "rate": rate})
     return plan
@@ -89,10 +92,13 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
 
 def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper", seed: int = 0,
                  progress: bool = True, sentence_set: str = "train", workers: int = 1,
-                 text_source: str = "builtin", rate_range: tuple[float, float] = RATE_RANGE) -> dict:
-    """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete."""
+                 text_source: str = "builtin", rate_range: tuple[float, float] = RATE_RANGE,
+                 all_speakers: bool = False) -> dict:
+    """Render the corpus into ``out_dir``; returns the ``corpus.json`` content. Skips if complete.
+    ``voice``: see ``voices.parse_voices`` (``piper``, ``espeak``, or a list such as ``piper,espeak:en-us+f3``)."""
     if num_utterances < 1:
         raise UserError(f"--num-utterances must be >= 1, got {num_utterances}")
+    engines = dict((spk, engine) for engine, spk in parse_voices(voice))  # speaker -> the engine that renders it
     out_dir = check_out_path(out_dir)
     settings = {"version": CORPUS_VERSION, "voice": voice, "seed": seed, "num_utterances": num_utterances,
                 "sentences": sentence_set}
@@ -104,14 +110,15 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
         settings["text_source"] = text_source
     if rate_range != RATE_RANGE:
         settings["rate_range"] = list(rate_range)
+    if all_speakers:
+        settings["all_speakers"] = True
     done = out_dir / "corpus.json"
     old = _read_corpus_json(done)
     if old is not None and all(old.get(k) == v for k, v in settings.items()):
         log.info("corpus in %s is already complete (%d utterances)", out_dir, num_utterances)
         return old
     ensure_ours(out_dir, recognised=old is not None, what="a corpus folder")
-    plan = plan_corpus(num_utterances, seed, tuple(VOICE_SPEAKERS[voice]) if voice in VOICE_SPEAKERS
-                       else tuple(get_voice(voice).speakers), sentence_set, text_source, rate_range)
+    plan = plan_corpus(num_utterances, seed, tuple(engines), sentence_set, text_source, rate_range, all_speakers)
     claim(out_dir, {"written_by": "llmtts data corpus"})
     wav_dir = out_dir / "wavs"
     wav_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +128,7 @@ def build_corpus(out_dir: str | Path, num_utterances: int, voice: str = "piper",
     seconds, sample_rate = 0.0, 0
     bar = _bar(len(plan), progress)
     chunks = [plan[i:i + CHUNK] for i in range(0, len(plan), CHUNK)]
-    tasks = [(voice, chunk, str(wav_dir)) for chunk in chunks]
+    tasks = [(engines, chunk, str(wav_dir)) for chunk in chunks]
     try:
         # each utterance renders independently of the others, so workers change nothing in the output
         with task_results(_render_chunk, tasks, workers) as results:
@@ -161,14 +168,15 @@ def _remove_stale_wavs(wav_dir: Path, keep: set[str]) -> None:
 _VOICES: dict[str, object] = {}
 
 
-def _render_chunk(task: tuple[str, list[dict], str]) -> tuple[int, list[int]]:
+def _render_chunk(task: tuple[dict[str, str], list[dict], str]) -> tuple[int, list[int]]:
     """Render some utterances into wav_dir; returns (sample_rate, samples per utterance)."""
-    voice, items, wav_dir = task
-    if voice not in _VOICES:  # one voice per process (loading Piper takes ~1 s)
-        _VOICES[voice] = get_voice(voice)
-    synth = _VOICES[voice]
+    engines, items, wav_dir = task
     lengths = []
     for item in items:
+        voice = engines[item["speaker"]]
+        if voice not in _VOICES:  # one engine per process (loading Piper takes ~1 s)
+            _VOICES[voice] = get_voice(voice)
+        synth = _VOICES[voice]
         # The voice reads the normalised text (case kept for prosody) so the audio says exactly what
         # normalized_text says, e.g. "$3.50" as "three dollars fifty cents".
         wav = synth.synthesize(normalize_text(item["text"], lowercase=False), item["speaker"], item["rate"])

@@ -1,4 +1,5 @@
-"""Offline voices for the built-in corpus: Piper (neural, one speaker) and eSpeak NG (formant, many).
+"""Offline voices for the built-in corpus: Piper (neural, one speaker) and eSpeak NG (formant, many); a corpus
+may mix them (``parse_voices``: ``piper,espeak:en-us+f3`` is a two-speaker corpus).
 
 Both render in-process on one CPU thread and are deterministic: Piper runs with its noise inputs
 set to zero (onnxruntime's random ops cannot be seeded), so the same text and settings give the
@@ -185,6 +186,29 @@ class EspeakVoiceSynth:
             wav, sr = sf.read(out, dtype="float32")
         self.sample_rate = int(sr)
         return wav
+
+
+ENGINES = ("piper", "espeak")
+
+
+def parse_voices(spec: str) -> tuple[tuple[str, str], ...]:
+    """``--voice`` -> ``((engine, speaker), ...)``: a comma-separated list of ``piper`` (its one speaker, joe),
+    ``espeak`` (all six variants), or ``ENGINE:SPEAKER`` for one of them (``espeak:en-us+f3``). The speaker
+    names are what ``speakers.csv`` and the shards' index record, so they must be unique across the list."""
+    pairs: list[tuple[str, str]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        engine, _, speaker = part.partition(":")
+        known = {"piper": PiperVoiceSynth.speakers, "espeak": ESPEAK_VOICES}.get(engine)
+        if known is None:
+            raise UserError(f"unknown voice '{part}' in --voice {spec!r} (choose from piper, espeak, "
+                            "piper:joe, espeak:VARIANT with VARIANT one of " + ", ".join(ESPEAK_VOICES) + ")")
+        if speaker and speaker not in known:
+            raise UserError(f"voice '{engine}' has no speaker '{speaker}' (it has: {', '.join(known)})")
+        pairs += [(engine, s) for s in ((speaker,) if speaker else known)]
+    names = [s for _, s in pairs]
+    if len(set(names)) != len(names):
+        raise UserError(f"--voice {spec!r} names a speaker twice")
+    return tuple(pairs)
 
 
 def get_voice(name: str):

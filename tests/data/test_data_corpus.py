@@ -1,12 +1,11 @@
 import json
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from llmtts.cli import main
 from llmtts.data.corpus import build_corpus, load_sentences, plan_corpus, select_sentences
-from llmtts.data.voices import ESPEAK_VOICES
+from llmtts.data.voices import ESPEAK_VOICES, parse_voices
 
 
 def files(d):
@@ -79,7 +78,47 @@ def test_piper_corpus_via_cli(tmp_path):
 
 
 def test_bad_voice_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["data", "corpus", "--out", str(tmp_path), "--voice", "nope"])
+    for voice, msg in (("nope", "unknown voice 'nope'"), ("espeak:en-gb+f9", "voice 'espeak' has no speaker 'en-gb+f9' "
+                       "(it has: en+m1"), ("espeak:en+m1,espeak", "names a speaker twice")):
+        assert main(["data", "corpus", "--out", str(tmp_path / "x"), "--voice", voice]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
     assert main(["data", "corpus", "--out", str(tmp_path), "--num-utterances", "0"]) == 2
     assert "--num-utterances must be >= 1" in capsys.readouterr().err
+
+
+def test_voice_lists():
+    assert parse_voices("piper") == (("piper", "joe"),)
+    assert parse_voices("espeak") == tuple(("espeak", v) for v in ESPEAK_VOICES)
+    assert parse_voices("piper, espeak:en-us+f3") == (("piper", "joe"), ("espeak", "en-us+f3"))
+    plan = plan_corpus(7, 0, ("joe", "en-us+f3"), all_speakers=True)
+    assert [p["speaker"] for p in plan] == ["joe", "en-us+f3"] * 3 + ["joe"]
+    assert [p["text"] for p in plan[0:2]] == [plan[0]["text"]] * 2 and len({p["text"] for p in plan}) == 4
+    assert plan_corpus(7, 0, ("joe",)) == plan_corpus(7, 0, ("joe",), all_speakers=True)  # one speaker: same plan
+
+
+def test_two_voice_corpus_says_each_sentence_in_both_voices(tmp_path, capsys):
+    """Piper's joe and eSpeak's en-us+f3 in one corpus: speakers.csv and the shards' index name both, and the
+    voices differ the way a male and a female voice do (F0 an octave apart, brighter spectrum)."""
+    from llmtts.eval.voice_stats import voice_stats
+
+    out = tmp_path / "two"
+    assert main(["data", "corpus", "--out", str(out), "--num-utterances", "4", "--voice", "piper,espeak:en-us+f3",
+                 "--all-speakers", "--seed", "2", "--workers", "2", "--no-progress"]) == 0
+    assert "speakers en-us+f3, joe" in capsys.readouterr().out
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["speakers"] == ["en-us+f3", "joe"] and info["all_speakers"] is True
+    speakers = dict(line.split("|") for line in (out / "speakers.csv").read_text().splitlines())
+    texts = [line.split("|")[1] for line in (out / "metadata.csv").read_text().splitlines()]
+    assert list(speakers.values()) == ["joe", "en-us+f3"] * 2 and texts[0] == texts[1] and texts[2] == texts[3]
+    stats = {uid: voice_stats(*sf.read(out / "wavs" / f"{uid}.wav")) for uid in speakers}
+    for male, female in (("utt_000001", "utt_000002"), ("utt_000003", "utt_000004")):
+        assert 80 < stats[male]["f0_mean"] < 140 and 170 < stats[female]["f0_mean"] < 260, stats
+        assert stats[female]["centroid"] > stats[male]["centroid"] + 300, stats
+    assert main(["data", "shards", "--input-dir", str(out), "--out", str(tmp_path / "shards"), "--val-fraction", "0",
+                 "--sample-rate", "16000", "--no-progress"]) == 0
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    assert {k: v["num_samples"] for k, v in index["speakers"].items()} == {"joe": 2, "en-us+f3": 2}
+    # Same arguments with one worker: byte-identical (the engines are picked per utterance, not per process).
+    build_corpus(tmp_path / "one", 4, voice="piper,espeak:en-us+f3", seed=2, progress=False, all_speakers=True)
+    assert files(tmp_path / "one") == files(out)
