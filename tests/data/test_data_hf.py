@@ -83,8 +83,9 @@ def test_hf_dataset_dict_to_shards_offline(tmp_path, no_network):
         "test_u1": ("from the test split", "carol", "test/0")}
 
     out = tmp_path / "shards"
-    assert main(["data", "shards", "--input-dir", str(root), "--format", "hf", "--out", str(out),
-                 "--val-fraction", "0", "--sample-rate", str(SR), "--no-progress"]) == 0
+    # two worker processes, one row per shard: each worker opens the dataset itself
+    assert main(["data", "shards", "--input-dir", str(root), "--format", "hf", "--out", str(out), "--workers", "2",
+                 "--samples-per-shard", "1", "--val-fraction", "0", "--sample-rate", str(SR), "--no-progress"]) == 0
     index, samples = _samples(out)
     assert set(samples) == {"train_u1", "train_u2", "train_u3", "test_u1"}
     assert index["rejected"] == {"silent": 1}
