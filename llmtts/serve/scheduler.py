@@ -215,7 +215,7 @@ class Scheduler:
         dev = next(dec.parameters()).device
         if getattr(dec.cfg, "edges", None) != "soprano":
             hidden = shard_precision(hidden)
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.tts.dtype != "fp32"):
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.tts.decoder_bf16):
             return dec(hidden.to(dev)).float().cpu().numpy()
 
     def _head(self, full: bool) -> tuple:
