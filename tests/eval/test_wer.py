@@ -59,3 +59,29 @@ def test_frontend_spells_out_numbers_on_both_sides():
     # Whisper writes digits and symbols; the reference text may spell them out.
     assert wer("it costs five dollars", "It costs $5.") == 0.0
     assert wer("on the third of may", "On the 3rd of May") == 0.0
+
+
+def _dp_edits(ref, hyp) -> int:
+    """The plain Levenshtein DP that edit_ops replaced (jiwer): the oracle for its edit counts."""
+    prev = list(range(len(hyp) + 1))
+    for i in range(1, len(ref) + 1):
+        cur = [i]
+        for j in range(1, len(hyp) + 1):
+            cur.append(min(prev[j - 1] + (ref[i - 1] != hyp[j - 1]), prev[j] + 1, cur[j - 1] + 1))
+        prev = cur
+    return prev[-1]
+
+
+def test_edit_ops_equals_the_levenshtein_dp():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(500):  # small alphabets and lengths: many ties, empty sides, repeated items
+        ref = [rng.choice("ab c") for _ in range(rng.randint(0, 10))]
+        hyp = [rng.choice("ab cd") for _ in range(rng.randint(0, 10))]
+        s, d, n = edit_ops(ref, hyp)
+        assert s + d + n == _dp_edits(ref, hyp), (ref, hyp)
+        assert d - n == len(ref) - len(hyp) and min(s, d, n) >= 0  # a real alignment of the two
+    words = "the cat sat on the mat".split()
+    assert edit_ops(words, ["the", "cat", "sat", "on", "the", "hat"]) == (1, 0, 0)
+    assert edit_ops(list("a b"), list("ab")) == (0, 1, 0)  # a space is a character like any other
