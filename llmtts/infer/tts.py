@@ -6,7 +6,9 @@ sentences (``text.py``), each sentence is generated with a KV cache (``generate.
 states are decoded to audio (``llmtts.decoder``); the sentences' audio is concatenated.
 
 Randomness: sentence ``j`` of a text is sampled with its own generator seeded from ``(seed, j)``. A text
-therefore gives the same audio alone, inside ``synthesize_batch`` and through ``stream``.
+therefore gives the same audio alone, inside ``synthesize_batch`` and through ``stream`` (up to rounding: with
+bf16 / int8 weights a batch of other texts may sample another token now and then; ``stream`` generates the same
+batches as ``synthesize`` and so the same tokens at every precision: docs/inference.md).
 """
 from __future__ import annotations
 
@@ -306,9 +308,16 @@ class TTS:
     def stream(self, text: str, first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None,
                **options) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks as tokens are generated; their concatenation equals
-        ``synthesize(text)`` (same options and seed) within float tolerance. ``self.last_stats`` gets
-        ``first_chunk_s`` (latency from the call to the first chunk). ``lookahead`` < the decoder's receptive
-        field (tokens) lowers latency at the price of inexact chunk edges (see ``StreamDecoder``)."""
+        ``synthesize(text)`` (same options and seed) up to the decoder's rounding at chunk edges.
+        ``self.last_stats`` gets ``first_chunk_s`` (latency from the call to the first chunk). ``lookahead`` <
+        the decoder's receptive field (tokens) lowers latency at the price of inexact chunk edges
+        (see ``StreamDecoder``).
+
+        Generation runs the same batches as ``synthesize`` (``batch_size`` sentences of the text together), so
+        both sample the same tokens from the same states at every dtype: a bf16 / int8 batch rounds differently
+        from a one-row forward, and a one-sentence-at-a-time stream used to sample other tokens now and then.
+        Chunks of the sentence being played leave as they become final; later sentences of the batch are
+        decoded as their states arrive and leave in order once the sentences before them have ended."""
         t0 = time.perf_counter()
         o = self._options(**options)
         prompts = self.prepare(text, o)
@@ -316,19 +325,38 @@ class TTS:
                   sampling=o.sampling, min_new_tokens=o.min_tokens, pad_id=self.vocab.pad)
         stats = {"sentences": len(prompts), "tokens": 0, "first_chunk_s": None}
         self.last_stats = stats
-        R = self.decoder.receptive_field
-        for j, prompt in enumerate(prompts):
-            sd = StreamDecoder(self.decode, R, self.samples_per_token, first_chunk, max_chunk, lookahead)
-            gen = torch.Generator().manual_seed(_sentence_seed(o.seed, j))
-            for step in generate_steps(self.llm, [prompt], max_new_tokens=[o.max_new_tokens(len(prompt))],
-                                       generators=[gen], **kw):
-                stats["tokens"] += len(step.emitted)
-                for chunk in sd.push(step.hidden):
-                    if stats["first_chunk_s"] is None:
-                        stats["first_chunk_s"] = time.perf_counter() - t0
-                    yield chunk
-            tail = sd.flush()
-            if tail is not None:
+        for b in range(0, len(prompts), o.batch_size):
+            batch = prompts[b: b + o.batch_size]
+            gens = [torch.Generator().manual_seed(_sentence_seed(o.seed, b + i)) for i in range(len(batch))]
+            steps = generate_steps(self.llm, batch, max_new_tokens=[o.max_new_tokens(len(p)) for p in batch],
+                                   generators=gens, **kw)
+            for chunk in self._stream_batch(steps, len(batch), first_chunk, max_chunk, lookahead, stats):
                 if stats["first_chunk_s"] is None:
                     stats["first_chunk_s"] = time.perf_counter() - t0
-                yield tail
+                yield chunk
+
+    def _stream_batch(self, steps, n: int, first_chunk: int, max_chunk: int, lookahead: int | None,
+                      stats: dict) -> Iterator[np.ndarray]:
+        """Chunks of ``n`` sentences generated together (``steps`` from ``generate_steps``), in sentence order:
+        row ``cur`` is played; other rows' chunks wait in ``ready`` until every row before them has ended."""
+        R = self.decoder.receptive_field
+        decs = [StreamDecoder(self.decode, R, self.samples_per_token, first_chunk, max_chunk, lookahead)
+                for _ in range(n)]
+        ready: list[list[np.ndarray]] = [[] for _ in range(n)]
+        ended = [False] * n
+        cur = 0
+        for step in steps:
+            stats["tokens"] += len(step.emitted)
+            for j, i in enumerate(step.emitted):
+                ready[i] += decs[i].push(step.hidden[j: j + 1])
+            for i in range(n):
+                if step.finished[i] and not ended[i]:
+                    ended[i] = True
+                    tail = decs[i].flush()
+                    ready[i] += [] if tail is None else [tail]
+            while cur < n:
+                yield from ready[cur]
+                ready[cur] = []
+                if not ended[cur]:
+                    break
+                cur += 1

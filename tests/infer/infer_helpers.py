@@ -58,3 +58,56 @@ def write_tiny_exports(root):
     torch.manual_seed(1)
     save_decoder(HiddenDecoder(tiny_decoder_cfg()), root / "dec" / "export")
     return root / "llm", root / "dec"
+
+
+# Audio tolerances derived from the precision (see fp16_flip_bound and docs/testing.md):
+# the decoder run on other tensor shapes (stream windows vs a whole sentence) rounds its sums in another order:
+# fp32 ~1e3 ulps of the peak (reductions of up to ~10^3 terms), bf16 autocast a few ulps (8 bits: 2^-8 each).
+FP32_DECODER_REL = 2.0 ** -13
+BF16_DECODER_REL = 2.0 ** -5
+# fp32 states of the same sentence from a batched vs a one-row forward differ by ~3e-7 x their scale (measured);
+# 1e-5 leaves ~30x for other CPUs' kernels.
+FP32_STATE_NOISE = 1e-5
+
+
+def fp16_flip_bound(decoder, hidden: torch.Tensor, noise: float = FP32_STATE_NOISE) -> float:
+    """The largest change of ``decoder``'s audio that fp32 noise of relative size ``noise`` in ``hidden`` [T, d]
+    can cause once the states are rounded to float16 (``shard_precision``, as inference does).
+
+    Noise that small moves a state's fp16 value by at most one ulp, and only where the fp32 value lies within
+    ``noise`` of a rounding midpoint. Each such element is flipped to its other neighbour, one at a time, and the
+    decoder's responses are summed (the worst case: every candidate flips, with the worst signs)."""
+    h = hidden.detach().float()
+    r = h.half().float()
+    ulp = 2.0 ** (torch.floor(torch.log2(r.abs().clamp(min=2.0 ** -14))) - 10)
+    scale = h.abs().amax(dim=1, keepdim=True)
+    near_midpoint = (ulp / 2 - (h - r).abs()) <= noise * scale
+    cand = near_midpoint.nonzero().tolist()
+    if not cand:
+        return 0.0
+    side = torch.where(h >= r, 1.0, -1.0)
+    batch = r.repeat(len(cand) + 1, 1, 1)
+    for k, (t, j) in enumerate(cand):
+        batch[k + 1, t, j] += side[t, j] * ulp[t, j]
+    with torch.no_grad():
+        wav = decoder(batch).double()
+    return float((wav[1:] - wav[0]).abs().sum(0).max())
+
+
+def assert_within(actual, expected, bound: float, what: str) -> None:
+    """Same length and max |actual - expected| <= bound."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: length {actual.shape} != {expected.shape}"
+    worst = float(np.abs(actual - expected).max()) if expected.size else 0.0
+    assert worst <= bound, f"{what}: max |diff| {worst:.3g} > bound {bound:.3g}"
+
+
+def generated(tts, texts, seed, **options):
+    """``(states, codes)`` of every sentence of ``texts`` (one list over all texts' sentences, in order),
+    generated as ``tts.synthesize_batch(texts, seed=seed, **options)`` generates them."""
+    from llmtts.infer.tts import _sentence_seed
+
+    o = tts.resolve_options(seed=seed, **options)
+    prompts = [tts.prepare(t, o) for t in texts]
+    seeds = [_sentence_seed(seed, j) for ps in prompts for j in range(len(ps))]
+    return tts._generate([p for ps in prompts for p in ps], seeds, o)

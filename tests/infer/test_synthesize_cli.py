@@ -14,7 +14,7 @@ from llmtts.errors import UserError
 from llmtts.infer.cli import synthesize_to_files
 from llmtts.llm.export import save_export
 
-from infer_helpers import tiny_decoder_cfg, tiny_llm
+from infer_helpers import assert_within, fp16_flip_bound, generated, tiny_decoder_cfg, tiny_llm
 
 TEXT = "Hello there, this is a test."
 
@@ -71,9 +71,9 @@ def test_text_file_wavs_are_written_as_they_are_synthesised(tts, tmp_path):
     assert [o for o, _ in files] == outs[1:] and all(o.is_file() for o in outs)
 
 
-def test_text_file_output_names_and_audio_unchanged(exports, tmp_path):
+def test_text_file_output_names_and_audio_unchanged(exports, tts, tmp_path):
     """Batches of --batch-size texts give the same audio as one text at a time (a text's audio depends only on
-    the seed), under the same names as before."""
+    the seed, up to float16 rounding flips of its states and one 16-bit step), under the same names as before."""
     llm, dec = exports
     (tmp_path / "texts.txt").write_text("first line.\n\nsecond line here.\nthird one.\n")
     common = ["--llm-path", str(llm), "--decoder-path", str(dec), "--seed", "3", "--max-tokens", "10"]
@@ -81,7 +81,9 @@ def test_text_file_output_names_and_audio_unchanged(exports, tmp_path):
                  "--batch-size", "2", *common]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000000.wav", "000001.wav", "000002.wav"]
     assert main(["synthesize", "--text", "second line here.", "--out", str(tmp_path / "one.wav"), *common]) == 0
-    assert (tmp_path / "one.wav").read_bytes() == (tmp_path / "o" / "000001.wav").read_bytes()
+    states, _ = generated(tts, ["second line here."], 3, max_tokens=10)
+    bound = 1 / 32768 + max(fp16_flip_bound(tts.decoder, h) for h in states)
+    assert_within(sf.read(tmp_path / "one.wav")[0], sf.read(tmp_path / "o" / "000001.wav")[0], bound, "000001.wav")
 
 
 def test_out_to_a_fifo_is_written_through(exports, tmp_path):

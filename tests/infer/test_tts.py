@@ -13,7 +13,7 @@ from llmtts.errors import UserError
 from llmtts.infer.stream import StreamDecoder
 from llmtts.infer.text import split_sentences
 
-from infer_helpers import assert_audio_close, tiny_decoder_cfg
+from infer_helpers import FP32_DECODER_REL, assert_within, fp16_flip_bound, generated, tiny_decoder_cfg
 
 TEXT = "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work?"
 
@@ -32,19 +32,30 @@ def test_same_seed_same_audio_other_seed_other_audio(tts):
     assert np.array_equal(a, b) and not (len(a) == len(c) and np.allclose(a, c))
 
 
-def test_batch_equals_one_by_one(tts):
+@pytest.mark.parametrize("seed", [3, 11, 12])
+def test_batch_equals_one_by_one(tts, seed):
+    """fp32: a text samples the same tokens alone or in a batch; its audio differs only where fp32 noise between
+    the batched and the one-row forward rounds a state to the other float16 neighbour (bound derived per state)."""
     texts = [TEXT, "short.", "Another sentence, somewhat longer than the short one, with a comma."]
-    batch = tts.synthesize_batch(texts, seed=3, max_tokens=16, batch_size=3)
+    batch = tts.synthesize_batch(texts, seed=seed, max_tokens=16, batch_size=3)
+    _, batch_codes = generated(tts, texts, seed, max_tokens=16, batch_size=3)
+    k = 0
     for text, (wav, sr) in zip(texts, batch):
-        alone, _ = tts.synthesize(text, seed=3, max_tokens=16)
-        assert_audio_close(wav, alone)
+        alone, _ = tts.synthesize(text, seed=seed, max_tokens=16)
+        states, codes = generated(tts, [text], seed, max_tokens=16)
+        assert all(torch.equal(a, b) for a, b in zip(codes, batch_codes[k: k + len(codes)])), text
+        k += len(codes)
+        assert_within(wav, alone, max(fp16_flip_bound(tts.decoder, h) for h in states), text)
 
 
 def test_stream_equals_offline(tts):
+    """Streaming generates the same batches as synthesize (same tokens, bit-identical states); only the decoder's
+    windows differ, so the audio differs by the decoder's fp32 rounding at other shapes."""
     offline, _ = tts.synthesize(TEXT, seed=5, max_tokens=24)
+    tokens = tts.last_stats["tokens"]
     chunks = list(tts.stream(TEXT, seed=5, max_tokens=24, first_chunk=1, max_chunk=4))
-    assert len(chunks) > 4 and tts.last_stats["first_chunk_s"] > 0
-    assert_audio_close(np.concatenate(chunks), offline)
+    assert len(chunks) > 4 and tts.last_stats["first_chunk_s"] > 0 and tts.last_stats["tokens"] == tokens
+    assert_within(np.concatenate(chunks), offline, FP32_DECODER_REL * np.abs(offline).max(), "stream")
 
 
 @pytest.mark.parametrize("first,maxc", [(1, 1), (2, 8), (5, 64)])
@@ -61,7 +72,7 @@ def test_chunked_decoding_equals_full_decoding(first, maxc):
         for i in range(0, 29, 3):  # tokens arrive in groups
             out += sd.push(h[i:i + 3])
         out.append(sd.flush())
-    assert_audio_close(np.concatenate(out), full)
+    assert_within(np.concatenate(out), full, FP32_DECODER_REL * np.abs(full).max(), "chunked")
 
 
 @pytest.mark.parametrize("lookahead", [0, 2])
@@ -86,7 +97,7 @@ def test_smaller_lookahead_emits_earlier_with_the_same_length(lookahead):
     assert stream.shape == full.shape
     # The left context is exact, so the first token's samples differ only through missing right context,
     # and the very last chunk (flushed with the true right edge) is exact.
-    assert_audio_close(stream[-256:], full[-256:])
+    assert_within(stream[-256:], full[-256:], FP32_DECODER_REL * np.abs(full).max(), "last chunk")
     with pytest.raises(ValueError, match="lookahead"):
         StreamDecoder(lambda x: x, R, 256, lookahead=R + 1)
 
@@ -149,7 +160,7 @@ def test_cli_text_stream_and_batch(exports, tmp_path, capsys):
     a, sr = sf.read(tmp_path / "a.wav")
     s, _ = sf.read(tmp_path / "s.wav")
     assert sr == 16000 and len(a) > 0 and len(a) % 256 == 0
-    assert_audio_close(s, a, rel=1e-3)  # 16-bit wav files: one LSB is 3e-5
+    assert_within(s, a, 1 / 32768 + FP32_DECODER_REL, "16-bit wavs")  # one LSB of 16-bit audio + decoder rounding
     (tmp_path / "texts.txt").write_text("first line.\n\nsecond line here.\n")
     assert main(["synthesize", "--text-file", str(tmp_path / "texts.txt"), "--out-dir", str(tmp_path / "o"), *common]) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000000.wav", "000001.wav"]
@@ -166,22 +177,6 @@ def test_cli_bad_inputs_exit_2_with_one_line(exports, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) >= 1 and err[-1].startswith("llmtts: error:")
     assert not (tmp_path / "x.wav").exists()
-
-
-def test_int8_mode_streams_like_its_offline_output(exports):
-    from llmtts import TTS
-
-    fast = TTS.load(*exports, dtype="int8")
-    one = "Hello, my name is Soma Siddhartha, and this sentence is long enough to stand alone."
-    for seed in range(5):
-        # One sentence, batch 1: offline and streamed generation run the same kernels on the same shapes,
-        # so they sample the same tokens on any host; only the bf16 decoder's chunk edges differ.
-        offline, sr = fast.synthesize(one, seed=seed, max_tokens=12, batch_size=1)
-        assert len(offline) == fast.last_stats["tokens"] * 256 and np.isfinite(offline).all()
-        streamed = np.concatenate(list(fast.stream(one, seed=seed, max_tokens=12)))
-        assert_audio_close(streamed, offline, rel=2e-2)
-    with pytest.raises(UserError, match="dtype"):
-        TTS.load(*exports, dtype="fp8")
 
 
 def test_generation_stops_at_the_models_positions(tts, monkeypatch):
