@@ -41,6 +41,7 @@ class ToyOptions:
     step_sleep: float = 0.0   # seconds slept per step, to give signal tests time to act
     gan: bool = False         # add a critic ("disc") with its own optimizer
     nan_at_step: int = 0      # make the loss NaN at this step (1-based; 0 = never), to test the guard
+    hang_in_save: int = 0     # the Nth checkpoint save of this process stops half-written until killed (0 = never)
 
 
 @dataclass
@@ -116,6 +117,14 @@ class ToyStage(Stage):
 
     def optimizer_overrides(self) -> dict[str, dict]:
         return {"disc": {"lr": self.cfg.trainer.optim.lr * 0.5}} if self.cfg.toy.gan else {}
+
+    def state_dict(self) -> dict:
+        # Called while a checkpoint is being written: models and optimizers are in .tmp_step_N/dcp/, the rank
+        # file, trainer.json and COMPLETE are not. toy.hang_in_save stops one save there, for crash tests.
+        self._saves = getattr(self, "_saves", 0) + 1
+        while self._saves == self.cfg.toy.hang_in_save:
+            time.sleep(1)
+        return {}
 
     def train_data(self, rank: int, world_size: int) -> ToyData:
         x, y = make_table(self.cfg.toy.num_samples, self.cfg.model.in_dim, self.cfg.data.seed)
