@@ -1,14 +1,28 @@
-"""Data-layer throughput: ingestion and the shard reader vs a plain soundfile loop over the wav files.
+"""Data-layer throughput: ingestion and the shard reader vs a plain soundfile loop over the wav files;
+``--remote``: the reader from local, http:// and s3:// shards vs what the stages consume.
 
     python benchmarks/data.py [--input-dir DIR] [--repeat 3]
+    python benchmarks/data.py --remote [--workers 2] [--shards 8 --per-shard 20 --seconds 5] [--json OUT]
 
 Input: the real LJSpeech sample at ../shared/data/ljspeech-mini if present, else a 40-utterance eSpeak
 corpus rendered into a temp dir. The baseline (measured in the same run) reads every original wav with
 soundfile.read; ratios > 1 mean faster than that baseline.
+
+``--remote`` (issue 18 §4): audio, token and hidden-state shards at Soprano's layout (32 kHz FLAC, 2048
+samples per token, d=512 states in dump-hidden's default format) served on loopback by Python's http.server
+and moto's S3 server (``benchmarks/remote_read.py``), read one unshuffled epoch per location with the fields
+each stage reads (codec: audio; LLM: codes; decoder: audio + hidden), in-process and with N DataLoader
+workers, in batches of 4, timed from the first batch on (worker start-up, once per run, left out). Consumption rates are measured in the same run: a training step (forward, backward, AdamW) of the
+tiny recipe's decoder (configs/decoder/tiny.yaml, its batch) and LLM (configs/llm/tiny.yaml, packed,
+``benchmarks/llm.py``) on one CPU thread, in audio seconds per second. Printed ratio = reader audio s/s over
+the consumer's for the LLM (whole utterances), samples/s over crops/s for the decoder (one crop of
+``recon_crop_tokens`` per sample, however long the sample); goal >= 5x. Loopback bounds the reader's own cost, not a network.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +33,8 @@ from llmtts.data.corpus import build_corpus
 from llmtts.data.ingest import IngestConfig, ingest
 from llmtts.data.reader import ShardLoader
 
-DEFAULT_INPUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "ljspeech-mini"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ljspeech-mini"
 
 
 def baseline_read(wavs: list[Path], repeat: int) -> tuple[float, float, int]:
@@ -48,11 +63,123 @@ def reader_pass(shard_dir: Path, workers: int, repeat: int) -> tuple[float, floa
     return audio_s, time.perf_counter() - t0, n
 
 
+def decoder_consumption(steps: int) -> tuple[float, float]:
+    """(audio seconds, crops) per second the tiny recipe's decoder recon steps consume (CPU time). One crop
+    is cut from each sample the reader delivers, however long: crops/s is the rate the reader must match."""
+    import torch
+
+    from llmtts.config import load_config
+    from llmtts.decoder.config import DecoderConfig
+    from llmtts.decoder.model import HiddenDecoder
+    from llmtts.nn.losses import ReconstructionLoss
+
+    cfg = load_config(DecoderConfig, REPO / "configs/decoder/tiny.yaml", [])
+    m = cfg.model
+    model = HiddenDecoder(m)
+    loss_fn = ReconstructionLoss(m.sample_rate, m.n_fft, cfg.loss.mel_resolutions, cfg.loss.stft_resolutions,
+                                 cfg.loss.mel_weight, cfg.loss.stft_weight)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    b, t = cfg.data.max_batch_size, cfg.recon_crop_tokens  # the config's batch: 4 crops of 16 tokens (1 s)
+    hidden, audio = torch.randn(b, t, m.hidden_size), 0.1 * torch.randn(b, t * m.samples_per_token)
+    times = []
+    for i in range(steps + 2):
+        t0 = time.process_time()
+        loss, _ = loss_fn(model(hidden), audio)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= 2:  # warm-up
+            times.append(time.process_time() - t0)
+    step = statistics.median(times)
+    return audio.numel() / m.sample_rate / step, b / step
+
+
+def llm_consumption(utterances: int) -> float:
+    """Audio seconds per second the tiny LLM's packed training step consumes (benchmarks/llm.py, CPU time)."""
+    import torch
+    from llm import packed_batches, run, speech_like_segments
+
+    from llmtts.config import load_config
+    from llmtts.llm.config import LLMConfig
+    from llmtts.llm.model import build_model
+    from llmtts.llm.vocab import Vocab, round_up
+
+    cfg = load_config(LLMConfig, REPO / "configs/llm/tiny.yaml", [])
+    n_audio = cfg.vocab.n_audio or 1000
+    vocab = Vocab(n_audio=n_audio, n_text=95, size=cfg.model.vocab_size or round_up(4 + n_audio + 95))
+    row = 1024  # benchmarks/llm.py's row: fits a 30 s utterance
+    segs = speech_like_segments(utterances, vocab, row)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, vocab.size).train()
+    tok_s, _ = run(model, packed_batches(segs, row, max(cfg.data.batch_budget, row)), vocab, torch.device("cpu"),
+                   amp=False)
+    audio_share = sum(len(s) - s.n_prompt - 1 for s in segs) / sum(len(s) for s in segs)
+    return tok_s * audio_share / 15.625  # speech_like_segments: 15.625 audio tokens per second
+
+
+def remote_main(args: argparse.Namespace) -> None:
+    import torch
+    from remote_read import loopback_servers, read_epoch, write_shards
+
+    from llmtts.data.hidden_format import HiddenFormat
+
+    torch.set_num_threads(1)
+    dec_audio, dec_crops = decoder_consumption(20)
+    consumers = {"decoder": dec_audio, "llm": llm_consumption(40)}
+    formats = [HiddenFormat(*f.split("+")) for f in args.hidden_formats] if args.hidden_formats else [HiddenFormat()]
+    print(f"consumers (1 CPU thread, CPU time): decoder {dec_audio:.1f} audio s/s in {dec_crops:.1f} crops/s "
+          f"(one per sample read), llm {consumers['llm']:.1f} audio s/s (whole utterances)")
+    # (kind, fields read, consumer the ratio is against)
+    plan = [("audio", ["audio"], "decoder", None), ("tokens", ["codes"], "llm", None)]
+    plan += [("hidden", ["audio", "hidden"], "decoder", f) for f in formats]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, loopback_servers() as publish:
+        for kind, fields, consumer, fmt in plan:
+            name = kind if fmt is None else f"{kind}-{fmt.dtype}-{fmt.compression}"
+            root = Path(tmp) / name
+            nbytes = write_shards(root, args.shards, args.per_shard, args.seconds, kind=kind, sample_rate=32000,
+                                  samples_per_token=2048, hidden_size=512, hidden_format=fmt)
+            audio_s = sum(x["seconds"] for x in json.loads((root / "index.json").read_text())["shards"])
+            print(f"{kind} shards: {args.shards} x {args.per_shard} samples of {args.seconds:g} s, "
+                  f"{nbytes / 1e6:.1f} MB ({nbytes / audio_s / 1e3:.1f} kB per audio s)"
+                  + (f", states {fmt.dtype}+{fmt.compression}" if kind == "hidden" else ""))
+            for loc, src in publish(root, name).items():
+                for workers in (0, args.workers):
+                    wall, n = read_epoch(src, fields, workers, steady=True, batch=4)
+                    rate = audio_s * n / (args.shards * args.per_shard) / wall
+                    # The decoder takes one crop per sample: compare samples/s with its crops/s; the LLM reads
+                    # whole utterances: compare audio seconds.
+                    ratio = n / wall / dec_crops if consumer == "decoder" else rate / consumers["llm"]
+                    rows.append({"kind": kind, "format": None if fmt is None else f"{fmt.dtype}+{fmt.compression}",
+                                 "shard_kB_per_audio_s": nbytes / audio_s / 1e3, "fields": fields, "location": loc, "workers": workers,
+                                 "samples_s": n / wall, "MB_s": nbytes / wall / 1e6, "audio_s_per_s": rate,
+                                 "consumer": consumer, "ratio": ratio})
+                    r = rows[-1]
+                    print(f"  {name:17s} {'+'.join(fields):12s} {loc:5s} workers={workers}: {r['samples_s']:7.0f} "
+                          f"samples/s {r['MB_s']:7.1f} MB/s {rate:8.0f} audio s/s = {r['ratio']:6.1f}x the {consumer}"
+                          f"{'  BELOW 5x' if r['ratio'] < 5 else ''}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"consumers_audio_s_per_s": consumers, "decoder_crops_s": dec_crops,
+                                         "reads": rows,
+                                         "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--input-dir", type=Path, default=DEFAULT_INPUT)
     ap.add_argument("--repeat", type=int, default=3, help="passes over the data for the read benchmarks")
+    ap.add_argument("--remote", action="store_true", help="local / http / s3 reads vs the stages' consumption")
+    ap.add_argument("--workers", type=int, default=2, help="--remote: DataLoader workers of the second pass")
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--per-shard", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=5.0, help="--remote: audio per sample")
+    ap.add_argument("--json", type=Path, default=None, help="--remote: write the numbers here")
+    ap.add_argument("--hidden-formats", nargs="*", default=None, metavar="DTYPE+COMPRESSION",
+                    help="--remote: hidden shard formats to read (default: dump-hidden's default), e.g. fp16+none")
     args = ap.parse_args()
+    if args.remote:
+        return remote_main(args)
     tmp = Path(tempfile.mkdtemp(prefix="llmtts-bench-"))
     src = args.input_dir
     if not (src / "metadata.csv").is_file():
