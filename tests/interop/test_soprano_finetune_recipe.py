@@ -71,3 +71,32 @@ def test_frozen_finetune_from_imported_soprano_stops_and_resumes(tmp_path):
     trained = [k for k in w0 if k.startswith("model.layers.1.") and k.endswith("proj.weight")] + ["lm_head.weight"]
     assert len(frozen) > 5 and [k for k in frozen if not torch.equal(w0[k], w1[k])] == []
     assert all(not torch.equal(w0[k], w1[k]) for k in trained)
+
+
+def test_new_speaker_token_grows_the_imported_embedding(tmp_path, soprano_decoder_dir):
+    """``vocab.speakers=[me]`` adds a row: every imported row keeps its meaning (lr 0: bit for bit), the new row
+    starts fresh, and such a model no longer fits Soprano's tokenizer (`export soprano` says so)."""
+    import pytest
+
+    from llmtts.errors import UserError
+    from llmtts.interop.soprano.exporter import export_soprano
+
+    soprano_fixture.build(tmp_path / "model", "small", seed=4)
+    import_soprano(tmp_path / "model", tmp_path / "imp")
+    llm = tmp_path / "imp" / "llm"
+    m0, v0, _ = load_llm(llm)
+    shards = make_token_shards(tmp_path / "tok", n_train=4, n_val=0, n_audio=1000, speakers=("me",))
+    run = tmp_path / "ft"
+    assert main(["llm", "train", "--config", "configs/llm/tiny.yaml", "--input-dir", str(shards), "--save-dir",
+                 str(run), "--init-from", str(llm), f"vocab.tokenizer=frontend:{llm}", "vocab.speakers=[me]",
+                 *FAST, "trainer.max_steps=1", "trainer.optim.lr=0"]) == 0
+    m1, v1, _ = load_llm(run)
+    assert v1.speakers == ("me",) and v1.used == v0.used + 1 and v1.size >= v1.used
+    for w0, w1 in ((m0.get_input_embeddings().weight, m1.get_input_embeddings().weight),
+                   (m0.lm_head.weight, m1.lm_head.weight)):
+        assert torch.equal(w1[:v1.speaker_offset], w0[:v0.speaker_offset])      # specials + audio
+        assert torch.equal(w1[v1.text_offset:v1.used], w0[v0.text_offset:v0.used])  # Soprano's text rows, moved up
+        new = w1[v1.speaker_id("me")]
+        assert not any(torch.equal(new, w0[i]) for i in range(v0.size)) and 0 < float(new.detach().std()) < 0.1
+    with pytest.raises(UserError, match="rows added after the import"):
+        export_soprano(run, soprano_decoder_dir, tmp_path / "back")

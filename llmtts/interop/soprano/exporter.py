@@ -65,6 +65,9 @@ def export_soprano(llm_path: str | Path, decoder_path: str | Path, out: str | Pa
         raise UserError(f"decoder input {decoder.cfg.hidden_size} != LLM hidden size {model.config.hidden_size}")
     rows = tok.rows
     n_rows = model.get_input_embeddings().weight.shape[0]
+    if vocab.speakers:  # they shift the text ids: the import's row map no longer describes this model
+        raise UserError(f"LLM {llm_path}: rows added after the import (speaker tokens {list(vocab.speakers)}) have no "
+                        "place in Soprano's tokenizer; such a model runs in this project's runtime only")
     if len(rows) != n_rows:
         raise UserError(f"LLM {llm_path}: {n_rows} embedding rows but the import mapped {len(rows)}; rows added "
                         "after the import (new speakers or characters) have no place in Soprano's tokenizer")
