@@ -2,11 +2,12 @@
 
 Two sources, one batch type:
 
-* hidden shards (``llmtts llm dump-hidden``): ``hidden.npy`` float16 ``[T, d]`` + the flac, zero-padded to
-  ``T * samples_per_token`` samples;
+* hidden shards (``llmtts llm dump-hidden``): the states ``[T, d]`` (fp16, bf16 or int8 as the index says;
+  the reader decodes them, ``llmtts.data.hidden_format``) + the flac, zero-padded to ``T * samples_per_token``
+  samples;
 * token shards + a frozen LLM (``--llm-path``, on-the-fly mode): the stage computes the same states with
-  ``llmtts.llm.hidden.audio_hidden_states`` and rounds them to float16 (``shard_precision``), i.e. exactly
-  what dump-hidden would have stored.
+  ``llmtts.llm.hidden.audio_hidden_states`` and rounds them as shards of ``hidden_dtype`` store them
+  (``HiddenFormat.round_trip``), i.e. exactly what dump-hidden would have stored.
 
 The reader transform picks a crop window of at most ``crop_tokens`` tokens (random in training, from the
 start in evaluation); ``collate`` trims a batch to its shortest item (the reader buckets by length, so
@@ -118,7 +119,7 @@ class ItemSamples:
         return sample["item"].n * self.spt
 
 
-class Collate:
+class HiddenCollate:
     def __init__(self, samples_per_token: int):
         self.spt = samples_per_token
 
