@@ -92,8 +92,7 @@ def test_strategy_matches_single_process_and_resumes_exactly_after_sigkill(name,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["zero1", "zero3"])
+@pytest.mark.parametrize("name", ["zero1"])  # ZeRO-3 (killed, resumed, then compared): test_dist_resume.py
 def test_deepspeed_zero_matches_single_process(name, request, tmp_path, deepspeed_ops):
     run_toy(tmp_path, COMMON + STRATEGY[name], nproc=2)
-    # ZeRO-3's export gathers the partitioned parameters; it must equal the 1-process weights.
     assert_matches(tmp_path, request.getfixturevalue("reference_no_ema" if name == "zero3" else "reference"))
