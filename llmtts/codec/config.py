@@ -48,7 +48,7 @@ class CodecModelConfig:
 
 
 @dataclass
-class LossConfig:
+class CodecLossConfig:
     mel_weight: float = 15.0
     stft_weight: float = 1.0
     # (n_fft, hop, n_mels) and (n_fft, hop, win) triples; None = derived from the model's n_fft.
@@ -68,7 +68,7 @@ class LossConfig:
 
 
 @dataclass
-class GanConfig:
+class CodecGanConfig:
     # Adversarial training starts at this optimizer step (reconstruction-only before); < 0 disables it.
     start_step: int = 20000
     kind: Literal["hinge", "lsgan"] = "hinge"
@@ -98,5 +98,5 @@ class CodecConfig:
         optim=OptimConfig(lr=2e-4, betas=[0.8, 0.99], weight_decay=0.0, schedule="cosine", warmup_steps=500)))
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
+    loss: CodecLossConfig = field(default_factory=CodecLossConfig)
+    gan: CodecGanConfig = field(default_factory=CodecGanConfig)

@@ -155,7 +155,7 @@ class CodecStage(Stage):
         return self._generator_loss(out, ctx)(out.wav, out.target)
 
     def _generator_loss(self, out, ctx):
-        """The reconstruction loss plus the latent range penalty (config.LossConfig.latent_range_weight)."""
+        """The reconstruction loss plus the latent range penalty (config.CodecLossConfig.latent_range_weight)."""
         recon, lc = self.recon_loss.to(ctx.device), self.cfg.loss
 
         def loss(wav: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -47,7 +47,7 @@ class DecoderModelConfig:
 
 
 @dataclass
-class LossConfig:
+class DecoderLossConfig:
     # (n_fft, hop, n_mels) and (n_fft, hop, win) triples; empty = the losses' defaults.
     mel_resolutions: list[list[int]] = field(default_factory=list)
     stft_resolutions: list[list[int]] = field(default_factory=list)
@@ -56,7 +56,7 @@ class LossConfig:
 
 
 @dataclass
-class GanConfig:
+class DecoderGanConfig:
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     # (n_fft, hop, win) of the multi-resolution discriminator; empty = its default.
     resolutions: list[list[int]] = field(default_factory=list)
@@ -78,8 +78,8 @@ class DecoderConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     log: LogConfig = field(default_factory=LogConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
+    loss: DecoderLossConfig = field(default_factory=DecoderLossConfig)
+    gan: DecoderGanConfig = field(default_factory=DecoderGanConfig)
     stage: Literal["recon", "gan"] = "recon"
     # Training crops in tokens: recon sees long crops, gan random short ones (Vocos: 16384 samples).
     recon_crop_tokens: int = 64

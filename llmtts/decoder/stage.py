@@ -22,7 +22,7 @@ from torch import nn
 from llmtts.data.remote import location
 from llmtts.data.shards import read_index
 from llmtts.decoder.config import DecoderConfig
-from llmtts.decoder.data import Batch, Collate, CropTokens, ItemSamples
+from llmtts.decoder.data import Batch, CropTokens, HiddenCollate, ItemSamples
 from llmtts.decoder.export import load_decoder, write_decoder_files
 from llmtts.decoder.model import HiddenDecoder
 from llmtts.errors import UserError
@@ -168,7 +168,7 @@ class DecoderStage(Stage):
                                m.hidden_size, self.mode, d.seed + 7919 * rank, random=train)
         return ShardLoader.from_config(self._require_input(), split, rank, world_size, d, train=train,
                                        length_fn=ItemSamples(m.samples_per_token),
-                                       collate_fn=Collate(m.samples_per_token), fields=fields, transform=transform)
+                                       collate_fn=HiddenCollate(m.samples_per_token), fields=fields, transform=transform)
 
     def train_data(self, rank: int, world_size: int):
         return self.loader(self.cfg.data.train_split, rank, world_size, train=True)

@@ -60,6 +60,69 @@ def output_head(lm_head: torch.nn.Module, start: int, stop: int):
     return lambda h: torch.nn.functional.linear(h.to(w.dtype), w, b)
 
 
+class _Forward:
+    """The model's forward for one decode step -> the last position's post-norm state ``[B, d]``: a prefill into a
+    ``DynamicCache`` then single-token steps (through ``fast_decode.StaticDecoder`` when ``fast`` and the model
+    supports it), or, with ``use_cache=False``, the whole sequence recomputed every step (the reference)."""
+
+    def __init__(self, model, padded: bool, use_cache: bool, fast: bool, max_new: int):
+        from transformers import DynamicCache
+
+        self.model, self.padded, self.use_cache, self.max_new = model, padded, use_cache, max_new
+        self.cache = DynamicCache() if use_cache else None
+        self.static = None
+        if use_cache and fast:
+            from llmtts.infer.fast_decode import supports_fast_decode
+
+            fast = supports_fast_decode(model)
+        self.fast = use_cache and fast
+
+    def __call__(self, ids, positions, full_ids, full_pos, mask) -> torch.Tensor:
+        if self.static is not None:
+            return self.static.step(ids, positions)[:, -1]
+        attn = mask if self.padded else None  # no mask at all when no row is padded
+        if self.use_cache:
+            out = self.model.model(input_ids=ids, attention_mask=attn, position_ids=positions, cache=self.cache,
+                                   use_cache=True)
+            self.cache = out.cache
+        else:
+            out = self.model.model(input_ids=full_ids, attention_mask=attn, position_ids=full_pos, use_cache=False)
+        if self.fast:  # prefill done: continue with static-cache steps
+            from llmtts.infer.fast_decode import StaticDecoder
+
+            self.static = StaticDecoder(self.model, self.cache, attn, ids.shape[1] + self.max_new + 1)
+            self.cache = None
+        return out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
+
+
+def _sample(h, head, step: int, stop_col: int, history: torch.Tensor, sampling: SamplingConfig,
+            generators: Sequence[torch.Generator], min_new_tokens: int) -> torch.Tensor:
+    """The next id of every row, in head-slice space, on the CPU."""
+    logits = head(h).float()  # [B, width]; column stop_col = [stop]
+    if step < min_new_tokens:
+        logits[:, stop_col] = float("-inf")
+    if sampling.repetition_penalty != 1.0 and history.shape[1]:
+        logits = apply_repetition_penalty(logits, history.to(logits.device), sampling.repetition_penalty)
+    return sample_next(logits, sampling, list(generators)).cpu()
+
+
+def _emit(nxt: torch.Tensor, stop_col: int, finished: list[bool], counts: list[int],
+          max_new_tokens: Sequence[int]) -> list[int]:
+    """Rows that got an audio token this step; marks rows that sampled [stop] or reached their length finished."""
+    emitted = []
+    for i in range(len(finished)):
+        if finished[i]:
+            continue
+        if int(nxt[i]) == stop_col:
+            finished[i] = True
+            continue
+        emitted.append(i)
+        counts[i] += 1
+        if counts[i] >= max_new_tokens[i]:
+            finished[i] = True
+    return emitted
+
+
 @torch.inference_mode()
 def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, audio_offset: int, n_audio: int,
                    max_new_tokens: Sequence[int], sampling: SamplingConfig, generators: Sequence[torch.Generator],
@@ -77,8 +140,6 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     the benchmark compare the cached loop against. ``fast=True`` runs decode steps through
     ``fast_decode.StaticDecoder`` (same submodules, preallocated cache) when the model is a Qwen3.
     """
-    from transformers import DynamicCache
-
     full = bool(sampling.full_vocab)
     if not full and stop_id != audio_offset - 1:
         raise ValueError(f"expected [stop] ({stop_id}) right before the audio ids ({audio_offset})")
@@ -97,12 +158,7 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     ids, mask = ids.to(device), mask.to(device)
     padded = bool((mask == 0).any())
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    cache = DynamicCache() if use_cache else None
-    static = None
-    if use_cache and fast:
-        from llmtts.infer.fast_decode import supports_fast_decode
-
-        fast = supports_fast_decode(model)
+    forward = _Forward(model, padded, use_cache, fast, max(max_new_tokens))
     full_ids, full_pos = ids, positions
     finished = [m <= 0 for m in max_new_tokens]
     counts = [0] * B
@@ -112,39 +168,9 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
         history = _left_pad([[t - lo for t in p if lo <= t < hi] or [width] for p in prompts], width)[0]
     step = 0
     while not all(finished):
-        if static is not None:
-            h = static.step(ids, positions)[:, -1]
-        else:
-            if use_cache:
-                out = model.model(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions,
-                                  cache=cache, use_cache=True)
-                cache = out.cache
-            else:
-                out = model.model(input_ids=full_ids, attention_mask=mask if padded else None, position_ids=full_pos,
-                                  use_cache=False)
-            h = out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
-            if use_cache and fast:  # prefill done: continue with static-cache steps
-                from llmtts.infer.fast_decode import StaticDecoder
-
-                static = StaticDecoder(model, cache, mask if padded else None, ids.shape[1] + max(max_new_tokens) + 1)
-                cache = None
-        logits = head(h).float()  # [B, width]; column stop_col = [stop]
-        if step < min_new_tokens:
-            logits[:, stop_col] = float("-inf")
-        if sampling.repetition_penalty != 1.0 and history.shape[1]:
-            logits = apply_repetition_penalty(logits, history.to(logits.device), sampling.repetition_penalty)
-        nxt = sample_next(logits, sampling, list(generators)).cpu()
-        emitted = []
-        for i in range(B):
-            if finished[i]:
-                continue
-            if int(nxt[i]) == stop_col:
-                finished[i] = True
-                continue
-            emitted.append(i)
-            counts[i] += 1
-            if counts[i] >= max_new_tokens[i]:
-                finished[i] = True
+        h = forward(ids, positions, full_ids, full_pos, mask)
+        nxt = _sample(h, head, step, stop_col, history, sampling, generators, min_new_tokens)
+        emitted = _emit(nxt, stop_col, finished, counts, max_new_tokens)
         rows = torch.as_tensor(emitted, dtype=torch.long)
         yield StepOutput(step=step, emitted=emitted, codes=nxt[rows] + lo - audio_offset,
                          hidden=h[rows.to(h.device)].float(), finished=list(finished))

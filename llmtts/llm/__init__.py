@@ -5,10 +5,11 @@ Public entry points: ``load_llm(path) -> (model, vocab, frontend)``, and the ali
 """
 
 
-def load_llm(path, device="cpu", dtype=None, attn_implementation="sdpa"):
-    """``(model, vocab, frontend)`` from a run dir or its ``export/`` dir (imports torch lazily)."""
-    import torch
+def __getattr__(name):
+    # Lazy (``import llmtts.llm`` must not import torch/transformers): ``llmtts.llm.load_llm`` is
+    # ``llmtts.llm.export.load_llm`` itself, not a second function of the same name.
+    if name == "load_llm":
+        from llmtts.llm.export import load_llm
 
-    from llmtts.llm.export import load_llm as _load
-
-    return _load(path, device=device, dtype=dtype or torch.float32, attn_implementation=attn_implementation)
+        return load_llm
+    raise AttributeError(name)

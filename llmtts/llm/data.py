@@ -104,7 +104,7 @@ def segment_length(sample: dict) -> int:
 
 
 @dataclass
-class Collate:
+class LMCollate:
     packed: bool
     row_length: int
 

@@ -8,15 +8,18 @@ import json
 import shutil
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from llmtts.distributed.checkpoint import replace_dir
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
-from llmtts.llm.model import load_model
 from llmtts.llm.tokenizer import Frontend
 from llmtts.llm.vocab import Vocab
+
+if TYPE_CHECKING:
+    from transformers import Qwen3ForCausalLM
 
 INFERENCE_FILE = "inference.json"
 # Synthesis options an export may carry besides the sampling ones (llmtts.infer.sampling.SamplingConfig):
@@ -112,6 +115,25 @@ def load_inference(path: str | Path) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{f}: not valid JSON ({exc})") from None
     return check_inference(values, str(f))
+
+
+def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
+               attn_implementation: str = "sdpa") -> Qwen3ForCausalLM:
+    """Load a Qwen3 causal LM from a local Hugging Face directory (safetensors only, no hub)."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a Hugging Face model directory (no config.json)")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), local_files_only=True, use_safetensors=True, dtype=dtype,
+            attn_implementation=attn_implementation)
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
+        raise UserError(f"{path}: cannot load the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    model.config.use_cache = False
+    return model
 
 
 def load_llm(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from llmtts.errors import UserError
-from llmtts.llm.model import load_model, replace_embeddings
+from llmtts.llm.export import load_model
+from llmtts.llm.model import replace_embeddings
 from llmtts.llm.vocab import AUDIO_OFFSET, SPECIALS, Vocab
 
 log = logging.getLogger(__name__)

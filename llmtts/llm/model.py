@@ -4,12 +4,9 @@ an export loads with ``AutoModelForCausalLM.from_pretrained``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
-
-from llmtts.errors import UserError
 
 
 @dataclass
@@ -68,25 +65,6 @@ def build_model(cfg: LLMModelConfig, vocab_size: int, device: str | torch.device
             model = Qwen3ForCausalLM(hf)
     else:
         model = Qwen3ForCausalLM(hf)
-    model.config.use_cache = False
-    return model
-
-
-def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
-               attn_implementation: str = "sdpa") -> Qwen3ForCausalLM:
-    """Load a Qwen3 causal LM from a local Hugging Face directory (safetensors only, no hub)."""
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM
-
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise UserError(f"{path}: not a Hugging Face model directory (no config.json)")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, dtype=dtype,
-            attn_implementation=attn_implementation)
-    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
-        raise UserError(f"{path}: cannot load the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     model.config.use_cache = False
     return model
 

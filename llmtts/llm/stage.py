@@ -14,7 +14,7 @@ from llmtts.data.remote import location
 from llmtts.data.shards import list_shards, read_index
 from llmtts.errors import UserError
 from llmtts.llm.config import LLMConfig
-from llmtts.llm.data import (Collate, SampleToSegment, check_single_codebook, check_token_shards, n_audio_from_index,
+from llmtts.llm.data import (LMCollate, SampleToSegment, check_single_codebook, check_token_shards, n_audio_from_index,
                              segment_length)
 from llmtts.llm.export import save_export
 from llmtts.llm.loss import lm_loss
@@ -172,7 +172,7 @@ class LLMStage(Stage):
     def _loader(self, split: str, rank: int, world_size: int, train: bool) -> ShardLoader:
         return ShardLoader.from_config(
             self.input_dir, split, rank, world_size, self.cfg.data, train=train,
-            length_fn=segment_length, collate_fn=Collate(self.cfg.packing.enabled, self.cfg.packing.row_length),
+            length_fn=segment_length, collate_fn=LMCollate(self.cfg.packing.enabled, self.cfg.packing.row_length),
             fields=("codes",), transform=SampleToSegment(self.vocab, self.frontend, self.max_length,
                                                          bool(self.vocab.speakers)))
 

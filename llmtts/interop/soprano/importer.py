@@ -68,7 +68,7 @@ def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int |
     from llmtts.decoder.export import save_decoder
     from llmtts.io import write_json_atomic
     from llmtts.llm.export import save_export
-    from llmtts.llm.model import load_model
+    from llmtts.llm.export import load_model
     from llmtts.llm.tokenizer import Frontend
 
     model_dir, out = Path(model_dir), Path(out)
