@@ -10,7 +10,7 @@ from llmtts.config import load_config
 from llmtts.distributed.signals import REQUEUE_EXIT_CODE
 from llmtts.train.toy import ToyConfig, ToyStage
 from llmtts.train.trainer import STOPPED_MARKER, Trainer
-from train_runs import BASE, popen_toy, train_losses, wait_for_step
+from train_runs import BASE, kill_tree, popen_toy, train_losses, wait_for_step
 
 GAN = ["toy.gan=true", "trainer.optim.schedule=constant", "trainer.max_steps=1000"]
 
@@ -21,9 +21,13 @@ def test_sigterm_to_torchrun_checkpoints_on_all_ranks_and_marks_requeue(tmp_path
     # Uneven validation data (rank 1 has 3 more batches) with eval every 2 steps must not hang.
     proc = popen_toy(run, GAN + ["parallel.strategy=ddp", "data.max_batch_size=4", "toy.step_sleep=0.1",
                                  "trainer.eval_every=2", "toy.val_extra_per_rank=3"], nproc=2)
-    wait_for_step(run, 3, proc)
-    os.kill(proc.pid, signal.SIGTERM)  # torchrun forwards it to both workers
-    rc = proc.wait(timeout=90)
+    try:
+        wait_for_step(run, 3, proc)
+        os.kill(proc.pid, signal.SIGTERM)  # torchrun forwards it to both workers
+        rc = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)  # torchrun and both workers, whatever failed above
     assert rc != 0  # torchrun reports 1 for any worker exit code but 0: hence the marker file
     marker = json.loads((run / STOPPED_MARKER).read_text())
     assert marker["exit_code"] == REQUEUE_EXIT_CODE and marker["signal"] == signal.SIGTERM
