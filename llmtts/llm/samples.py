@@ -48,6 +48,23 @@ def sample_texts(cfg: SamplesConfig) -> list[str]:
     return select_sentences("heldout")[: cfg.num]
 
 
+def check_codec_decodes(codec_path: str) -> None:
+    """Samples without ``samples.decoder`` decode codes with the shards' codec: an encoder-only codec (Soprano's
+    encoder) cannot, which should fail when training starts, not at the first sample round."""
+    import json
+
+    try:
+        kind = json.loads((Path(codec_path) / "config.json").read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        try:
+            kind = json.loads((Path(codec_path) / "export" / "config.json").read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return
+    if kind == "soprano-encoder":
+        raise UserError(f"samples: the token shards' codec ({codec_path}) is Soprano's encoder only and makes no "
+                        "audio: set samples.decoder (e.g. the imported Soprano decoder), or samples.every=0")
+
+
 class TrainingSampler:
     """Built once per run on rank 0; ``__call__(model, logger, step)`` does one sample round."""
 
@@ -72,6 +89,7 @@ class TrainingSampler:
                             "is not available: set samples.decoder, or samples.every=0")
         from llmtts.codec.export import load_codec
 
+        check_codec_decodes(codec_path)
         codec = load_codec(codec_path).eval()
         return (lambda hidden, codes: codec.decode(codes[None])[0]), codec.sample_rate
 

@@ -108,6 +108,10 @@ class LLMStage(Stage):
             raise UserError("choose exactly one of --from-scratch or --init-from PATH")
         self.input_dir = location(input_dir)  # a path or an http(s):// / s3:// URL
         index = check_token_shards(self.input_dir)
+        if cfg.samples.every > 0 and not cfg.samples.decoder and index.get("codec"):
+            from llmtts.llm.samples import check_codec_decodes
+
+            check_codec_decodes(index["codec"])  # now, not at the first sample round
         check_single_codebook(self.input_dir, cfg.data.train_split)
         self.frontend = build_frontend(cfg.vocab.tokenizer, cfg.vocab.normalizer)
         vocab = resolve_vocab(cfg, index, self.input_dir, self.frontend)

@@ -148,6 +148,11 @@ def test_codec_encode_with_imported_encoder_and_decode_refused(tmp_path, capsys)
     rc = main(["eval", "codec", "--codec-path", str(tmp_path / "codec"), "--input-dir", str(tmp_path / "audio"),
                "--out", str(tmp_path / "ev"), "--split", "train", "--limit", "1"])
     assert rc == 2 and "encoder only" in capsys.readouterr().err
+    # LLM training samples decoded with the shards' codec: refused when training starts, not at the first round
+    rc = main(["llm", "train", "--config", "configs/llm/tiny.yaml", "--from-scratch", "--input-dir",
+               str(tmp_path / "tok"), "--save-dir", str(tmp_path / "llm"), "samples.every=2", "trainer.max_steps=4"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Soprano's encoder only" in err and "samples.decoder" in err
 
 
 @pytest.mark.parametrize("mutate, message", [
