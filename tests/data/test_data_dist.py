@@ -1,11 +1,12 @@
 import json
 import os
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+import proc_group
 
 
 @pytest.mark.slow
@@ -18,8 +19,8 @@ def test_torchrun_two_ranks_two_workers_exactly_once(make_shards, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            str(Path(__file__).with_name("dist_reader_check.py")), str(out), *dirs]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = proc_group.run(cmd, timeout=120, env=env)  # a hang kills torchrun and its workers
+    assert proc.returncode == 0, proc.stdout[-3000:]
     report = json.loads(out.read_text())
     for d, keys in dirs.items():
         ranks = report[d]

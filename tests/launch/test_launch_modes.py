@@ -153,9 +153,11 @@ def test_debug_mode_trains_in_this_process(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_local_mode_runs_torchrun_with_two_ranks(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    res = subprocess.run([sys.executable, "-m", "llmtts.cli", "launch", "--mode", "local", "--nproc-per-node", "2",
+    import proc_group  # a hang kills the launcher, torchrun and its workers
+
+    res = proc_group.run([sys.executable, "-m", "llmtts.cli", "launch", "--mode", "local", "--nproc-per-node", "2",
                           "--module", "launch_env_helper", str(tmp_path / "out")],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+                         timeout=120, cwd=tmp_path, env=env, stderr=subprocess.PIPE)
     assert res.returncode == 0, res.stderr
     assert "torch.distributed.run --nproc-per-node=2 --standalone" in res.stderr
     ranks = [json.loads((tmp_path / "out" / f"rank-{r}.json").read_text()) for r in (0, 1)]

@@ -99,23 +99,17 @@ def test_dump_refuses_outputs_that_are_not_its_own(tmp_path, exported, vocab, ca
 def test_two_rank_dump_equals_one_rank(tmp_path, exported, vocab):
     """torchrun with 2 ranks splits the shards and writes the same bytes as one process."""
     import os
-    import signal
-    import subprocess
     import sys
+
+    import proc_group
 
     shards = make_token_shards(tmp_path / "tok", n_train=6, n_val=2, n_audio=vocab.n_audio, per_shard=2)
     args = ["-m", "llmtts.cli", "llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards)]
     assert main(args[2:] + ["--out", str(tmp_path / "one")]) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args,
            "--out", str(tmp_path / "two")]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("2-rank dump hung:\n" + proc.communicate()[0][-3000:])
-    assert proc.returncode == 0, out[-3000:]
+    proc = proc_group.run(cmd, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))  # reaps workers on a hang
+    assert proc.returncode == 0, proc.stdout[-3000:]
     one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.tar"))
     two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*.tar"))
     assert one == two and len(one) == 4
