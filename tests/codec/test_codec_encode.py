@@ -4,13 +4,14 @@ import io
 import json
 import math
 import os
-import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import torch
 
+import proc_group
 from codec_shards_helper import write_audio_shards
 from llmtts.audio import resample
 from llmtts.cli import main as cli_main
@@ -70,16 +71,17 @@ def test_encode_layout_and_determinism(codec_dir, audio_shards, tmp_path):
 
 def test_two_ranks_equal_one_rank_and_resume(codec_dir, audio_shards, tmp_path):
     encode_shards(codec_dir, audio_shards, tmp_path / "one", batch_size=4, device="cpu", progress=False)
-    procs = []
-    for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "llmtts.cli", "codec", "encode", "--codec-path", str(codec_dir), "--input-dir",
-             str(audio_shards), "--out", str(tmp_path / "two"), "--batch-size", "4", "--device", "cpu",
-             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0, out
+    with ExitStack() as stack:  # both ranks are killed if either fails or hangs
+        procs = []
+        for rank in range(2):
+            env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", OMP_NUM_THREADS="1")
+            procs.append(stack.enter_context(proc_group.group(
+                [sys.executable, "-m", "llmtts.cli", "codec", "encode", "--codec-path", str(codec_dir), "--input-dir",
+                 str(audio_shards), "--out", str(tmp_path / "two"), "--batch-size", "4", "--device", "cpu",
+                 "--no-progress"], env=env)))
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, out
     assert _tars(tmp_path / "one") == _tars(tmp_path / "two")
     assert json.loads((tmp_path / "two" / "index.json").read_text())["totals"]["num_samples"] == 14
     # resume: finished shards are skipped, a missing one is redone identically
