@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -153,12 +152,8 @@ def test_two_nodes_train_checkpoint_and_resume_on_one_node(shards, tmp_path):
 
 def kill_node(agent: subprocess.Popen, trace: Path) -> None:
     """SIGKILL a whole "node": the agent's process group and its workers' (torchrun starts each worker
-    in a session of its own, so killing the agent alone leaves them training headless)."""
-    for rec in rank_records(trace).values():
-        try:
-            os.killpg(rec["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    in a session of its own, so killing the agent alone leaves them training headless; kill_tree finds them
+    as the agent's descendants)."""
     kill_tree(agent)
 
 
