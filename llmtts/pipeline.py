@@ -58,7 +58,9 @@ class CorpusSection:
 
 @dataclass
 class ShardsSection:
-    sample_rate: int = 16000  # must equal the codec's model.sample_rate
+    # 0 = the codec's rate (codec config's model.sample_rate, start_from.codec's export, Soprano's 32 kHz): the
+    # rate is typed once, in the codec config; an explicit value that differs from the codec's is an error.
+    sample_rate: int = 0
     val_fraction: float = 0.05
     samples_per_shard: int = 1000
     workers: int = 1
@@ -240,7 +242,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
             _file(corpus / "metadata.csv"), [str(corpus)]))
     steps.append(Step("shards", _llmtts() + [
         "data", "shards", "--input-dir", str(corpus), "--format", cfg.corpus.format if cfg.corpus.input_dir
-        else "ljspeech", "--out", str(audio), "--sample-rate", str(cfg.shards.sample_rate),
+        else "ljspeech", "--out", str(audio), "--sample-rate", str(shard_sample_rate(cfg)),
         "--workers", str(cfg.shards.workers), "--samples-per-shard", str(cfg.shards.samples_per_shard),
         "--val-fraction", str(cfg.shards.val_fraction), "--seed", str(cfg.corpus.seed)] + cfg.shards.extra,
         _file(audio / "index.json"), [str(audio)]))
@@ -365,20 +367,40 @@ def validate(cfg: PipelineConfig) -> None:
     if start.soprano and not (start.soprano_encoder or start.codec):
         raise UserError("pipeline: start_from.soprano needs start_from.soprano_encoder (Soprano's encoder.pth) or "
                         "start_from.codec: a codec trained here would not make the tokens Soprano's LLM knows")
-    codec = loaded.get("codec")
-    sr = getattr(getattr(codec, "model", None), "sample_rate", None)
-    if cfg.start_from.codec:
-        sr = _export_sample_rate(Path(cfg.start_from.codec))
-    elif start.soprano:
-        sr = 32000  # Soprano's encoder
-    if sr is not None and sr != cfg.shards.sample_rate:
+    sr = codec_sample_rate(cfg, loaded.get("codec"))
+    if sr is not None and cfg.shards.sample_rate and sr != cfg.shards.sample_rate:
         src = cfg.start_from.codec or cfg.codec.config
         raise UserError(f"pipeline: shards.sample_rate={cfg.shards.sample_rate} but the codec ({src}) has "
-                        f"model.sample_rate={sr}: set them equal")
+                        f"model.sample_rate={sr}: set them equal, or leave shards.sample_rate out (the codec's)")
+    cfg.shards.sample_rate = shard_sample_rate(cfg, sr)  # the resolved config says the rate used
     if cfg.corpus.input_dir and not Path(cfg.corpus.input_dir).is_dir():
         raise UserError(f"pipeline: corpus.input_dir {cfg.corpus.input_dir}: directory not found")
     if not cfg.corpus.input_dir and cfg.corpus.num_utterances < 2:
         raise UserError("pipeline: corpus.num_utterances must be >= 2 (train and validation need audio)")
+
+
+def codec_sample_rate(cfg: PipelineConfig, codec_cfg=None) -> int | None:
+    """The rate the codec works at: start_from.codec's export (None when it does not say), Soprano's encoder
+    (32 kHz), or the codec config (``codec_cfg`` when already loaded)."""
+    if cfg.start_from.codec:
+        return _export_sample_rate(Path(cfg.start_from.codec))
+    if cfg.start_from.soprano:
+        return 32000  # Soprano's encoder
+    return _config_sample_rate(cfg, codec_cfg)
+
+
+def _config_sample_rate(cfg: PipelineConfig, codec_cfg=None) -> int:
+    if codec_cfg is None:
+        from llmtts.codec.config import CodecConfig
+
+        codec_cfg = load_config(CodecConfig, resolve_config_path(cfg.codec.config) or None, cfg.codec.overrides)
+    return codec_cfg.model.sample_rate
+
+
+def shard_sample_rate(cfg: PipelineConfig, codec_rate: int | None = None) -> int:
+    """``shards.sample_rate``, or when it is 0 (unset) the codec's rate (the codec config's when an export does
+    not record one)."""
+    return cfg.shards.sample_rate or codec_rate or codec_sample_rate(cfg) or _config_sample_rate(cfg)
 
 
 def _export_sample_rate(run: Path) -> int | None:

@@ -119,6 +119,25 @@ def test_validate_fails_fast_on_stage_config_typos(tmp_path):
         validate(cfg)
 
 
+def test_shard_rate_is_the_codec_configs(tmp_path):
+    """The audio shards' rate is typed once, in the codec config: the pipeline reads it from there."""
+    from llmtts.codec.config import CodecConfig
+    from llmtts.config import load_config
+    from llmtts.pipeline import resolve_config_path, validate
+
+    cfg = load_config(PipelineConfig, resolve_config_path("configs/pipeline/tiny.yaml"), [f"run_root={tmp_path}"])
+    assert cfg.shards.sample_rate == 0  # the shipped recipe does not repeat it
+    codec_sr = load_config(CodecConfig, resolve_config_path(cfg.codec.config)).model.sample_rate
+    shards = {s.name: s.argv for s in build_steps(cfg)}["shards"]
+    assert int(shards[shards.index("--sample-rate") + 1]) == codec_sr
+    validate(cfg)
+    assert cfg.shards.sample_rate == codec_sr  # the resolved config records the rate used
+    cfg = PipelineConfig(run_root=str(tmp_path))
+    cfg.codec.overrides = ["model.sample_rate=24000"]  # a sample-rate change is one place
+    shards = {s.name: s.argv for s in build_steps(cfg)}["shards"]
+    assert shards[shards.index("--sample-rate") + 1] == "24000"
+
+
 def test_second_pipeline_on_same_root_is_refused(tmp_path):
     import fcntl
 
