@@ -4,7 +4,8 @@
 
 Per model, at the recipe's shapes (random weights: cost does not depend on them):
 * FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and convolutions, forward; a
-  training step is counted as forward + backward of the same call);
+  training step is counted as forward + backward of the same call; it does not count CPU attention
+  (``scaled_dot_product_attention``), which scaling_plan.py adds per utterance);
 * CPU seconds of one forward (inference) or forward+backward (training) on one thread, best of 3.
 Models: the Soprano codec's encoder (configs/codec/soprano.yaml, per audio second: ``codec encode``), the
 soprano-80m LLM and a ~300 M Qwen3 (per token, rows of 2048 tokens: ``dump-hidden`` forward and training), the
@@ -45,7 +46,7 @@ def cost(fn, train: bool, reps: int = 3) -> tuple[float, float]:
     return float(fc.get_total_flops()), best
 
 
-def llm(overrides: list[str], row: int, cpu_row: int = 512) -> dict:
+def llm(overrides: list[str], row: int, cpu_row: int = 256) -> dict:
     """Forward FLOPs per token in rows of ``row`` tokens, counted on 1- and 2-layer copies (layers are equal:
     total = one-layer model + (L - 1) x the second layer), training FLOPs per token counted at ``cpu_row``
     (forward + backward), and CPU seconds per token of the full model at ``cpu_row`` (a 2048-token step of
@@ -55,7 +56,9 @@ def llm(overrides: list[str], row: int, cpu_row: int = 512) -> dict:
 
     cfg = load_config(LLMConfig, REPO / "configs/llm/soprano-80m.yaml", overrides)
     layers = cfg.model.num_hidden_layers
-    out = {"row": row, "cpu_row": cpu_row, "hidden_size": cfg.model.hidden_size, "layers": layers}
+    # FlopCounterMode does not count CPU scaled_dot_product_attention: docs/scaling.md adds it from these.
+    out = {"row": row, "cpu_row": cpu_row, "hidden_size": cfg.model.hidden_size, "layers": layers,
+           "heads": cfg.model.num_attention_heads, "head_dim": cfg.model.head_dim}
     fwd = {}
     for k in (1, 2):
         cfg.model.num_hidden_layers = k
@@ -109,13 +112,41 @@ def decoder(seconds: float) -> dict:
             "recon_crop_s": cfg.recon_crop_tokens * m.samples_per_token / m.sample_rate}
 
 
+def corpus(shard_dir: Path) -> dict:
+    """Audio shards (``llmtts data shards``): FLAC bytes and normalised-text characters per audio second."""
+    import tarfile
+
+    seconds = flac = chars = samples = 0
+    for shard in sorted(shard_dir.glob("*/*.tar")):
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                ext = m.name.split(".", 1)[1]
+                if ext == "flac":
+                    flac += m.size
+                elif ext == "json":
+                    meta = json.loads(tar.extractfile(m).read())
+                    seconds += float(meta["duration_s"])
+                    chars += len(meta.get("normalized_text", ""))
+                    samples += 1
+    index = json.loads((shard_dir / "index.json").read_text())
+    return {"dir": str(shard_dir), "sample_rate": index.get("sample_rate"), "samples": samples, "seconds": seconds,
+            "flac_B_per_audio_s": flac / seconds, "text_chars_per_audio_s": chars / seconds,
+            "mean_utterance_s": seconds / samples}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=REPO / "benchmarks/results/scaling-inputs.json")
+    ap.add_argument("--audio-shards", type=Path, default=None,
+                    help="an audio shard folder (`llmtts data shards --sample-rate 32000`): FLAC bytes and text per s")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = {"command": "OMP_NUM_THREADS=1 python benchmarks/scaling_inputs.py", "torch": torch.__version__,
            "threads": torch.get_num_threads()}
+    if args.audio_shards:
+        out["corpus"] = corpus(args.audio_shards)
+        out["command"] += f" --audio-shards {args.audio_shards}"
+        print("corpus", out["corpus"], flush=True)
     out["codec_encoder"] = codec_encoder(4.0)
     print("codec encoder", out["codec_encoder"], flush=True)
     out["decoder"] = decoder(4.096)
