@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llmtts.token_space import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_TOKEN
 from llmtts.train.config import DataConfig, LogConfig, OptimConfig, ParallelConfig, TrainerConfig
 
 
 @dataclass
 class CodecModelConfig:
-    sample_rate: int = 32000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     # One token per this many samples (T = ceil(N / samples_per_token)); must be a multiple of hop_length.
-    samples_per_token: int = 2048
+    samples_per_token: int = DEFAULT_SAMPLES_PER_TOKEN
     # Encoder features: log-mel with this STFT; the decoder's iSTFT head uses the same n_fft / hop.
     n_fft: int = 2048
     hop_length: int = 512

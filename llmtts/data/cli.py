@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from llmtts.data.sources import FORMATS
+from llmtts.token_space import DEFAULT_SAMPLE_RATE
 
 
 def _corpus(args: argparse.Namespace) -> int:
@@ -123,7 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "manifest: JSON lines {audio, text, speaker}; hf: a Hugging Face dataset folder written "
                         "by save_to_disk (audio read without the network)")
     s.add_argument("--out", required=True, help="shard directory to write")
-    s.add_argument("--sample-rate", type=int, default=24000, help="output sample rate in Hz (default 24000)")
+    s.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE,
+                   help=f"output sample rate in Hz: the codec's model.sample_rate (default {DEFAULT_SAMPLE_RATE})")
     s.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     s.add_argument("--samples-per-shard", type=int, default=1000, help="samples per shard (default 1000)")
     s.add_argument("--val-fraction", type=float, default=0.02, help="fraction held out for validation (default 0.02)")

@@ -27,6 +27,7 @@ from llmtts.data.sources import Reject, Utterance, read_source
 from llmtts.errors import UserError
 from llmtts.io import write_text_atomic
 from llmtts.text.normalize import normalize_text
+from llmtts.token_space import DEFAULT_SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 REJECTS_NAME = "rejects.jsonl"
@@ -34,7 +35,7 @@ REJECTS_NAME = "rejects.jsonl"
 
 @dataclass
 class IngestConfig:
-    sample_rate: int = 24000
+    sample_rate: int = DEFAULT_SAMPLE_RATE
     samples_per_shard: int = 1000
     val_fraction: float = 0.02
     seed: int = 0

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from llmtts.data.hidden_format import DEFAULT_DTYPE, DTYPES
+from llmtts.token_space import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_TOKEN
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
 
 
@@ -13,8 +14,8 @@ class DecoderModelConfig:
     """The architecture; also what ``export/config.json`` stores under ``"model"``."""
 
     hidden_size: int = 512  # d of the LLM's hidden states (the input)
-    sample_rate: int = 32000
-    samples_per_token: int = 2048
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    samples_per_token: int = DEFAULT_SAMPLES_PER_TOKEN
     upsample: int = 4  # frames per token (linear interpolation); samples_per_token = upsample * hop_length
     dim: int = 768
     intermediate_dim: int = 2304
