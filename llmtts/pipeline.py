@@ -161,18 +161,8 @@ def _llmtts() -> list[str]:
     return [sys.executable, "-m", "llmtts.cli"]
 
 
-def _launch_available() -> bool:
-    try:
-        import llmtts.launch.cli  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 def launch_argv(cfg: PipelineConfig, args: list[str]) -> list[str]:
-    """``llmtts launch --mode M ... <group> <cmd> args`` (plain ``llmtts`` if the launcher is not installed)."""
-    if not _launch_available():
-        return _llmtts() + args
+    """``llmtts launch --mode M ... <group> <cmd> args``."""
     la = cfg.launch
     argv = _llmtts() + ["launch", "--mode", la.mode]
     if la.mode != "debug":
@@ -337,10 +327,7 @@ def validate(cfg: PipelineConfig) -> None:
     for section, spec in STAGE_CONFIG_CLASSES.items():
         sec: StageSection = getattr(cfg, section)
         mod_name, cls_name = spec.split(":")
-        try:
-            cls = getattr(importlib.import_module(mod_name), cls_name)
-        except (ImportError, AttributeError):
-            continue  # that stage is not installed; its step will say so
+        cls = getattr(importlib.import_module(mod_name), cls_name)
         try:
             loaded[section] = load_config(cls, resolve_config_path(sec.config) or None, sec.overrides)
         except UserError as exc:
