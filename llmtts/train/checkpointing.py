@@ -164,6 +164,10 @@ class Checkpointer:
         if (meta["strategy"] == "deepspeed") != self.is_ds:
             raise UserError(f"{ckpt}: saved with strategy '{meta['strategy']}', cannot resume with "
                             f"'{self.strategy}' (DeepSpeed and DCP checkpoints are not interchangeable)")
+        # ZeRO-3 partitions the weights into its files too; stages 1 and 2 keep them whole (issue 19).
+        if self.is_ds and (meta.get("zero_stage") == 3) != (self.zero_stage == 3):
+            raise UserError(f"{ckpt}: saved with DeepSpeed ZeRO stage {meta.get('zero_stage')}, cannot resume with "
+                            f"ZeRO stage {self.zero_stage}; use the same parallel.deepspeed.zero_stage")
         if self.is_ds and meta["world_size"] != self.world:
             raise UserError(f"{ckpt}: DeepSpeed checkpoint from {meta['world_size']} ranks cannot resume on "
                             f"{self.world}; use the same world size (or fsdp2/ddp, which reshard)")
