@@ -1,38 +1,30 @@
 """Word and character error rates with one documented text normalisation.
 
 Normalisation (applied to reference and hypothesis alike, so formatting never counts as an error):
-1. the project's English front end (``llmtts.text``) when available: unicode -> ASCII, numbers,
-   ordinals, currency and common abbreviations spelled out, lower case; otherwise unicode -> ASCII
-   and lower case only;
+1. the project's English front end (``llmtts.text``): unicode -> ASCII, numbers, ordinals, currency and
+   common abbreviations spelled out, lower case (``use_frontend=False``: unicode -> ASCII and lower case only);
 2. every character that is not a letter, digit, apostrophe or space becomes a space
    (punctuation is not speech); apostrophes are kept inside words ("don't") and dropped at word edges;
 3. whitespace is collapsed.
 WER = (substitutions + deletions + insertions) / reference words, CER the same over characters of the
-normalised text with single spaces between words. The alignment is jiwer's (a minimum Levenshtein alignment; where
-several tie, the split into substitutions/deletions/insertions is the one jiwer picks, the total is the same). Corpus-level rates sum edits and lengths over all
-utterances (long utterances weigh more), which is what ASR papers report.
+normalised text with single spaces between words. Corpus-level rates sum edits and lengths over all
+utterances (long utterances weigh more), which is what ASR papers report. The alignment is jiwer's, a minimum
+Levenshtein alignment: where several tie, the split into substitutions/deletions/insertions is the one jiwer
+picks; the edit count is the same.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from llmtts.optional import require
+from llmtts.text import normalize_text
 
 _NON_SPEECH = re.compile(r"[^a-z0-9' ]+")
 _EDGE_APOSTROPHE = re.compile(r"(?<![a-z0-9])'|'(?![a-z0-9])")
 _SPACES = re.compile(r"\s+")
-
-
-def _frontend() -> Callable[[str], str] | None:
-    """The project's English normaliser, if that part of the package is installed."""
-    try:
-        from llmtts.text import normalize_text
-    except Exception:  # not built / replaced: fall back to the simple rules
-        return None
-    return normalize_text
 
 
 def _ascii_lower(text: str) -> str:
@@ -44,10 +36,9 @@ def _ascii_lower(text: str) -> str:
 def normalize_for_wer(text: str, use_frontend: bool = True) -> str:
     """Text as it is scored: see the module docstring."""
     text = text.replace("\u2019", "'").replace("\u2018", "'")
-    fe = _frontend() if use_frontend else None
-    if fe is not None:
+    if use_frontend:
         try:
-            text = fe(text)
+            text = normalize_text(text)
         except Exception:  # a normaliser bug must not abort an evaluation; score the plain text
             pass
     text = _ascii_lower(text)
