@@ -5,6 +5,9 @@
 # after which this script requeues the job; the next run resumes with --resume auto.
 #
 #   sbatch slurm/sbatch-example.sh            (edit the #SBATCH lines and the command below)
+#   sbatch slurm/sbatch-example.sh CMD ARGS...  (run CMD ARGS instead; give it --save-dir and --resume auto)
+# RUN_DIR and MAX_REQUEUES may also come from the environment (sbatch passes it on).
+# tests/launch/test_slurm_plain.py runs this script on the local cluster (2 tasks, the toy stage).
 #
 #SBATCH --job-name=llmtts-llm
 #SBATCH --nodes=1
@@ -18,8 +21,14 @@
 #SBATCH --output=runs/slurm-%x-%j.out
 set -uo pipefail
 
-RUN_DIR=runs/llm
-MAX_REQUEUES=10
+RUN_DIR=${RUN_DIR:-runs/llm}
+MAX_REQUEUES=${MAX_REQUEUES:-10}
+if (( $# )); then
+    CMD=("$@")
+else
+    CMD=(llmtts llm train --from-scratch --config configs/llm/soprano-80m.yaml --input-dir shards/tokens
+         --save-dir "$RUN_DIR" --resume auto)
+fi
 
 export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
@@ -34,8 +43,7 @@ echo "job $SLURM_JOB_ID, restart ${SLURM_RESTART_COUNT:-0} of max $MAX_REQUEUES"
 # signal" (75) into 0: with --kill-on-bad-exit (which stops a crashed rank from leaving the others
 # hanging) the first rank to exit 75 would otherwise kill the rest.
 srun --kill-on-bad-exit=1 bash -c 'trap "" USR2; "$@"; rc=$?; [[ $rc == 75 ]] && exit 0; exit $rc' task \
-    llmtts llm train --from-scratch --config configs/llm/soprano-80m.yaml --input-dir shards/tokens \
-    --save-dir "$RUN_DIR" --resume auto &
+    "${CMD[@]}" &
 SRUN_PID=$!
 # `wait` returns early when the trap fires: wait again for srun itself.
 while true; do
@@ -49,6 +57,7 @@ if [[ $rc -eq 0 && $STOPPED == 1 ]]; then  # stopped by the signal after checkpo
         scontrol requeue "$SLURM_JOB_ID"
         exit 0
     fi
-    echo "max requeues reached; resubmit to resume"
+    echo "max requeues ($MAX_REQUEUES) reached; the run checkpointed: submit the job again to resume" >&2
+    exit 75  # not finished: the job ends FAILED (exit code 75), not COMPLETED, and is not requeued
 fi
 exit $rc
