@@ -23,7 +23,7 @@ from llmtts.codec.model import CodecModel, latent_range_penalty
 from llmtts.codec.quantizer import CodebookMonitor, codebook_usage
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
-from llmtts.nn.losses import ReconstructionLoss, default_stft_resolutions
+from llmtts.nn.losses import ReconstructionLoss
 from llmtts.train.adversarial import vocoder_gan_step
 from llmtts.train.stage import Stage
 
@@ -101,11 +101,7 @@ class CodecStage(Stage):
     def build_models(self) -> dict[str, nn.Module]:
         models: dict[str, nn.Module] = {"gen": CodecModel(self.cfg.model)}
         if self.gan_enabled:
-            g = self.cfg.gan
-            models["disc"] = CombinedDiscriminator(
-                periods=tuple(g.periods), resolutions=tuple(tuple(r) for r in g.resolutions)
-                or tuple(tuple(r) for r in default_stft_resolutions(self.cfg.model.n_fft)),
-                channels=g.channels, max_channels=g.max_channels)
+            models["disc"] = CombinedDiscriminator.from_config(self.cfg.gan, self.cfg.model.n_fft)
         return models
 
     def parallelize(self, models: dict[str, nn.Module], pctx: Any) -> dict[str, nn.Module]:

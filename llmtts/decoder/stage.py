@@ -27,7 +27,7 @@ from llmtts.decoder.export import load_decoder, write_decoder_files
 from llmtts.decoder.model import HiddenDecoder
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
-from llmtts.nn.losses import ReconstructionLoss, default_stft_resolutions
+from llmtts.nn.losses import ReconstructionLoss
 from llmtts.train.adversarial import vocoder_gan_step
 from llmtts.train.stage import Stage
 
@@ -141,10 +141,7 @@ class DecoderStage(Stage):
             gen.load_state_dict(init.state_dict())
         models: dict[str, nn.Module] = {"gen": gen}
         if self.gan:
-            g = self.cfg.gan
-            res = g.resolutions or default_stft_resolutions(self.cfg.model.n_fft)
-            models["disc"] = CombinedDiscriminator(periods=tuple(g.periods), resolutions=tuple(tuple(r) for r in res),
-                                                   channels=g.channels, max_channels=g.max_channels)
+            models["disc"] = CombinedDiscriminator.from_config(self.cfg.gan, self.cfg.model.n_fft)
         return models
 
     def parallelize(self, models: dict[str, nn.Module], pctx: Any) -> dict[str, nn.Module]:

@@ -113,6 +113,16 @@ class CombinedDiscriminator(nn.Module):
         self.mpd = MultiPeriodDiscriminator(periods, channels, max_channels)
         self.mrd = MultiResolutionDiscriminator(resolutions, channels)
 
+    @classmethod
+    def from_config(cls, gan, n_fft: int) -> "CombinedDiscriminator":
+        """From a stage's ``gan`` section (``periods``, ``resolutions``, ``channels``, ``max_channels``: the codec's
+        and the decoder's share these names); empty ``resolutions`` = 1/4, 1/2 and 1x the generator's ``n_fft``."""
+        from llmtts.nn.losses import default_stft_resolutions
+
+        res = gan.resolutions or default_stft_resolutions(n_fft)
+        return cls(periods=tuple(gan.periods), resolutions=tuple(tuple(r) for r in res), channels=gan.channels,
+                   max_channels=gan.max_channels)
+
     def forward(self, wav: torch.Tensor) -> Outputs:
         l1, f1 = self.mpd(wav)
         l2, f2 = self.mrd(wav)
