@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "(the report plays reference vs codec vs synthesis)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4"],
+                   help="LLM weight format (see synthesize; default: %(default)s)")
     add_sampling_args(p)
     p.set_defaults(func=run_tts_eval)
 
@@ -86,7 +88,7 @@ def _synth_for(args: argparse.Namespace, sampling: dict):
 
     if args.llm_path:
         synth, info = tts_synthesizer(args.llm_path, args.decoder_path, seed=args.seed, device=args.device,
-                                      **sampling)
+                                      dtype=args.dtype, **sampling)
         return (lambda s: synth), info
     if args.audio_dir:
         synth = file_synthesizer(args.audio_dir)

@@ -314,15 +314,15 @@ def summary_lines(report_path: str | Path) -> list[str]:
     return lines
 
 
-def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str = "cpu",
+def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str = "cpu", dtype: str = "fp32",
                     **options) -> tuple[Synthesizer, dict]:
     """Wrap ``llmtts.TTS`` as a Synthesizer with a fixed seed (so an evaluation is reproducible); the
     generated token count and whether a sentence hit the max-length guard come from ``tts.last_stats``.
     ``options`` (sampling, max_tokens ...) override the export's inference defaults; the info dict records
-    the options in effect."""
+    the options in effect. ``dtype``: the LLM's weight format (``TTS.load``; to measure what int8/int4 cost)."""
     from llmtts import TTS
 
-    tts = TTS.load(llm_path, decoder_path, device=device)
+    tts = TTS.load(llm_path, decoder_path, device=device, dtype=dtype)
     used = tts.resolve_options(seed=seed, **options)  # fails on bad options before any synthesis
     # One short untimed call first: the first forward pays one-off costs (kernel selection, lazy init) that
     # would otherwise be billed to the first utterance's x-real-time.
@@ -335,7 +335,7 @@ def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str
         return SynthOutput(np.asarray(wav, dtype=np.float32), int(sr), None if n_tok is None else int(n_tok),
                            None if runaway is None else bool(runaway))
 
-    return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path), "seed": seed,
+    return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path), "seed": seed, "dtype": dtype,
                    "sample_rate": tts.sample_rate, "samples_per_token": tts.samples_per_token,
                    "sampling": asdict(used.sampling), "max_tokens": used.max_tokens,
                    "tokens_per_text_id": used.tokens_per_text_id}
