@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from llmtts.errors import UserError
@@ -59,8 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_hf_progress_bars() -> None:
+    """Hugging Face's per-call progress bars ("Loading weights", "Writing model shards") go to stderr ahead of
+    anything else, so a bad input found after the model loads printed the bar's lines before the one-line error.
+    Off for the CLI (HF_HUB_DISABLE_PROGRESS_BARS=0 turns them back on); our own bars (log.progress) stay."""
+    if os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1") != "1":
+        return
+    if "huggingface_hub" in sys.modules:  # already imported (read the variable then): switch them off now
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    quiet_hf_progress_bars()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -46,6 +46,8 @@ def test_each_speaker_gives_its_own_audio_and_unknown_is_one_line(tmp_path, caps
     np.testing.assert_array_equal(default, male)  # no --speaker: the model's first speaker
     capsys.readouterr()
     wav, rc = say("x", "--speaker", "joe")
-    err = capsys.readouterr().err.strip().splitlines()[-1]  # (transformers' weight-loading bar comes first)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # one line: no weight-loading progress bar before it
+    err = err[0]
     assert rc == 2 and wav is None and err.startswith("llmtts: error: unknown speaker 'joe'")
     assert err.endswith("this model's speakers: en+m3, en-us+f3")
