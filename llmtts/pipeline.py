@@ -364,6 +364,13 @@ def validate(cfg: PipelineConfig) -> None:
         raise UserError(f"pipeline: corpus.input_dir {cfg.corpus.input_dir}: directory not found")
     if not cfg.corpus.input_dir and cfg.corpus.num_utterances < 2:
         raise UserError("pipeline: corpus.num_utterances must be >= 2 (train and validation need audio)")
+    if not cfg.corpus.input_dir:  # a misspelt voice fails now, not at the corpus step
+        from llmtts.data.voices import parse_voices
+
+        try:
+            parse_voices(cfg.corpus.voice)
+        except UserError as exc:
+            raise UserError(f"pipeline corpus.voice: {exc}") from None
 
 
 def codec_sample_rate(cfg: PipelineConfig, codec_cfg=None) -> int | None:

@@ -119,6 +119,21 @@ def test_validate_fails_fast_on_stage_config_typos(tmp_path):
         validate(cfg)
 
 
+def test_two_voice_config_renders_both_voices_and_checks_the_voice_list(tmp_path):
+    from llmtts.config import load_config
+    from llmtts.pipeline import resolve_config_path, validate
+
+    cfg = load_config(PipelineConfig, resolve_config_path("configs/pipeline/tiny-2voice.yaml"), [f"run_root={tmp_path}"])
+    validate(cfg)
+    steps = {s.name: s.argv for s in build_steps(cfg)}
+    corpus = steps["corpus"]
+    assert corpus[corpus.index("--voice") + 1] == "piper,espeak:en-us+f3" and "--all-speakers" in corpus
+    assert "vocab.speakers=auto" in steps["llm_train"]
+    cfg.corpus.voice = "piper,espeak:en-us+f9"
+    with pytest.raises(UserError, match="pipeline corpus.voice: voice 'espeak' has no speaker 'en-us\\+f9'"):
+        validate(cfg)
+
+
 def test_shard_rate_is_the_codec_configs(tmp_path):
     """The audio shards' rate is typed once, in the codec config: the pipeline reads it from there."""
     from llmtts.codec.config import CodecConfig
