@@ -73,8 +73,15 @@ def decoder_consumption(steps: int) -> tuple[float, float]:
     from llmtts.decoder.model import HiddenDecoder
     from llmtts.nn.losses import ReconstructionLoss
 
+    from llmtts.codec.config import CodecConfig
+    from llmtts.llm.config import LLMConfig
+
     cfg = load_config(DecoderConfig, REPO / "configs/decoder/tiny.yaml", [])
-    m = cfg.model
+    # the token facts the decoder stage reads from its input: the tiny codec's and the tiny LLM's
+    codec = load_config(CodecConfig, REPO / "configs/codec/tiny.yaml", []).model
+    facts = {"sample_rate": codec.sample_rate, "samples_per_token": codec.samples_per_token,
+             "hidden_size": load_config(LLMConfig, REPO / "configs/llm/tiny.yaml", []).model.hidden_size}
+    m = cfg.model.resolved(facts, "the tiny recipe")
     model = HiddenDecoder(m)
     loss_fn = ReconstructionLoss(m.sample_rate, m.n_fft, cfg.loss.mel_resolutions, cfg.loss.stft_resolutions,
                                  cfg.loss.mel_weight, cfg.loss.stft_weight)

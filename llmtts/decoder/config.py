@@ -1,17 +1,24 @@
 """Typed config of the decoder stage (stage 3): hidden states -> waveform."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from llmtts.data.hidden_format import DEFAULT_DTYPE, DTYPES
+from llmtts.errors import UserError
 from llmtts.token_space import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_TOKEN
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
 
 
+# The token space's facts a decoder shares with its input (llmtts.token_space says where each comes from).
+TOKEN_FACTS = ("hidden_size", "sample_rate", "samples_per_token")
+
+
 @dataclass
 class DecoderModelConfig:
-    """The architecture; also what ``export/config.json`` stores under ``"model"``."""
+    """The architecture; also what ``export/config.json`` stores under ``"model"``. ``hidden_size``,
+    ``sample_rate`` and ``samples_per_token`` are the token space's facts: 0 = read from the training input
+    (``resolved``; the stage config's default), a set value must equal the input's."""
 
     hidden_size: int = 512  # d of the LLM's hidden states (the input)
     sample_rate: int = DEFAULT_SAMPLE_RATE
@@ -32,19 +39,44 @@ class DecoderModelConfig:
     edges: Literal["centered", "soprano"] = "centered"
 
     def __post_init__(self) -> None:
-        for key in ("hidden_size", "sample_rate", "samples_per_token", "upsample", "dim", "intermediate_dim",
-                    "num_layers", "n_fft", "hop_length", "embed_kernel", "dw_kernel"):
+        for key in TOKEN_FACTS:
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 1 (or 0: from the training input), got {getattr(self, key)}")
+        for key in ("upsample", "dim", "intermediate_dim", "num_layers", "n_fft", "hop_length", "embed_kernel",
+                    "dw_kernel"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.embed_kernel % 2 != 1 or self.dw_kernel % 2 != 1:
             raise ValueError(f"embed_kernel and dw_kernel must be odd, got {self.embed_kernel}, {self.dw_kernel}")
         if self.edges not in ("centered", "soprano"):
             raise ValueError(f"edges must be 'centered' or 'soprano', got {self.edges!r}")
-        if self.upsample * self.hop_length != self.samples_per_token:
+        if self.samples_per_token and self.upsample * self.hop_length != self.samples_per_token:
             raise ValueError(f"upsample ({self.upsample}) x hop_length ({self.hop_length}) must equal "
                              f"samples_per_token ({self.samples_per_token})")
         if (self.n_fft - self.hop_length) % 2:
             raise ValueError(f"n_fft - hop_length must be even, got {self.n_fft} - {self.hop_length}")
+
+
+    @property
+    def is_resolved(self) -> bool:
+        return all(getattr(self, key) for key in TOKEN_FACTS)
+
+    def resolved(self, facts: dict, source: str) -> "DecoderModelConfig":
+        """This config with its unset (0) token facts taken from ``facts`` (the input index, the LLM's width);
+        a set value that differs from ``facts`` is a one-line error naming ``source`` and the key."""
+        values = {}
+        for key in TOKEN_FACTS:
+            have, want = getattr(self, key), facts.get(key)
+            if want is not None and have and int(want) != have:
+                raise UserError(f"{source}: {key}={want} but the decoder config has model.{key}={have}")
+            if not have and want is None:
+                raise UserError(f"{source}: does not say its {key}: set model.{key} in the decoder config")
+            values[key] = have or int(want)
+        try:
+            return replace(self, **values)
+        except ValueError as exc:
+            raise UserError(f"{source}: {exc} (model.upsample x model.hop_length must give the input's "
+                            "samples_per_token)") from None
 
 
 @dataclass
@@ -74,7 +106,9 @@ class DecoderGanConfig:
 
 @dataclass
 class DecoderConfig:
-    model: DecoderModelConfig = field(default_factory=DecoderModelConfig)
+    # The token facts default to 0: read from --input-dir's index.json (and --llm-path's width) at start-up.
+    model: DecoderModelConfig = field(default_factory=lambda: DecoderModelConfig(
+        hidden_size=0, sample_rate=0, samples_per_token=0))
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)

@@ -60,6 +60,9 @@ def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
 class HiddenDecoder(nn.Module):
     def __init__(self, cfg: DecoderModelConfig):
         super().__init__()
+        if not cfg.is_resolved:
+            raise ValueError(f"decoder config with unset token facts (hidden_size, sample_rate, samples_per_token "
+                             f"= 0: read from the training input by the stage): {cfg}")
         self.cfg = cfg
         self.backbone = VocosBackbone(cfg.hidden_size, cfg.dim, cfg.intermediate_dim, cfg.num_layers,
                                       embed_kernel=cfg.embed_kernel, dw_kernel=cfg.dw_kernel)

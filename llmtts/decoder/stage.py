@@ -11,6 +11,7 @@ frozen LLM; ``data.py`` explains why both give identical decoder inputs.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -21,7 +22,7 @@ from torch import nn
 
 from llmtts.data.remote import location
 from llmtts.data.shards import read_index
-from llmtts.decoder.config import DecoderConfig
+from llmtts.decoder.config import TOKEN_FACTS, DecoderConfig
 from llmtts.decoder.data import Batch, CropTokens, HiddenCollate, ItemSamples
 from llmtts.decoder.export import load_decoder, write_decoder_files
 from llmtts.decoder.model import HiddenDecoder
@@ -74,9 +75,19 @@ class DecoderStage(Stage):
 
     def __init__(self, cfg: DecoderConfig, run_dir: Path, input_dir: str | Path | None = None):
         super().__init__(cfg, run_dir)
-        m = cfg.model
         self.input_dir = location(input_dir) if input_dir is not None else None
         self.mode = "llm" if cfg.llm_path else "hidden"
+        self._index: dict | None = None
+        self.states = FrozenLLMStates(cfg.llm_path, cfg.hidden_dtype) if self.mode == "llm" else None
+        if self.states is not None:  # the LLM's width is the decoder's input size
+            width = self.states.info["hidden_size"]
+            if cfg.model.hidden_size and width != cfg.model.hidden_size:
+                raise UserError(f"--llm-path {cfg.llm_path}: hidden size {width} but "
+                                f"model.hidden_size={cfg.model.hidden_size}")
+            cfg.model = dataclasses.replace(cfg.model, hidden_size=width)
+        if not cfg.model.is_resolved:  # unset token facts come from index.json now (RUN/config.yaml then says them)
+            self._require_input()
+        m = cfg.model
         self.gan = cfg.stage == "gan"
         if self.gan and not cfg.init_from:
             log.warning("decoder: stage gan without --init-from: the generator starts from scratch "
@@ -89,11 +100,6 @@ class DecoderStage(Stage):
         if cfg.crop_tokens < self.min_tokens:
             raise UserError(f"crop of {cfg.crop_tokens} tokens is shorter than the loss' longest STFT "
                             f"({longest}) needs: use at least {self.min_tokens} tokens")
-        self.states = FrozenLLMStates(cfg.llm_path, cfg.hidden_dtype) if self.mode == "llm" else None
-        if self.states is not None and self.states.info["hidden_size"] != m.hidden_size:
-            raise UserError(f"--llm-path {cfg.llm_path}: hidden size {self.states.info['hidden_size']} but "
-                            f"model.hidden_size={m.hidden_size}")
-        self._index: dict | None = None
         self._preview: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # --- input checks -------------------------------------------------------------------------
@@ -109,12 +115,8 @@ class DecoderStage(Stage):
                         if self.mode == "hidden" else "make them with `llmtts codec encode`")
                 raise UserError(f"{self.input_dir}/index.json: kind '{index['kind']}', expected {' or '.join(want)} "
                                 f"shards ({hint})")
-            m = self.cfg.model
-            for key, have in (("sample_rate", m.sample_rate), ("samples_per_token", m.samples_per_token),
-                              ("hidden_size", m.hidden_size)):
-                if key in index and int(index[key]) != have:
-                    raise UserError(f"{self.input_dir}/index.json: {key}={index[key]} but the decoder config has "
-                                    f"model.{key}={have}")
+            facts = {k: index[k] for k in TOKEN_FACTS if isinstance(index.get(k), int)}
+            self.cfg.model = self.cfg.model.resolved(facts, f"{self.input_dir}/index.json")
             self._index = index
         return self.input_dir
 

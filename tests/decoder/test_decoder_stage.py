@@ -105,6 +105,29 @@ def test_bad_inputs_are_user_errors(data, tmp_path):
     assert main(["decoder", "train", "--input-dir", str(tmp_path / "nope"), "--save-dir", str(tmp_path / "r")]) == 2
 
 
+def test_token_facts_come_from_the_input(data, tmp_path):
+    """A decoder config that leaves hidden_size / sample_rate / samples_per_token out reads them from its input
+    (hidden shards' index, or token shards' index + the LLM's width); RUN/config.yaml records the values."""
+    from llmtts.decoder.model import HiddenDecoder
+
+    facts = ("model.hidden_size=", "model.sample_rate=", "model.samples_per_token=")
+    bare = [o for o in TINY_OVERRIDES if not o.startswith(facts)]
+    explicit = load_config(DecoderConfig, None, TINY_OVERRIDES).model
+    assert load_config(DecoderConfig, None, bare).model.sample_rate == 0  # the stage config's default: unset
+    assert DecoderStage(load_config(DecoderConfig, None, bare), tmp_path / "a", data["hidden"]).cfg.model == explicit
+    otf = DecoderStage(load_config(DecoderConfig, None, bare + [f"llm_path={data['llm']}"]), tmp_path / "b",
+                       data["tokens"])
+    assert otf.cfg.model == explicit
+    with pytest.raises(ValueError, match="unset token facts"):  # never a model of the placeholder sizes
+        HiddenDecoder(load_config(DecoderConfig, None, bare).model)
+    with pytest.raises(UserError, match="needs --input-dir"):
+        DecoderStage(load_config(DecoderConfig, None, bare), tmp_path / "c")
+    run = tmp_path / "run"
+    assert main(["decoder", "train", "--input-dir", str(data["hidden"]), "--save-dir", str(run),
+                 "trainer.max_steps=1", *bare]) == 0
+    assert load_config(DecoderConfig, run / "config.yaml").model == explicit
+
+
 def test_bad_samples_are_skipped_and_counted(tmp_path):
     import numpy as np
 
