@@ -48,3 +48,27 @@ def assert_exact_resume(train: Callable[[Path, int], int], tmp: Path, k: int, n:
     differ = [name for name in wa if not torch.equal(wa[name], wb[name])]
     assert not differ, f"exported weights differ after the resume: {differ[:5]}"
     return a
+
+
+def checkpoint_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
+    """Every tensor a checkpoint's ``dcp/`` holds (models, optimizers, EMA), flattened to dotted names."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    out_file = Path(ckpt).parent / f"{Path(ckpt).name}.pt"
+    dcp_to_torch_save(str(Path(ckpt) / "dcp"), str(out_file))
+    state = torch.load(out_file, weights_only=True)
+    out_file.unlink()
+    flat: dict[str, torch.Tensor] = {}
+
+    def walk(prefix: str, obj) -> None:
+        if isinstance(obj, torch.Tensor):
+            flat[prefix] = obj
+        elif isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(obj, (list, tuple)):
+            for i, value in enumerate(obj):
+                walk(f"{prefix}.{i}", value)
+
+    walk("", state)
+    return flat

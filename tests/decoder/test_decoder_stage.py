@@ -55,7 +55,8 @@ def test_gan_starts_from_recon_and_resumes_with_its_discriminator(recon_run, dat
     assert train("--input-dir", data["hidden"], "--save-dir", run, "--stage", "gan", "--init-from", recon_run, steps=2) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
     assert {"loss_disc", "adv", "feature_matching"} <= set(rows[-1])
-    # A longer run in the same dir resumes at step 2 (discriminator + both optimizers restored, strictly).
+    # A longer run in the same dir resumes at step 2 (that the discriminator and both optimizers are restored
+    # tensor for tensor: test_decoder_resume.py::test_decoder_gan_resume_restores_discriminator_and_optimizers_exactly).
     assert train("--input-dir", data["hidden"], "--save-dir", run, "--stage", "gan", "--init-from", recon_run, steps=3) == 0
     assert steps_logged(run) == [1, 2, 3]
     load_decoder(run)
