@@ -7,11 +7,12 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+
+tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with Python >= 3.11's tomllib")
 
 from llmtts.optional import _VIA, EXTRAS, MissingExtra, missing_extra, require
 
