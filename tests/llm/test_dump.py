@@ -66,7 +66,18 @@ def compare_with_generation(model, v, fe, src, dst):
         assert hidden.dtype == np.float16 and hidden.shape == (len(codes), 64)
         prompt = prompt_ids(v, fe, text, normalized=True)
         gen, _ = generation_states(model, prompt, (codes.astype(np.int64) + v.audio_offset).tolist())
-        np.testing.assert_allclose(hidden.astype(np.float32), gen.numpy(), atol=2e-2, rtol=1e-2)
+        assert_fp16_of(hidden, gen.numpy())
+
+
+def assert_fp16_of(stored: np.ndarray, exact: np.ndarray) -> None:
+    """``stored`` (float16) is ``exact`` (the generation loop's fp32 states) rounded to float16: within half an
+    fp16 step of each value, plus the fp32 noise between a packed forward and the cached one-token loop (~1e-7 of
+    a state's scale; 1e-5 allowed), which can move a value across a rounding midpoint."""
+    step = np.spacing(np.abs(exact).astype(np.float16)).astype(np.float32)
+    noise = 1e-5 * np.abs(exact).max(axis=-1, keepdims=True)
+    err = np.abs(stored.astype(np.float32) - exact)
+    worst = float((err / (step / 2 + noise)).max())
+    assert worst <= 1.0, f"dumped states differ from generation by {worst:.2f} x (half an fp16 step + noise)"
 
 
 def test_dump_rejects_non_token_shards(tmp_path, exported, capsys):
