@@ -67,9 +67,9 @@ def quiet_hf_progress_bars() -> None:
     if os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1") != "1":
         return
     if "huggingface_hub" in sys.modules:  # already imported (read the variable then): switch them off now
-        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        importlib.import_module("huggingface_hub.utils").disable_progress_bars()
     if "transformers" in sys.modules:
-        sys.modules["transformers"].utils.logging.disable_progress_bar()
+        importlib.import_module("transformers.utils.logging").disable_progress_bar()
 
 
 def main(argv: list[str] | None = None) -> int:
