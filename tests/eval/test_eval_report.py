@@ -7,7 +7,7 @@ import pytest
 from llmtts.cli import main
 from llmtts.errors import UserError
 from llmtts.eval.report import read_metrics, render_report
-from llmtts.eval.tts_eval import evaluate_tts, read_texts
+from llmtts.eval.tts_eval import evaluate_tts, file_synthesizer, read_texts
 
 
 def _metrics(path, n, keys, val_every=5):
@@ -27,8 +27,35 @@ def test_read_metrics_skips_torn_and_junk_lines(tmp_path):
     assert read_metrics(p) == [{"step": 1, "split": "train", "loss": 2.0}]
 
 
-def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_refs, piper_synth):
+class ScriptedJudge:
+    """The report renders what the judge heard; which judge does not matter here (the real Whisper judge and
+    Piper speech are tested in test_tts_eval.py), so this one hears the same words every time."""
+
+    model_dir = "scripted-judge"
+
+    def transcribe(self, wav, sample_rate):
+        return "the quick brown fox jumps over the dog"
+
+
+def tone_refs(root):
+    """An LJSpeech-layout directory of two short tones (real wav files the report embeds and draws)."""
+    import numpy as np
+
+    from llmtts.audio import save_wav
+
+    rows = []
+    for i, text in enumerate(["The quick brown fox jumps over the lazy dog.", "Please call Stella."]):
+        t = np.arange(16000 * (i + 1) // 2) / 16000
+        save_wav(root / "wavs" / f"ref_{i:04d}.wav", (0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t)).astype("float32"),
+                 16000)
+        rows.append(f"ref_{i:04d}|{text}|{text.lower()}")
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_report_has_every_section_with_embedded_media(tmp_path):
     run = tmp_path / "run"
+    refs = tone_refs(tmp_path / "refs")
     _metrics(run / "codec" / "metrics.jsonl", 20, ["loss", "mel_loss", "codebook_usage"])
     _metrics(run / "llm" / "metrics.jsonl", 12, ["loss", "audio_acc"])
     _metrics(run / "decoder_gan" / "metrics.jsonl", 8, ["loss_gen", "loss_disc"])
@@ -40,11 +67,11 @@ def test_report_has_every_section_with_embedded_media(tmp_path, judge, piper_ref
         {"steps": [{"name": "corpus", "status": "done", "wall_s": 3.5, "log": "logs/corpus.log"}]}))
     tts_dir = run / "eval" / "tts"
     # an identity "codec": the reference itself as its reconstruction; one is then lost (the page says so)
-    evaluate_tts(piper_synth, read_texts(piper_refs / "metadata.csv"), judge, tts_dir, reference_dir=piper_refs,
-                 reconstruct=lambda wav, sr: (wav, sr))
+    evaluate_tts(file_synthesizer(refs), read_texts(refs / "metadata.csv"), ScriptedJudge(), tts_dir,
+                 reference_dir=refs, reconstruct=lambda wav, sr: (wav, sr))
     (tts_dir / "eval" / "codec" / "ref_0001.wav").unlink()
     (run / "synth").mkdir()
-    shutil.copy(piper_refs / "wavs" / "ref_0001.wav", run / "synth" / "sample.wav")
+    shutil.copy(refs / "wavs" / "ref_0001.wav", run / "synth" / "sample.wav")
     (run / "pipeline.yaml").write_text("run_root: <run>\n")
 
     assert main(["report", str(run)]) == 0
