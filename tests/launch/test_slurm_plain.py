@@ -40,7 +40,7 @@ def sacct_state(job: str) -> str:
     return out[-1] if out else ""
 
 
-def wait_until(cond, what: str, timeout: float = 120) -> None:
+def wait_until(cond, what: str, timeout: float = 300) -> None:
     deadline = time.time() + timeout  # generous: the machine has 2 cores shared with other jobs
     while not cond():
         assert time.time() < deadline, f"timed out waiting for {what}"
@@ -74,8 +74,9 @@ def test_sbatch_example_requeues_resumes_and_stops_at_max_requeues(slurm_cluster
     try:
         wait_until(lambda: 5 in complete_steps(run), "the first checkpoint")
         subprocess.run(["scancel", "--batch", "--signal=USR2", job], check=True, timeout=30)  # B:USR2, as SLURM
-        wait_until(lambda: "restart 1 of max 1" in log(), "the requeued run")
-        k1 = json.loads((run / "stopped.json").read_text())["step"]
+        resumed = re.compile(r"resumed at step (\d+)")  # (the resumed run removes stopped.json: read the log)
+        wait_until(lambda: "restart 1 of max 1" in log() and resumed.search(log()), "the requeued run")
+        k1 = int(resumed.search(log()).group(1))
         wait_until(lambda: (k1 // 5 + 1) * 5 in complete_steps(run), "a checkpoint after resuming")
         subprocess.run(["scancel", "--batch", "--signal=USR2", job], check=True, timeout=30)
         wait_until(lambda: sacct_state(job).startswith(("FAILED", "COMPLETED", "CANCELLED")), "the job's end")
@@ -87,5 +88,4 @@ def test_sbatch_example_requeues_resumes_and_stops_at_max_requeues(slurm_cluster
     assert "max requeues (1) reached; the run checkpointed: submit the job again to resume" in text
     k2 = json.loads((run / "stopped.json").read_text())["step"]
     assert 5 <= k1 < k2 < 400 and {k1, k2} <= set(complete_steps(run)), (k1, k2)
-    assert re.search(rf"resumed at step {k1}\b", text), text[-3000:]
     assert train_steps(run) == list(range(1, k2 + 1))  # continued from k1, nothing repeated or lost

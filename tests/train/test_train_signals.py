@@ -61,10 +61,10 @@ def test_sigterm_checkpoints_and_exits_with_requeue_code(tmp_path):
     metrics = run / "metrics.jsonl"
     t0 = time.time()
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-        assert proc.poll() is None and time.time() - t0 < 60, "run did not start"
+        assert proc.poll() is None and time.time() - t0 < 240, "run did not start"  # loaded 2-core machine: be patient
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGTERM)
-    rc = proc.wait(timeout=60)
+    rc = proc.wait(timeout=180)
     assert rc == REQUEUE_EXIT_CODE == 75
     ckpts = sorted((run / "checkpoints").iterdir())
     assert len(ckpts) == 1 and (ckpts[0] / "COMPLETE").is_file()
@@ -84,7 +84,7 @@ def test_ctrl_c_checkpoints_like_sigterm(tmp_path):
     proc = popen_toy(run, ["trainer.max_steps=1000", "toy.step_sleep=0.05"])
     wait_for_step(run, 3, proc)
     os.killpg(proc.pid, signal.SIGINT)
-    rc = proc.wait(timeout=60)
+    rc = proc.wait(timeout=180)
     err = proc.stderr.read()
     assert rc == REQUEUE_EXIT_CODE, err
     assert "KeyboardInterrupt" not in err and "received SIGINT" in err
