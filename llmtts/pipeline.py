@@ -288,6 +288,10 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
             tts_args += ["--codec-path", str(codec)]
         if cfg.eval.asr:
             tts_args += ["--asr", cfg.eval.asr]
+        # a model with several speakers (vocab.speakers: auto or a list) is judged as each of them: WER per voice
+        # (unless eval.extra names its own --speaker/--speakers)
+        if not {"--speaker", "--speakers"} & {a.split("=")[0] for a in cfg.eval.extra}:
+            tts_args += ["--speakers", "auto"]
         tts_args += cfg.eval.extra
         steps.append(Step("eval_tts", _llmtts() + tts_args, _file(ev / "tts" / "tts_eval.json"), [str(ev / "tts")]))
     steps.append(Step("report", _llmtts() + ["report", str(R)], _file(R / "report.html"), [str(R / "report.html")],

@@ -129,6 +129,8 @@ def test_two_voice_config_renders_both_voices_and_checks_the_voice_list(tmp_path
     corpus = steps["corpus"]
     assert corpus[corpus.index("--voice") + 1] == "piper,espeak:en-us+f3" and "--all-speakers" in corpus
     assert "vocab.speakers=auto" in steps["llm_train"]
+    ev = steps["eval_tts"]  # the eval judges every speaker the trained model lists
+    assert ev[ev.index("--speakers") + 1] == "auto"
     cfg.corpus.voice = "piper,espeak:en-us+f9"
     with pytest.raises(UserError, match="pipeline corpus.voice: voice 'espeak' has no speaker 'en-us\\+f9'"):
         validate(cfg)

@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="eval_tts", help="output directory (default: %(default)s)")
     p.add_argument("--codec-path", help="codec run dir/export: also save the references' codec reconstructions "
                                         "(the report plays reference vs codec vs synthesis)")
+    p.add_argument("--speaker", dest="speaker_names", action="append", default=[], metavar="NAME",
+                   help="multi-speaker model: say every text as this speaker (repeatable: each is judged, WER/CER "
+                        "per speaker beside the overall); default: the model's first speaker, no breakdown")
+    p.add_argument("--speakers", dest="speakers_mode", metavar="all|auto",
+                   help="all: judge every speaker of the model (as repeating --speaker); auto: all of them when "
+                        "the model has more than one, else its one voice (what the pipeline passes)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4"],
@@ -96,6 +102,31 @@ def _synth_for(args: argparse.Namespace, sampling: dict):
     return (lambda s: file_synthesizer(s.reference_dir)), {"audio_dir": "the references of each set"}
 
 
+def _speakers(args: argparse.Namespace) -> list[str] | None:
+    """The speakers to judge (None: no per-speaker evaluation), checked against the export's speaker table
+    (read from its JSON: a misspelt name fails before any weights load)."""
+    from llmtts.errors import UserError
+    from llmtts.eval.tts_eval import resolve_speakers
+
+    if not args.speaker_names and not args.speakers_mode:
+        return None
+    if not args.llm_path:
+        raise UserError("--speaker/--speakers need a model (--llm-path/--decoder-path)")
+    from llmtts.llm.info import model_info
+
+    return resolve_speakers(args.speaker_names, args.speakers_mode, model_info(args.llm_path)["speakers"])
+
+
+def _printed(summary: dict) -> dict:
+    """The stdout line's view of a set's summary (per speaker too, when judged per speaker)."""
+    keys = ("num_utterances", "wer", "cer", "ref_wer", "ref_cer", "x_real_time", "max_length_share")
+    out = {k: summary[k] for k in keys}
+    if "speakers" in summary:
+        out["speakers"] = {n: {k: v[k] for k in ("num_utterances", "wer", "cer")}
+                           for n, v in summary["speakers"].items()}
+    return out
+
+
 def run_tts_eval(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
     from llmtts.eval.asr import ASRJudge
@@ -107,6 +138,7 @@ def run_tts_eval(args: argparse.Namespace) -> int:
     sampling = sampling_options(args)  # bad flags fail before anything loads
     if sampling and not args.llm_path:
         raise UserError("sampling flags (--temperature, --greedy, ...) need a model (--llm-path/--decoder-path)")
+    speakers = _speakers(args)
     out = Path(args.out)
     sets = load_sets(args.sets, out, args.max_utterances, extra=_flag_set(args))
     bare = [s.name for s in sets if s.reference_dir is None]
@@ -120,9 +152,8 @@ def run_tts_eval(args: argparse.Namespace) -> int:
         reconstruct = codec_reconstructor(args.codec_path, device=args.device)
     judge = ASRJudge(args.asr)
     synth_for, info = _synth_for(args, sampling)
-    report = evaluate_sets(synth_for, sets, judge, out, model_info=info, reconstruct=reconstruct)
-    keys = ("num_utterances", "wer", "cer", "ref_wer", "ref_cer", "x_real_time", "max_length_share")
-    print(json.dumps({"sets": {name: {k: s[k] for k in keys} for name, s in report["sets"].items()}}))
+    report = evaluate_sets(synth_for, sets, judge, out, model_info=info, reconstruct=reconstruct, speakers=speakers)
+    print(json.dumps({"sets": {name: _printed(s) for name, s in report["sets"].items()}}))
     for line in summary_lines(out / "tts_eval.json"):
         print(line)
     print(f"wrote {out / 'tts_eval.json'}")

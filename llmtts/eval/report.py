@@ -280,6 +280,24 @@ def _sets_side_by_side(sets: list[tuple[str, dict, list[dict]]]) -> str:
                   [[label, *[get(s) for _, s, _ in sets]] for label, get in _SUMMARY_ROWS])
 
 
+def _speakers_table(sets: list[tuple[str, dict, list[dict]]]) -> str:
+    """Judged per speaker (``eval tts --speaker/--speakers``): one row per (set, speaker) and the set's overall
+    row (all speakers pooled), so a voice the model renders badly is not averaged away."""
+    rows = []
+    for name, s, _ in sets:
+        per = s.get("speakers")
+        if not isinstance(per, dict):
+            continue
+        for spk, v in [*per.items(), ("all speakers", s)]:
+            v = v if isinstance(v, dict) else {}
+            rows.append([name, spk, v.get("num_utterances"), v.get("wer"), v.get("cer"), v.get("max_length_share"),
+                         (v.get("duration_s") or {}).get("mean"), v.get("x_real_time")])
+    if not rows:
+        return ""
+    return "<h4>per speaker</h4>" + _table(["set", "speaker", "utterances", "WER", "CER", "runaway share",
+                                             "mean duration (s)", "x real time"], rows)
+
+
 def _player(base: Path, rel) -> str:
     return _audio_tag(base / rel) if rel else "<em>none</em>"
 
@@ -291,7 +309,8 @@ def _sentence_rows(base: Path, name: str, utts: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for i, u in enumerate(utts[:MAX_TABLE_ROWS]):
-        cells = [u.get("id"), u.get("text"), u.get("hypothesis"), u.get("wer"), u.get("cer"), u.get("duration_s"),
+        uid = f"{u.get('id')} ({u['speaker']})" if u.get("speaker") else u.get("id")
+        cells = [uid, u.get("text"), u.get("hypothesis"), u.get("wer"), u.get("cer"), u.get("duration_s"),
                  u.get("n_tokens"), u.get("hit_max_length"), u.get("ref_hypothesis"), u.get("ref_wer")]
         # audio is embedded: players for the first rows only keep the page mailable
         players = ([_player(base, u.get("wav")), _player(base, u.get("ref_wav"))] if i < MAX_PLAYERS_PER_SET
@@ -319,7 +338,7 @@ def section_tts(root: Path, evals: list[Path]) -> str:
         if isinstance(model.get("sampling"), dict):
             info += "; sampling: " + ", ".join(f"{k}={_fmt(v)}" for k, v in model["sampling"].items())
         parts.append(f"<h3>{html.escape(p.relative_to(root).as_posix())}</h3>{info}</p>"
-                     + _sets_side_by_side(sets)
+                     + _sets_side_by_side(sets) + _speakers_table(sets)
                      + "".join(_sentence_rows(p.parent, name, utts) for name, _, utts in sets))
     return "\n".join(parts)
 
@@ -343,7 +362,8 @@ def _audio_rows(evals: list[Path]) -> list[tuple[str, dict[str, Path]]]:
             if codec.is_file():
                 kinds["codec reconstruction"] = codec
             kinds["synthesis"] = base / u["wav"]
-            rows.append((f"{name}/{u.get('id')}" if len(sets) > 1 else str(u.get("id")), kinds))
+            label = f"{name}/{u.get('id')}" if len(sets) > 1 else str(u.get("id"))
+            rows.append((f"{label} ({u['speaker']})" if u.get("speaker") else label, kinds))
     return rows
 
 

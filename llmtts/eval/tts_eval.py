@@ -12,6 +12,11 @@ its stop token).
 Outputs in OUT: ``tts_eval.json`` (per-set summaries + per utterance), and per set NAME: ``NAME/synth/ID.wav``,
 ``NAME/ref/ID.wav`` (copies of the references, so the report is self-contained), ``NAME/codec/ID.wav``
 (references through the codec, with ``--codec-path``).
+
+A multi-speaker model is judged per speaker (``speakers=[...]``): every text is said by each speaker
+(``NAME/synth/SPEAKER/ID.wav``, rows carry ``speaker``), and each set's summary gains ``speakers: {SPEAKER:
+summary}`` beside its overall numbers (all speakers pooled). A voice the model renders badly shows there
+instead of being averaged away. The references (and the judge's ceiling) are scored once per text.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import csv
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,7 +55,7 @@ class SynthOutput:
 
 
 class Synthesizer(Protocol):
-    def __call__(self, text: str) -> SynthOutput: ...
+    def __call__(self, text: str) -> SynthOutput: ...  # per-speaker evaluation also passes speaker=NAME
 
 
 class Transcriber(Protocol):
@@ -135,6 +141,7 @@ class UtteranceResult:
     ref_duration_s: Optional[float] = None
     codec_wav: Optional[str] = None
     error: Optional[str] = None  # the synthesiser refused the text (scored as empty audio)
+    speaker: Optional[str] = None  # the speaker asked for (per-speaker evaluation only)
 
 
 class _Totals:
@@ -145,11 +152,13 @@ class _Totals:
         self.n_ref = 0
 
 
-def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int) -> tuple[SynthOutput, str | None]:
+def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int,
+                    speaker: str | None = None) -> tuple[SynthOutput, str | None]:
+    kw = {} if speaker is None else {"speaker": speaker}
     try:
         if getattr(synthesize, "takes_id", False):
-            return synthesize(utt.text, uid=utt.id), None
-        return synthesize(utt.text), None
+            return synthesize(utt.text, uid=utt.id, **kw), None
+        return synthesize(utt.text, **kw), None
     except UserError as exc:  # e.g. a text with nothing speakable: scored as silence, not a crash
         log.warning("%s: synthesis refused: %s", utt.id, exc)
         return SynthOutput(np.zeros(0, dtype=np.float32), fallback_sr), str(exc)
@@ -181,10 +190,47 @@ def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_d
     res.ref_wer, res.ref_cer, res.ref_duration_s = rwc.rate, rcc.rate, ref_wav.size / ref_sr
 
 
+def speaker_dirs(speakers: list[str]) -> dict[str, str]:
+    """A folder name per speaker: ``en-us+f3`` stays as it is, other characters become ``_`` (a name never
+    climbs out of OUT), and two names that would share a folder get distinct ones."""
+    out: dict[str, str] = {}
+    for name in speakers:
+        d = re.sub(r"[^A-Za-z0-9_+-]", "_", name) or "_"
+        while d in out.values():
+            d += "_"
+        out[name] = d
+    return out
+
+
+_REF_FIELDS = ("ref_wav", "ref_hypothesis", "ref_wer", "ref_cer", "ref_duration_s", "codec_wav")
+
+
+def _synth_row(synthesize: Synthesizer, utt: Utterance, speaker: str | None, synth_dir: Path, out_dir: Path,
+               judge: Transcriber, set_name: str, fallback_sr: int) -> tuple[UtteranceResult, ErrorCounts, ErrorCounts]:
+    """Synthesise ``utt`` (as ``speaker``), save it under ``synth_dir`` and score the judge's transcript."""
+    t0 = time.perf_counter()
+    out, error = _synthesize_one(synthesize, utt, fallback_sr, speaker)
+    synth_s = time.perf_counter() - t0
+    wav = np.asarray(out.wav, dtype=np.float32).reshape(-1)
+    wav_path = synth_dir / f"{utt.id}.wav"
+    save_wav(wav_path, wav, out.sample_rate)
+    hyp = judge.transcribe(wav, out.sample_rate)
+    wc, cc = word_counts(utt.text, hyp), char_counts(utt.text, hyp)
+    res = UtteranceResult(
+        set=set_name, id=utt.id, text=utt.text, hypothesis=hyp, wer=wc.rate, cer=cc.rate,
+        duration_s=wav.size / out.sample_rate, synth_s=synth_s, sample_rate=int(out.sample_rate),
+        n_tokens=out.n_tokens, hit_max_length=out.hit_max_length,
+        wav=wav_path.relative_to(out_dir).as_posix(), error=error, speaker=speaker)
+    return res, wc, cc
+
+
 def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, out_dir: str | Path,
               reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> tuple[dict, list[dict]]:
-    """Synthesise, transcribe and score one set; wavs go to ``OUT/NAME/``. Returns (summary, rows)."""
+              progress: Callable[[int, int], None] | None = None,
+              speakers: list[str] | None = None) -> tuple[dict, list[dict]]:
+    """Synthesise, transcribe and score one set; wavs go to ``OUT/NAME/``. Returns (summary, rows).
+    ``speakers``: every text is said by each of them (``synthesize(text, speaker=NAME)``); the summary then
+    holds ``speakers: {NAME: summary}`` beside the overall numbers, which pool all speakers."""
     out_dir = Path(out_dir)
     set_dir = out_dir / eval_set.name
     ref_root = Path(eval_set.reference_dir) if eval_set.reference_dir else None
@@ -193,41 +239,55 @@ def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, ou
     if not eval_set.utterances:
         raise UserError(f"set {eval_set.name}: no utterances to evaluate")
     same_audio = ref_root is not None and getattr(synthesize, "source_dir", None) == ref_root.resolve()
+    voices: dict[str | None, str] = speaker_dirs(list(speakers)) if speakers else {None: ""}
     results: list[UtteranceResult] = []
     totals = _Totals()
-    n = len(eval_set.utterances)
-    for i, utt in enumerate(eval_set.utterances):
-        t0 = time.perf_counter()
-        out, error = _synthesize_one(synthesize, utt, results[-1].sample_rate if results else 16000)
-        synth_s = time.perf_counter() - t0
-        wav = np.asarray(out.wav, dtype=np.float32).reshape(-1)
-        wav_path = set_dir / "synth" / f"{utt.id}.wav"
-        save_wav(wav_path, wav, out.sample_rate)
-        hyp = judge.transcribe(wav, out.sample_rate)
-        wc, cc = word_counts(utt.text, hyp), char_counts(utt.text, hyp)
-        totals.w.add(wc)
-        totals.c.add(cc)
-        res = UtteranceResult(
-            set=eval_set.name, id=utt.id, text=utt.text, hypothesis=hyp, wer=wc.rate, cer=cc.rate,
-            duration_s=wav.size / out.sample_rate, synth_s=synth_s, sample_rate=int(out.sample_rate),
-            n_tokens=out.n_tokens, hit_max_length=out.hit_max_length,
-            wav=wav_path.relative_to(out_dir).as_posix(), error=error)
-        if ref_root is not None:
-            _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct)
-        results.append(res)
-        log.info("[%s %d/%d] %s  wer=%.3f  %.2fs audio in %.2fs", eval_set.name, i + 1, n, utt.id, res.wer,
-                 res.duration_s, synth_s)
-        if progress:
-            progress(i + 1, n)
-    summary = _set_summary(eval_set, results, totals, timed=getattr(synthesize, "timed", True))
+    per_voice = {v: ([], _Totals()) for v in voices}
+    n = len(eval_set.utterances) * len(voices)
+    for utt in eval_set.utterances:
+        first = None  # the text's first row: its reference is scored once, whatever the number of speakers
+        for voice, sub in voices.items():
+            res, wc, cc = _synth_row(synthesize, utt, voice, set_dir / "synth" / sub, out_dir, judge, eval_set.name,
+                                     results[-1].sample_rate if results else 16000)
+            for t in (totals, per_voice[voice][1]):
+                t.w.add(wc)
+                t.c.add(cc)
+            per_voice[voice][0].append(res)
+            if first is not None:
+                for f in _REF_FIELDS:
+                    setattr(res, f, getattr(first, f))
+            elif ref_root is not None:
+                _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct)
+            if first is None:
+                first = res
+            results.append(res)
+            log.info("[%s %d/%d] %s%s  wer=%.3f  %.2fs audio in %.2fs", eval_set.name, len(results), n, utt.id,
+                     f" ({voice})" if voice else "", res.wer, res.duration_s, res.synth_s)
+            if progress:
+                progress(len(results), n)
+    timed = getattr(synthesize, "timed", True)
+    summary = _set_summary(eval_set, results, totals, timed, set_dir.relative_to(out_dir).as_posix())
+    if speakers:
+        summary["speakers"] = {v: _speaker_summary(eval_set, rs, t, timed, f"{summary['synth_dir']}/{voices[v]}")
+                               for v, (rs, t) in per_voice.items()}
     return summary, [asdict(r) for r in results]
 
 
-def _set_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, timed: bool) -> dict:
+def _speaker_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, timed: bool,
+                     synth_dir: str) -> dict:
+    """One speaker's share of a set: the model's numbers only (the references are the set's, scored once)."""
+    s = _set_summary(eval_set, results, t, timed, "")
+    for k in ("ref_wer", "ref_cer", "num_references", "source", "ref_dir"):
+        del s[k]
+    s["synth_dir"] = synth_dir
+    return s
+
+
+def _set_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, timed: bool, set_dir: str) -> dict:
+    """``set_dir``: the set's folder relative to OUT (``NAME``)."""
     durations = np.array([r.duration_s for r in results])
     total_audio, total_synth = float(durations.sum()), float(sum(r.synth_s for r in results))
     guard = [r.hit_max_length for r in results if r.hit_max_length is not None]
-    set_dir = Path(results[0].wav).parent.parent.as_posix()  # OUT-relative NAME/
     return {
         "num_utterances": len(results),
         "wer": t.w.rate,
@@ -255,16 +315,17 @@ def _set_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, 
 def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSet], judge: Transcriber,
                   out_dir: str | Path, model_info: dict | None = None,
                   reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
+                  progress: Callable[[int, int], None] | None = None, speakers: list[str] | None = None) -> dict:
     """Score every set (``synth_for(set)`` gives its synthesiser); write and return ``tts_eval.json``:
-    ``{"version": 2, "sets": {NAME: summary}, "utterances": [row with "set": NAME ...], ...}``."""
+    ``{"version": 2, "sets": {NAME: summary}, "utterances": [row with "set": NAME ...], ...}``.
+    ``speakers``: judge each of them on every set (``score_set``); listed as ``"speakers"`` ([] if none)."""
     out_dir = Path(out_dir)
     names = [s.name for s in sets]
     if not sets or len(set(names)) != len(names):
         raise UserError(f"evaluation sets must be given and have distinct names, got {names}")
     summaries, rows = {}, []
     for s in sets:
-        summaries[s.name], set_rows = score_set(synth_for(s), s, judge, out_dir, reconstruct, progress)
+        summaries[s.name], set_rows = score_set(synth_for(s), s, judge, out_dir, reconstruct, progress, speakers)
         rows.extend(set_rows)
     report = {
         "version": 2,
@@ -272,6 +333,7 @@ def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSe
         "asr_model": str(getattr(judge, "model_dir", "")),
         "normalisation": "llmtts.eval.wer.normalize_for_wer",
         "model": model_info or {},
+        "speakers": list(speakers or []),
         "utterances": rows,
     }
     write_json_atomic(out_dir / "tts_eval.json", report, allow_nan=False, default=_json_default)
@@ -281,13 +343,15 @@ def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSe
 def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Transcriber, out_dir: str | Path,
                  reference_dir: str | Path | None = None, model_info: dict | None = None,
                  reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
-                 progress: Callable[[int, int], None] | None = None, name: str = "eval") -> dict:
+                 progress: Callable[[int, int], None] | None = None, name: str = "eval",
+                 speakers: list[str] | None = None) -> dict:
     """One set: ``evaluate_sets`` for ``EvalSet(name, utterances, reference_dir)``."""
     ref = Path(reference_dir) if reference_dir else None
     if ref is not None and not ref.is_dir():
         raise UserError(f"--reference-dir {ref}: not a directory")
     eval_set = EvalSet(name, list(utterances), ref, str(ref or ""))
-    return evaluate_sets(lambda s: synthesize, [eval_set], judge, out_dir, model_info, reconstruct, progress)
+    return evaluate_sets(lambda s: synthesize, [eval_set], judge, out_dir, model_info, reconstruct, progress,
+                         speakers)
 
 
 def _rate(x) -> str:
@@ -311,7 +375,32 @@ def summary_lines(report_path: str | Path) -> list[str]:
                      f"{s.get('num_utterances')} utterances"
                      + (f", runaway {runaway:.0%}" if runaway is not None else "")
                      + f": wavs {path.parent / s.get('synth_dir', name + '/synth')}{refs}")
+        for spk, v in (s.get("speakers") or {}).items():
+            lines.append(f"  WER {name} {spk} {_rate(v.get('wer'))}, CER {_rate(v.get('cer'))}, "
+                         f"{v.get('num_utterances')} utterances: wavs {path.parent / v.get('synth_dir', '')}")
     return lines
+
+
+def resolve_speakers(named: list[str], mode: str | None, available: list[str]) -> list[str] | None:
+    """The speakers ``eval tts`` judges: ``--speaker NAME`` (repeatable, in that order), ``--speakers all`` (every
+    speaker of the model) or ``auto`` (all of them when the model has more than one: what the pipeline passes).
+    None: no per-speaker evaluation (the model's default voice)."""
+    if named and mode:
+        raise UserError("give --speaker NAME (repeatable) or --speakers all|auto, not both")
+    if mode not in (None, "all", "auto"):
+        raise UserError(f"--speakers {mode!r}: expected 'all' or 'auto' (or name them with --speaker NAME)")
+    known = ", ".join(available) if available else "none (a single-speaker model)"
+    for name in named:
+        if name not in available:
+            raise UserError(f"unknown speaker {name!r}; this model's speakers: {known}")
+    dup = sorted({n for n in named if named.count(n) > 1})
+    if dup:
+        raise UserError(f"--speaker {dup[0]} given twice")
+    if mode == "all" and not available:
+        raise UserError("--speakers all: this model has no speakers (a single-speaker model); drop the flag")
+    if mode == "all" or (mode == "auto" and len(available) > 1):
+        return list(available)
+    return list(named) or None
 
 
 def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str = "cpu", dtype: str = "fp32",
@@ -328,8 +417,8 @@ def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str
     # would otherwise be billed to the first utterance's x-real-time.
     tts.synthesize("Warm up.", seed=seed, max_tokens=4)
 
-    def synth(text: str) -> SynthOutput:
-        wav, sr = tts.synthesize(text, seed=seed, **options)
+    def synth(text: str, speaker: str | None = None) -> SynthOutput:
+        wav, sr = tts.synthesize(text, seed=seed, **options, **({} if speaker is None else {"speaker": speaker}))
         stats = getattr(tts, "last_stats", None) or {}
         n_tok, runaway = stats.get("tokens"), stats.get("runaway")
         return SynthOutput(np.asarray(wav, dtype=np.float32), int(sr), None if n_tok is None else int(n_tok),
