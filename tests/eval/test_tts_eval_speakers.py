@@ -101,3 +101,17 @@ def test_resolve_speakers_rules():
 def test_speaker_dirs_stay_inside_and_distinct():
     assert speaker_dirs(["en-us+f3", "../up", "a/b", "a_b"]) == {
         "en-us+f3": "en-us+f3", "../up": "___up", "a/b": "a_b", "a_b": "a_b_"}
+
+
+def test_auto_on_a_single_speaker_model_is_the_plain_evaluation(tiny_exports, two_speaker_model, judge, tmp_path,
+                                                                 capsys):
+    llm, dec = tiny_exports  # no speaker table: what the pipeline's --speakers auto meets on most recipes
+    texts = two_speaker_model[2]
+    assert _eval((llm, dec, texts), tmp_path / "ev", "--speakers", "auto", "--max-utterances", "1") == 0
+    data = json.loads((tmp_path / "ev" / "tts_eval.json").read_text())
+    assert data["speakers"] == [] and "speakers" not in data["sets"]["eval"]
+    assert [(u["speaker"], u["wav"]) for u in data["utterances"]] == [(None, "eval/synth/a1.wav")]
+    capsys.readouterr()
+    assert _eval((llm, dec, texts), tmp_path / "all", "--speakers", "all") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--speakers all: this model has no speakers" in err[0]
