@@ -191,9 +191,7 @@ class CodecStage(Stage):
             self._monitor.load_state_dict(state["codebook_monitor"])
 
     def _codebook_size(self, ctx) -> int:
-        from llmtts.distributed.parallelize import unwrap
-
-        return unwrap(ctx.models["gen"]).quantizer.codebook_size
+        return ctx.unwrap("gen").quantizer.codebook_size
 
     @torch.no_grad()
     def eval_step(self, batch: torch.Tensor, ctx) -> dict[str, float]:

@@ -13,9 +13,12 @@ import re
 import socket
 import subprocess
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 import torch.distributed as dist
+
+from llmtts.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -66,12 +69,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_process_group(strategy: str = "none", backend: str = "auto", timeout_min: float = 30.0) -> DistInfo:
-    """Create the default process group if the launch or the strategy needs one; idempotent."""
+def init_process_group(single_process_group: bool = False, backend: str = "auto",
+                       timeout_min: float = 30.0) -> DistInfo:
+    """Create the default process group when launched distributed, or (``single_process_group``, wanted by
+    every strategy but ``none``) a one-process group otherwise; idempotent. Called by
+    ``Strategy.start`` (``llmtts.distributed.strategies``), the one place a run joins its group."""
     if dist.is_available() and dist.is_initialized():
         return info()
     multi = launched_distributed()
-    if not multi and strategy == "none":
+    if not multi and not single_process_group:
         return DistInfo()
     if not multi:
         os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
@@ -85,6 +91,40 @@ def init_process_group(strategy: str = "none", backend: str = "auto", timeout_mi
     dist.init_process_group(backend=backend, init_method="env://",
                             timeout=datetime.timedelta(minutes=timeout_min))
     return info()
+
+
+def pick_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """The device a process of a (possibly distributed) job uses, the one picker for training, encoding and
+    dumping: ``auto`` = this process' GPU (local rank modulo the visible GPUs), else Apple MPS, else CPU.
+    ``local_rank`` defaults to the launcher's (``LOCAL_RANK`` from torchrun, ``SLURM_LOCALID`` from srun),
+    so every rank of a plain ``srun`` gets its own GPU instead of all of them ``cuda:0``."""
+    local = env_ranks().local_rank if local_rank is None else local_rank
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device cuda was asked for but no CUDA device is visible")
+        return torch.device("cuda", local % torch.cuda.device_count())
+    return torch.device(name)
+
+
+def env_ranks(env: Mapping[str, str] | None = None) -> DistInfo:
+    """Rank, world size and local rank from the launcher's variables, without a process group: torchrun's
+    (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), else SLURM's (``SLURM_PROCID``/``SLURM_NTASKS``/``SLURM_LOCALID``),
+    else 0/1/0. The one place rank discovery reads the environment."""
+    env = os.environ if env is None else env
+    for rank_var, world_var, local_var in (("RANK", "WORLD_SIZE", "LOCAL_RANK"),
+                                           ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")):
+        if rank_var in env and world_var in env:
+            rank, world = int(env[rank_var]), int(env[world_var])
+            if not 0 <= rank < world:
+                raise UserError(f"{rank_var}={rank} is outside {world_var}={world}")
+            return DistInfo(rank, world, int(env.get(local_var, env.get("SLURM_LOCALID", "0"))))
+    return DistInfo(local_rank=int(env.get("LOCAL_RANK", env.get("SLURM_LOCALID", "0"))))
 
 
 def info() -> DistInfo:
@@ -134,14 +174,6 @@ def all_reduce(values: list[float], op: str = "mean") -> list[float]:
     if op == "mean":
         t /= dist.get_world_size()
     return t.tolist()
-
-
-def broadcast_object(obj, src: int = 0):
-    if not is_dist() or dist.get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def mean_over_ranks(metrics: dict[str, float]) -> dict[str, float]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -12,6 +11,7 @@ from torch import nn
 from llmtts.data.reader import ShardLoader
 from llmtts.data.remote import location
 from llmtts.data.shards import list_shards, read_index
+from llmtts.distributed.process_group import env_ranks
 from llmtts.errors import UserError
 from llmtts.llm.config import LLMConfig
 from llmtts.llm.data import (LMCollate, SampleToSegment, check_single_codebook, check_token_shards, n_audio_from_index,
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _is_main_process() -> bool:
-    return os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"
+    return env_ranks().is_main  # the process group may not exist yet: the launcher's variables
 
 
 def resolve_vocab(cfg: LLMConfig, index: dict, input_dir: Path, frontend) -> Vocab:
@@ -228,20 +228,18 @@ class LLMStage(Stage):
         due = sc.every > 0 and (last is None or step - last >= sc.every or step >= self.cfg.trainer.max_steps)
         if not due or ctx.rank != 0:
             return
-        if self.cfg.parallel.strategy == "fsdp2" or (self.cfg.parallel.strategy == "deepspeed"
-                                                     and self.cfg.parallel.deepspeed.zero_stage == 3):
+        if ctx.strategy.shards_params:
             if last is None:  # warn once; the saved config keeps what the user asked for
                 log.warning("samples: skipped under sharded parameters (their forward needs every rank)")
             self._last_sample_step = step
             return
-        from llmtts.distributed.parallelize import unwrap
         from llmtts.llm.samples import TrainingSampler
 
         if self._sampler is None:
             index = read_index(self.input_dir)
             self._sampler = TrainingSampler(sc, self.vocab, self.frontend, index.get("codec"))
         self._last_sample_step = step
-        metrics = self._sampler(unwrap(ctx.models["model"]), ctx.logger, step)
+        metrics = self._sampler(ctx.unwrap("model"), ctx.logger, step)
         log.info("samples at step %d: %s", step, ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()))
 
     # --- export ---------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""Save / resume / export for the training core (directory layout in ``llmtts.distributed.checkpoint``).
+"""Save / resume / export for the training core (directory layout in ``llmtts.train.checkpoint_dir``).
 
-- ``none`` / ``ddp`` / ``fsdp2``: models, optimizers and EMA through torch.distributed.checkpoint with
-  FQNs of the unwrapped models, so checkpoints reshard across strategies and world sizes.
-- ``deepspeed``: each engine's own ``save_checkpoint`` / ``load_checkpoint``; EMA through DCP.
+- Models and optimizers as the strategy says (``Strategy.dcp_state`` / ``save_native``): ``none`` / ``ddp`` /
+  ``fsdp2`` through torch.distributed.checkpoint with FQNs of the unwrapped models, so checkpoints reshard
+  across those strategies and world sizes; ``deepspeed`` in each engine's own files. EMA always through DCP.
 - Everything else (step, schedules, config) in ``trainer.json``; per-rank data position and RNG
   states in ``rank_XXXXX.pt`` (loaded with ``weights_only=True``).
 """
@@ -26,9 +26,10 @@ from torch import nn
 from torch.distributed.checkpoint.api import CheckpointException
 
 from llmtts.config import to_dict
-from llmtts.distributed import checkpoint as ckpt_io
 from llmtts.distributed import process_group as pg
+from llmtts.distributed.strategies import Strategy
 from llmtts.errors import UserError
+from llmtts.train import checkpoint_dir as ckpt_io
 from llmtts.train.context import OptimizerSlot
 from llmtts.train.ema import EMA
 from llmtts.train.stage import Stage
@@ -102,22 +103,14 @@ class Checkpointer:
     train_data: Any
     rank: int
     world: int
+    strategy: Strategy
 
     def __post_init__(self) -> None:
-        self.strategy = self.cfg.parallel.strategy
-        self.is_ds = self.strategy == "deepspeed"
-        self.zero_stage = self.cfg.parallel.deepspeed.zero_stage
         self.root = Path(self.run_dir) / "checkpoints"
         self.container = nn.ModuleDict(self.raw)  # clean FQNs: "<model>.<param>"
 
     def _dcp_state(self) -> dict:
-        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
-
-        state: dict = {}
-        if not self.is_ds:
-            state["models"] = get_model_state_dict(self.container)
-            for name, slot in self.slots.items():
-                state[f"optim.{name}"] = get_optimizer_state_dict(self.container, slot.optimizer)
+        state = self.strategy.dcp_state(self.container, self.slots)
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
@@ -127,9 +120,7 @@ class Checkpointer:
         import torch.distributed.checkpoint as dcp
 
         with ckpt_io.atomic_checkpoint(self.root, step) as tmp:
-            if self.is_ds:
-                for name, slot in self.slots.items():
-                    slot.engine.save_checkpoint(str(tmp / f"ds_{name}"), tag="state", save_latest=False)
+            self.strategy.save_native(tmp, self.slots)
             state = self._dcp_state()
             if state:
                 with _quiet_dcp():
@@ -141,8 +132,7 @@ class Checkpointer:
                 ckpt_io.write_json_atomic(tmp / "trainer.json", {
                     "step": step,
                     "world_size": self.world,
-                    "strategy": self.strategy,
-                    "zero_stage": self.zero_stage if self.is_ds else None,
+                    **self.strategy.checkpoint_meta(),  # strategy, zero_stage
                     "has_ema": self.ema is not None,
                     "schedules": {n: s.schedule.state_dict() for n, s in self.slots.items()},
                     "config": to_dict(self.cfg),
@@ -155,30 +145,15 @@ class Checkpointer:
     def load(self, ckpt: Path) -> int:
         """Restore everything from ``ckpt``; returns its step."""
         import torch.distributed.checkpoint as dcp
-        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
         try:
             meta = json.loads((ckpt / "trainer.json").read_text())
         except (OSError, ValueError) as exc:
             raise UserError(f"{ckpt}: unreadable trainer.json ({exc})") from None
-        if (meta["strategy"] == "deepspeed") != self.is_ds:
-            raise UserError(f"{ckpt}: saved with strategy '{meta['strategy']}', cannot resume with "
-                            f"'{self.strategy}' (DeepSpeed and DCP checkpoints are not interchangeable)")
-        # ZeRO-3 partitions the weights into its files too; stages 1 and 2 keep them whole (issue 19).
-        if self.is_ds and (meta.get("zero_stage") == 3) != (self.zero_stage == 3):
-            raise UserError(f"{ckpt}: saved with DeepSpeed ZeRO stage {meta.get('zero_stage')}, cannot resume with "
-                            f"ZeRO stage {self.zero_stage}; use the same parallel.deepspeed.zero_stage")
-        if self.is_ds and meta["world_size"] != self.world:
-            raise UserError(f"{ckpt}: DeepSpeed checkpoint from {meta['world_size']} ranks cannot resume on "
-                            f"{self.world}; use the same world size (or fsdp2/ddp, which reshard)")
+        self.strategy.check_resume(meta, ckpt)
         if set(meta["schedules"]) != set(self.slots):
             raise UserError(f"{ckpt}: optimizers {sorted(meta['schedules'])} do not match the stage's {sorted(self.slots)}")
-        if self.is_ds:
-            for name, slot in self.slots.items():
-                path, _ = slot.engine.load_checkpoint(str(ckpt / f"ds_{name}"), tag="state",
-                                                      load_optimizer_states=True, load_lr_scheduler_states=False)
-                if path is None:
-                    raise UserError(f"{ckpt}: DeepSpeed could not load ds_{name}")
+        self.strategy.load_native(ckpt, self.slots)
         state = self._dcp_state()
         if not meta.get("has_ema"):
             state.pop("ema", None)
@@ -186,10 +161,7 @@ class Checkpointer:
             if state:
                 with _quiet_dcp():
                     dcp.load(state, checkpoint_id=str(ckpt / "dcp"))  # in place, resharded to this world
-            if not self.is_ds:
-                set_model_state_dict(self.container, state["models"])
-                for name, slot in self.slots.items():
-                    set_optimizer_state_dict(self.container, slot.optimizer, state[f"optim.{name}"])
+            self.strategy.load_dcp_state(self.container, self.slots, state)
         except (RuntimeError, KeyError, ValueError, CheckpointException) as exc:  # e.g. model config changed
             raise UserError(f"{ckpt}: does not fit the current models ({_reason(exc)}); "
                             "resume with the config it was saved with, or use --resume none / a new --save-dir") from None
@@ -217,21 +189,12 @@ class Checkpointer:
     # --- export ---------------------------------------------------------------------------------
     def _full_state_dicts(self) -> dict[str, dict[str, torch.Tensor]] | None:
         """Full CPU weights per model on rank 0 (collective for sharded strategies); EMA if enabled."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
         out: dict[str, dict[str, torch.Tensor]] = {}
         for name, m in self.raw.items():
-            if self.strategy == "fsdp2":
-                sd = get_model_state_dict(m, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-            elif self.is_ds:
-                from llmtts.distributed.deepspeed_engine import gathered_state_dict
-
-                sd = gathered_state_dict(m, self.zero_stage, self.rank == 0)
-            else:
-                sd = {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+            sd = self.strategy.full_state_dict(m, self.rank == 0)
             if self.ema is not None:
                 for k, v in self.ema.shadow[name].items():
-                    full = v.full_tensor() if hasattr(v, "full_tensor") else v  # collective for DTensors
+                    full = self.strategy.full_tensor(v)  # collective where sharded: every rank calls it
                     if sd is not None:
                         sd[k] = full.detach().cpu().clone()
             out[name] = sd

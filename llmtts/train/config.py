@@ -89,13 +89,18 @@ class DeepSpeedConfig:
 
 @dataclass
 class ParallelConfig:
-    strategy: Literal["none", "ddp", "fsdp2", "deepspeed"] = "none"
+    # A name in llmtts.distributed.strategies.REGISTRY: none | ddp | fsdp2 | deepspeed.
+    strategy: str = "none"
     backend: Literal["auto", "gloo", "nccl"] = "auto"
     # A collective that waits longer than this fails (a dead or stuck rank) instead of hanging the others.
     timeout_min: float = 30.0
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
 
     def __post_init__(self):
+        from llmtts.distributed.strategies import REGISTRY
+
+        if self.strategy not in REGISTRY:
+            raise ValueError(f"strategy {self.strategy!r} is not one of {list(REGISTRY)}")
         if not self.timeout_min > 0:
             raise ValueError(f"timeout_min must be > 0, got {self.timeout_min}")
 

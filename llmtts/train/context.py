@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -10,6 +9,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from llmtts.distributed.strategies import Strategy
 from llmtts.train.loggers import RunLogger
 
 log = logging.getLogger(__name__)
@@ -17,14 +17,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class OptimizerSlot:
-    """One optimizer with its models, schedule and (strategy deepspeed) engine."""
+    """One optimizer with its models, schedule and whatever the strategy drives it with (``engine``)."""
 
     name: str
     model_names: list[str]
     optimizer: torch.optim.Optimizer
     schedule: Any
     params: list[nn.Parameter]
-    engine: Any = None  # deepspeed.DeepSpeedEngine
+    engine: Any = None  # Strategy.make_engine's result (a DeepSpeedEngine), None: the core steps ``optimizer``
 
 
 @dataclass
@@ -35,6 +35,7 @@ class StepContext:
     models: dict[str, nn.Module]          # as wrapped for the strategy; call these in steps
     slots: dict[str, OptimizerSlot]
     logger: RunLogger
+    strategy: Strategy                    # parallel.strategy (llmtts.distributed.strategies)
     grad_accum: int = 1
     grad_clip: float = 0.0
     amp_dtype: torch.dtype | None = None  # bf16 autocast, or None for fp32
@@ -56,52 +57,34 @@ class StepContext:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def unwrap(self, name: str) -> nn.Module:
+        """The stage's own module behind ``models[name]`` (outside the strategy's wrapper)."""
+        return self.strategy.unwrap(self.models[name])
+
     def backward(self, loss: torch.Tensor, opt: str = "main") -> None:
-        slot = self.slots[opt]
-        if slot.engine is not None:
-            slot.engine.backward(loss)  # DeepSpeed scales by 1/grad_accum itself
-        else:
-            (loss / self.grad_accum).backward()
+        """``loss`` scaled by 1/grad_accum, backward through the strategy (DeepSpeed: the engine's)."""
+        self.strategy.backward(self.slots[opt], loss, self.grad_accum)
 
     def step(self, opt: str = "main") -> bool:
         """Clip, step, zero grads and advance the schedule -- at the accumulation boundary only."""
         slot = self.slots[opt]
-        if slot.engine is not None:
-            slot.engine.step()  # called every micro-step; DeepSpeed acts at its boundary
-            if self.is_boundary:
-                norm = slot.engine.get_global_grad_norm()
-                if norm is not None:
-                    self.extra[f"grad_norm/{opt}"] = float(norm)
-                slot.schedule.step()
-            return self.is_boundary
+        out = self.strategy.clip_and_step(slot, self.is_boundary, self.grad_clip)
         if not self.is_boundary:
             return False
-        if self.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(slot.params, self.grad_clip)
-            if hasattr(norm, "full_tensor"):
-                norm = norm.full_tensor()
-            norm = float(norm)  # global over ranks (DDP all-reduced, FSDP2 DTensor): same on every rank
-            self.extra[f"grad_norm/{opt}"] = norm
-            if not math.isfinite(norm):
-                # A NaN/inf gradient would poison the weights and the Adam moments: skip this update.
-                self.skipped[opt] = self.skipped.get(opt, 0) + 1
-                self.extra[f"skipped_steps/{opt}"] = float(self.skipped[opt])
-                if self.rank == 0:
-                    log.warning("step %d: non-finite gradient norm for optimizer '%s'; update skipped (%d so far)",
-                                self.global_step + 1, opt, self.skipped[opt])
-                slot.optimizer.zero_grad(set_to_none=True)
-                slot.schedule.step()
-                return False
-        slot.optimizer.step()
-        slot.optimizer.zero_grad(set_to_none=True)
+        if out.grad_norm is not None:
+            self.extra[f"grad_norm/{opt}"] = out.grad_norm
+        if out.skipped:
+            self.skipped[opt] = self.skipped.get(opt, 0) + 1
+            self.extra[f"skipped_steps/{opt}"] = float(self.skipped[opt])
+            if self.rank == 0:
+                log.warning("step %d: non-finite gradient norm for optimizer '%s'; update skipped (%d so far)",
+                            self.global_step + 1, opt, self.skipped[opt])
         slot.schedule.step()
-        return True
+        return out.stepped
 
     def zero_grad(self, opt: str = "main") -> None:
         """Drop gradients of ``opt``'s models (e.g. left there by another loss' backward)."""
-        slot = self.slots[opt]
-        if slot.engine is None:
-            slot.optimizer.zero_grad(set_to_none=True)
+        self.strategy.zero_grad(self.slots[opt])
 
     def lr(self, opt: str = "main") -> float:
         return self.slots[opt].schedule.lr
@@ -109,19 +92,15 @@ class StepContext:
     @contextmanager
     def frozen(self, opt: str) -> Iterator[None]:
         """Run ``opt``'s models without producing gradients for them (a GAN generator step through
-        the discriminator): parameters stop requiring grad, and DDP stops expecting a gradient sync."""
+        the discriminator): parameters stop requiring grad, and the strategy stops expecting their gradients
+        (DDP's sync)."""
         slot = self.slots[opt]
         flags = [(p, p.requires_grad) for p in slot.params]
-        ddps = [m for n in slot.model_names for m in [self.models[n]] if hasattr(m, "require_backward_grad_sync")]
-        sync = [m.require_backward_grad_sync for m in ddps]
         for p, _ in flags:
             p.requires_grad_(False)
-        for m in ddps:
-            m.require_backward_grad_sync = False
         try:
-            yield
+            with self.strategy.frozen([self.models[n] for n in slot.model_names]):
+                yield
         finally:
             for p, f in flags:
                 p.requires_grad_(f)
-            for m, s in zip(ddps, sync):
-                m.require_backward_grad_sync = s

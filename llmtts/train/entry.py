@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from llmtts.config import load_config
 from llmtts.distributed import process_group as pg
+from llmtts.distributed.strategies import build_strategy
 from llmtts.errors import UserError
 from llmtts.train.run_folder import check_fresh_start
 from llmtts.train.stage import Stage
@@ -46,7 +47,8 @@ def check_save_dir(save_dir: str | Path) -> None:
 
 def run_training(args: argparse.Namespace, config_cls: type,
                  stage_factory: Callable[[Any, argparse.Namespace], Stage]) -> int:
-    """Load the config, join the process group (torchrun / SLURM / none), build the stage, train.
+    """Load the config, build the parallel strategy (it joins the process group when the trainer starts),
+    build the stage, train.
 
     Returns the process exit code: 0 when done, ``REQUEUE_EXIT_CODE`` (75) when stopped by a signal.
     """
@@ -60,10 +62,10 @@ def run_training(args: argparse.Namespace, config_cls: type,
         raise UserError(f"--input-dir {args.input_dir}: no such directory")
     check_save_dir(args.save_dir)
     check_fresh_start(Path(args.save_dir), args.resume)  # before the stage writes anything into the folder
-    pg.init_process_group(cfg.parallel.strategy, cfg.parallel.backend, cfg.parallel.timeout_min)
+    strategy = build_strategy(cfg.parallel)
     try:
         stage = stage_factory(cfg, args)
-        result = Trainer(stage, cfg, Path(args.save_dir), resume=args.resume).fit()
+        result = Trainer(stage, cfg, Path(args.save_dir), resume=args.resume, strategy=strategy).fit()
         return result.exit_code
     finally:
         pg.destroy_process_group()

@@ -11,8 +11,8 @@ import os
 import socket
 from pathlib import Path
 
-from llmtts.distributed.checkpoint import list_checkpoints
 from llmtts.errors import UserError
+from llmtts.train.checkpoint_dir import list_checkpoints
 
 LOCK_FILE = ".lock"
 

@@ -179,8 +179,7 @@ class ToyStage(Stage):
             ctx.logger.log_spectrogram("toy_weights", w, step)
 
     def _first_weight(self, ctx) -> torch.Tensor:
-        w = ctx.models["model"].inp.weight if hasattr(ctx.models["model"], "inp") else ctx.models["model"].module.inp.weight
-        return w.full_tensor() if hasattr(w, "full_tensor") else w
+        return ctx.strategy.full_tensor(ctx.unwrap("model").inp.weight)  # collective under fsdp2
 
     def export(self, models: dict[str, nn.Module], out_dir: Path) -> None:
         save_file({k: v.contiguous() for k, v in models["model"].state_dict().items()}, str(out_dir / "model.safetensors"))

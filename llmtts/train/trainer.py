@@ -1,7 +1,8 @@
 """The one training loop every stage runs in (see ``llmtts.train.stage`` for the stage contract).
 
 ``Trainer(stage, cfg, run_dir, resume).fit()`` sets up device, precision and the process group,
-wraps the stage's models for ``parallel.strategy``, builds one AdamW + schedule per optimizer group,
+wraps the stage's models for ``parallel.strategy`` (one strategy object, ``llmtts.distributed.strategies``,
+asked for everything that differs between strategies), builds one AdamW + schedule per optimizer group,
 resumes, loops (grad accumulation, clipping, EMA, logging, eval, checkpoints, stop signals) and
 finally writes ``RUN/export/`` via ``stage.export``.
 """
@@ -20,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from llmtts.config import save_config, to_dict
-from llmtts.distributed import checkpoint as ckpt_io
 from llmtts.distributed import process_group as pg
 from llmtts.distributed import trace
-from llmtts.distributed.parallelize import ParallelContext, unwrap
+from llmtts.distributed.parallelize import ParallelContext
 from llmtts.distributed.signals import REQUEUE_EXIT_CODE, StopFlag
+from llmtts.distributed.strategies import Strategy, build_strategy
 from llmtts.errors import UserError
+from llmtts.train import checkpoint_dir as ckpt_io
 from llmtts.train.checkpointing import Checkpointer, rng_kept, seed_everything
 from llmtts.train.context import OptimizerSlot, StepContext
 from llmtts.train.ema import EMA
@@ -48,6 +49,15 @@ BEST_DIR, BEST_FILE = "best", "best.json"  # trainer.best_metric: RUN/best/ is a
 
 
 @dataclass
+class _Window:
+    """Throughput since the last logged step."""
+
+    units: float = 0.0
+    steps: int = 0
+    t0: float = field(default_factory=time.monotonic)
+
+
+@dataclass
 class FitResult:
     step: int
     status: str  # "finished" (max_steps or max_minutes reached) | "stopped" (signal: requeue)
@@ -56,26 +66,14 @@ class FitResult:
     val_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def select_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("trainer.device=cuda but no CUDA device is visible")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
 class Trainer:
-    def __init__(self, stage: Stage, cfg: Any, run_dir: str | Path, resume: str = "auto"):
+    def __init__(self, stage: Stage, cfg: Any, run_dir: str | Path, resume: str = "auto",
+                 strategy: Strategy | None = None):
         self.stage = stage
         self.cfg = cfg
         self.tcfg = cfg.trainer
-        self.pcfg = cfg.parallel
+        # Built once from cfg.parallel and handed to everything that depends on it (pctx, ctx, checkpoints).
+        self.strategy = strategy if strategy is not None else build_strategy(cfg.parallel)
         self.lcfg = cfg.log
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -90,21 +88,26 @@ class Trainer:
     # setup
     # ------------------------------------------------------------------------------------------
     def _setup(self) -> None:
-        strategy = self.pcfg.strategy
-        self.dist = pg.init_process_group(strategy, self.pcfg.backend, self.pcfg.timeout_min)
+        self._start()
+        self._prepare_run_dir()
+        groups = self._build_models()
+        self._build_optimizers(groups)
+        self._restore()
+        self._make_context()
+
+    def _start(self) -> None:
+        """Join the process group (through the strategy: the one place it happens), pick device and precision."""
+        self.dist = self.strategy.start()
         self.rank, self.world = self.dist.rank, self.dist.world_size
-        if strategy == "none" and self.world > 1:
-            raise UserError(f"launched with {self.world} processes but parallel.strategy is 'none'; "
-                            "set parallel.strategy=ddp, fsdp2 or deepspeed")
-        self.device = select_device(self.tcfg.device, self.dist.local_rank)
+        self.device = pg.pick_device(self.tcfg.device, self.dist.local_rank)
         trace.record_rank(self.rank, self.world, self.dist.local_rank)  # only with LLMTTS_TRACE_DIR set
         prec = self.tcfg.precision
         use_bf16 = prec == "bf16" or (prec == "auto" and self.device.type == "cuda")
-        self.is_ds = strategy == "deepspeed"
-        # bf16 is torch autocast for every strategy (DeepSpeed too: its own bf16 mode would hand stages
-        # bf16 weights with fp32 inputs); weights, gradients and optimizer state stay fp32.
+        # bf16 is torch autocast for every strategy; weights, gradients and optimizer state stay fp32.
         self.amp_dtype = torch.bfloat16 if use_bf16 else None
-        # Before anything is written: one trainer per run folder, and no fresh start over another run.
+
+    def _prepare_run_dir(self) -> None:
+        """Before anything is written: one trainer per run folder, and no fresh start over another run."""
         check_fresh_start(self.run_dir, self.resume)
         holder = None
         if self.dist.is_main:
@@ -119,11 +122,13 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.cfg, self.run_dir / "config.yaml")
-            ckpt_io.write_json_atomic(self.run_dir / "env.json", env_info(self.world, strategy, self.device))
+            ckpt_io.write_json_atomic(self.run_dir / "env.json", env_info(self.world, self.strategy.name, self.device))
             ckpt_io.clean_partial(self.ckpt_root)
             (self.run_dir / STOPPED_MARKER).unlink(missing_ok=True)
         pg.barrier()
 
+    def _build_models(self) -> dict[str, list[str]]:
+        """The stage's models, wrapped by its ``parallelize`` for the strategy; returns the optimizer groups."""
         # Same seed on every rank so replicated / sharded parameters start identical.
         seed_everything(self.tcfg.seed)
         models = self.stage.build_models()
@@ -135,17 +140,16 @@ class Trainer:
             for n in names:
                 if n not in models:
                     raise UserError(f"stage {self.stage.name}: optimizer '{opt_name}' names unknown model '{n}'")
-        if self.is_ds and self.tcfg.ema_decay > 0 and self.pcfg.deepspeed.zero_stage == 3:
-            raise UserError("trainer.ema_decay needs full parameters; not supported with deepspeed.zero_stage=3")
-
-        pctx = ParallelContext(strategy=strategy, device=self.device, rank=self.rank, world_size=self.world,
+        self.strategy.check_trainer(self.tcfg)
+        pctx = ParallelContext(strategy=self.strategy, device=self.device, rank=self.rank, world_size=self.world,
                                activation_checkpointing=self.tcfg.activation_checkpointing,
                                compile=self.tcfg.compile)
-        # FSDP2 keeps fp32 parameters: a bf16 MixedPrecisionPolicy would also cast forward inputs
-        # (waveforms into torch.stft, which has no bf16 kernel); autocast gives bf16 matmuls anyway.
         self.models = self.stage.parallelize(models, pctx)
-        self.raw = {k: unwrap(m) for k, m in self.models.items()}
+        self.raw = {k: self.strategy.unwrap(m) for k, m in self.models.items()}
+        return groups
 
+    def _build_optimizers(self, groups: dict[str, list[str]]) -> None:
+        """One AdamW + schedule per optimizer group (driven by the strategy's engine, if it makes one); EMA."""
         overrides = self.stage.optimizer_overrides()
         self.slots: dict[str, OptimizerSlot] = {}
         for opt_name, names in groups.items():
@@ -158,23 +162,19 @@ class Trainer:
                         params.append(p)
             ocfg = optim_config_for(self.tcfg.optim, overrides.get(opt_name, {}))
             opt = build_adamw(params, ocfg)
-            engine = None
-            if self.is_ds:
-                from llmtts.distributed import deepspeed_engine as dse
-
-                module = self.raw[names[0]] if len(names) == 1 else nn.ModuleDict({n: self.raw[n] for n in names})
-                ds_cfg = dse.build_config(self.pcfg.deepspeed.zero_stage, self.pcfg.deepspeed.config_file,
-                                          self.tcfg.grad_accum, self.tcfg.grad_clip, self.world, bf16=False)
-                engine, _ = dse.initialize(module, opt, ds_cfg)
+            engine = self.strategy.make_engine({n: self.raw[n] for n in names}, opt, self.tcfg.grad_accum,
+                                               self.tcfg.grad_clip)
             sched = Schedule(opt, ocfg, self.tcfg.max_steps)
             self.slots[opt_name] = OptimizerSlot(opt_name, list(names), opt, sched, params, engine)
         if self.tcfg.ema_decay > 0:
             self.ema = EMA(self.raw, self.tcfg.ema_decay)
 
+    def _restore(self) -> None:
+        """Data, validation check, and the checkpoint to resume from (if any)."""
         self.train_data = self.stage.train_data(self.rank, self.world)
         self._val_enabled = self._check_validation()
         self.ckpt = Checkpointer(self.run_dir, self.cfg, self.stage, self.raw, self.slots, self.ema, self.train_data,
-                                 self.rank, self.world)
+                                 self.rank, self.world, self.strategy)
         resume_from = ckpt_io.resolve_resume(self.resume, self.ckpt_root)
         if resume_from is not None:
             self.step = self._last_saved_step = self.ckpt.load(resume_from)
@@ -186,17 +186,17 @@ class Trainer:
             if self.dist.is_main and (self.run_dir / BEST_DIR / BEST_FILE).is_file():
                 shutil.rmtree(self.run_dir / BEST_DIR)  # an earlier run's best (our own export): not this run's
 
+    def _make_context(self) -> None:
         self.logger = RunLogger(self.run_dir, self.lcfg, to_dict(self.cfg), enabled=self.dist.is_main,
                                 resume_step=self.step)
         self.ctx = StepContext(device=self.device, rank=self.rank, world_size=self.world, models=self.models,
-                               slots=self.slots, logger=self.logger, grad_accum=self.tcfg.grad_accum,
-                               grad_clip=self.tcfg.grad_clip, amp_dtype=self.amp_dtype, global_step=self.step)
+                               slots=self.slots, logger=self.logger, strategy=self.strategy,
+                               grad_accum=self.tcfg.grad_accum, grad_clip=self.tcfg.grad_clip,
+                               amp_dtype=self.amp_dtype, global_step=self.step)
         if self.dist.is_main:
-            # DTensor.numel() is the global size; ZeRO-3 keeps it in ds_numel.
-            n_params = sum(getattr(p, "ds_numel", p.numel()) for m in self.raw.values() for p in m.parameters())
-            log.info("stage %s: %s, world %d, %s, %.3fM parameters%s", self.stage.name, strategy, self.world,
-                     self.device, n_params / 1e6,
-                     f", resumed at step {self.step}" if self.step else "")
+            n_params = self.strategy.count_parameters(self.raw.values())
+            log.info("stage %s: %s, world %d, %s, %.3fM parameters%s", self.stage.name, self.strategy.name,
+                     self.world, self.device, n_params / 1e6, f", resumed at step {self.step}" if self.step else "")
 
     # ------------------------------------------------------------------------------------------
     # the loop
@@ -235,100 +235,120 @@ class Trainer:
         if self.tcfg.grad_accum == 1:
             return
         for m in self.models.values():
-            if hasattr(m, "require_backward_grad_sync"):  # DDP
-                m.require_backward_grad_sync = sync
-            elif hasattr(m, "set_requires_gradient_sync"):  # FSDP2
-                m.set_requires_gradient_sync(sync)
+            self.strategy.set_grad_sync(m, sync)
 
     def _loop(self) -> FitResult:
-        t = tcfg = self.tcfg
-        start = time.monotonic()
-        last_save = start
+        t = self.tcfg
+        start = last_save = time.monotonic()
         status = "finished"
-        train_metrics: dict[str, float] = {}
-        val_metrics: dict[str, float] = {}
-        last_eval = -1
+        self._train_metrics: dict[str, float] = {}
+        self._val_metrics: dict[str, float] = {}
+        self._last_eval = -1
         pbar = Progress(total=t.max_steps, initial=self.step, unit=self.stage.unit,
                         enabled=self.dist.is_main and self.lcfg.progress)
-        window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
+        window = _Window()
         with StopFlag() as stop:
             # Inside the handlers: DataLoader workers forked here inherit them, so a Ctrl-C or SIGTERM sent to
             # the whole process group stops the run cleanly instead of killing the workers under it.
             self._it = iter(self.train_data)
             while self.step < t.max_steps:
-                acc: dict[str, float] = defaultdict(float)
-                self.ctx.extra = {}
-                for micro in range(t.grad_accum):
-                    self.ctx.micro = micro
-                    self._set_grad_sync(micro == t.grad_accum - 1)
-                    batch = self._next_batch()
-                    out = self.stage.train_step(batch, self.ctx)
-                    for k, v in (out or {}).items():
-                        acc[k] += float(v) / t.grad_accum
-                    window_units += float(self.stage.units_in_batch(batch))
-                self.step += 1
-                self.ctx.global_step = self.step
-                window_steps += 1
-                if self.ema is not None:
-                    self.ema.update()
+                acc = self._optimizer_step(window)
                 now = time.monotonic()
                 # One small collective decides everything time/signal based, so ranks never disagree.
                 sig, wall, save_due = pg.all_reduce(
                     [float(stop.requested),
-                     float(tcfg.max_minutes > 0 and now - start >= tcfg.max_minutes * 60),
-                     float(tcfg.save_every_minutes > 0 and now - last_save >= tcfg.save_every_minutes * 60)],
+                     float(t.max_minutes > 0 and now - start >= t.max_minutes * 60),
+                     float(t.save_every_minutes > 0 and now - last_save >= t.save_every_minutes * 60)],
                     "max")
                 last = self.step >= t.max_steps or sig or wall
                 if self.step % max(1, t.log_every) == 0 or last or self.step == 1:
-                    metrics = dict(acc)
-                    metrics.update(self.ctx.extra)
-                    for name, slot in self.slots.items():
-                        metrics[f"lr/{name}" if len(self.slots) > 1 else "lr"] = slot.schedule.lr
-                    metrics["__units"] = window_units
-                    train_metrics = pg.mean_over_ranks(metrics)
-                    dt = max(now - window_t0, 1e-9)
-                    rate = train_metrics.pop("__units") * self.world / dt
-                    train_metrics[f"{self.stage.unit}_per_s"] = rate
-                    train_metrics["steps_per_s"] = window_steps / dt
-                    if self.device.type == "cuda":  # peak since start, this rank: sizes batches, compares recipes
-                        train_metrics["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                    self.logger.log_metrics(train_metrics, self.step, "train")
-                    pbar.update_metrics(train_metrics, rate)
-                    window_units, window_t0, window_steps = 0.0, time.monotonic(), 0
+                    self._log_train(acc, window, now, pbar)
+                    window = _Window()
                 pbar.advance(self.step)
-                if t.eval_every and self.step % t.eval_every == 0 and not last:
-                    val_metrics = self._evaluate() or val_metrics
-                    last_eval = self.step
-                    self._track_best(val_metrics)
-                elif self.lcfg.log_audio_every and self.step % self.lcfg.log_audio_every == 0 and not last:
-                    self._log_samples()
+                if not last:
+                    self._between_steps()
                 if sig:
                     status = "stopped"
-                    self._save()
-                    if self.dist.is_main:
-                        # torchrun turns a worker's exit code into its own 1; launchers read this instead.
-                        ckpt_io.write_json_atomic(self.run_dir / STOPPED_MARKER, {
-                            "step": self.step, "signal": int(stop.signum or 0), "exit_code": REQUEUE_EXIT_CODE,
-                            "checkpoint": str(self.ckpt_root / ckpt_io.step_dir_name(self.step))})
+                    self._stop_for_signal(stop.signum)
                     break
                 if wall:
                     if self.dist.is_main:
-                        log.info("trainer.max_minutes=%s reached at step %d", tcfg.max_minutes, self.step)
+                        log.info("trainer.max_minutes=%s reached at step %d", t.max_minutes, self.step)
                     break
                 if (t.save_every and self.step % t.save_every == 0 and self.step < t.max_steps) or save_due:
                     self._save()
                     last_save = time.monotonic()
         pbar.close()
         if status == "finished":
-            if last_eval != self.step:
-                val_metrics = self._evaluate() or val_metrics
-                self._track_best(val_metrics)
-            if self._last_saved_step != self.step:
-                self._save()
-            self.ckpt.export()
+            self._finish()
         if self.dist.is_main:
             log.info("stage %s %s at step %d", self.stage.name, status, self.step)
-        return FitResult(self.step, status, REQUEUE_EXIT_CODE if status == "stopped" else 0, train_metrics, val_metrics)
+        return FitResult(self.step, status, REQUEUE_EXIT_CODE if status == "stopped" else 0, self._train_metrics,
+                         self._val_metrics)
+
+    def _optimizer_step(self, window: _Window) -> dict[str, float]:
+        """One optimizer step: ``grad_accum`` micro-batches through the stage; their metrics averaged."""
+        t = self.tcfg
+        acc: dict[str, float] = defaultdict(float)
+        self.ctx.extra = {}
+        for micro in range(t.grad_accum):
+            self.ctx.micro = micro
+            self._set_grad_sync(micro == t.grad_accum - 1)
+            batch = self._next_batch()
+            out = self.stage.train_step(batch, self.ctx)
+            for k, v in (out or {}).items():
+                acc[k] += float(v) / t.grad_accum
+            window.units += float(self.stage.units_in_batch(batch))
+        self.step += 1
+        self.ctx.global_step = self.step
+        window.steps += 1
+        if self.ema is not None:
+            self.ema.update()
+        return acc
+
+    def _log_train(self, acc: dict[str, float], window: _Window, now: float, pbar: Progress) -> None:
+        """Training metrics averaged over ranks, learning rates, throughput since the last log row."""
+        metrics = dict(acc)
+        metrics.update(self.ctx.extra)
+        for name, slot in self.slots.items():
+            metrics[f"lr/{name}" if len(self.slots) > 1 else "lr"] = slot.schedule.lr
+        metrics["__units"] = window.units
+        train_metrics = pg.mean_over_ranks(metrics)
+        dt = max(now - window.t0, 1e-9)
+        rate = train_metrics.pop("__units") * self.world / dt
+        train_metrics[f"{self.stage.unit}_per_s"] = rate
+        train_metrics["steps_per_s"] = window.steps / dt
+        if self.device.type == "cuda":  # peak since start, this rank: sizes batches, compares recipes
+            train_metrics["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.logger.log_metrics(train_metrics, self.step, "train")
+        pbar.update_metrics(train_metrics, rate)
+        self._train_metrics = train_metrics
+
+    def _between_steps(self) -> None:
+        """``trainer.eval_every`` evaluation (and best export), else ``log.log_audio_every`` samples."""
+        if self.tcfg.eval_every and self.step % self.tcfg.eval_every == 0:
+            self._val_metrics = self._evaluate() or self._val_metrics
+            self._last_eval = self.step
+            self._track_best(self._val_metrics)
+        elif self.lcfg.log_audio_every and self.step % self.lcfg.log_audio_every == 0:
+            self._log_samples()
+
+    def _stop_for_signal(self, signum: int | None) -> None:
+        self._save()
+        if self.dist.is_main:
+            # torchrun turns a worker's exit code into its own 1; launchers read this instead.
+            ckpt_io.write_json_atomic(self.run_dir / STOPPED_MARKER, {
+                "step": self.step, "signal": int(signum or 0), "exit_code": REQUEUE_EXIT_CODE,
+                "checkpoint": str(self.ckpt_root / ckpt_io.step_dir_name(self.step))})
+
+    def _finish(self) -> None:
+        """max_steps / max_minutes: final evaluation, checkpoint and export."""
+        if self._last_eval != self.step:
+            self._val_metrics = self._evaluate() or self._val_metrics
+            self._track_best(self._val_metrics)
+        if self._last_saved_step != self.step:
+            self._save()
+        self.ckpt.export()
 
     # ------------------------------------------------------------------------------------------
     # evaluation

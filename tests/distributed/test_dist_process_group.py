@@ -1,6 +1,9 @@
 import os
 
+import pytest
+
 from llmtts.distributed import process_group as pg
+from llmtts.errors import UserError
 
 LAUNCH_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS", "SLURM_PROCID")
 
@@ -24,10 +27,21 @@ def test_srun_variables_become_torchrun_variables(monkeypatch):
     assert os.environ["MASTER_ADDR"] == "gpu07" and os.environ["MASTER_PORT"] == str(20000 + 4242)
 
 
+def test_env_ranks_read_torchrun_then_slurm_including_the_local_rank():
+    # srun without torchrun sets only SLURM_*: its local id picks the GPU, or every rank of a node takes cuda:0.
+    assert pg.env_ranks({"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1"}) == pg.DistInfo(3, 4, 1)
+    both = {"RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "1",
+            "SLURM_LOCALID": "0"}
+    assert pg.env_ranks(both) == pg.DistInfo(5, 8, 2)
+    assert pg.env_ranks({}) == pg.DistInfo()
+    with pytest.raises(UserError, match="RANK=4 is outside WORLD_SIZE=4"):
+        pg.env_ranks({"RANK": "4", "WORLD_SIZE": "4"})
+
+
 def test_single_task_is_not_distributed(monkeypatch):
     clear(monkeypatch)
     assert not pg.launched_distributed()
-    assert pg.init_process_group("none") == pg.DistInfo()
+    assert pg.init_process_group(single_process_group=False) == pg.DistInfo()
     assert pg.all_reduce([1.0, 2.0], "mean") == [1.0, 2.0]
 
 

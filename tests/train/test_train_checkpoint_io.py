@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from llmtts.distributed import checkpoint as ck
+from llmtts.distributed.checkpoint import resolve_export
+from llmtts.train import checkpoint_dir as ck
 from llmtts.errors import UserError
 
 
@@ -43,12 +44,12 @@ def test_prune_keeps_last_complete(tmp_path):
 def test_resolve_export(tmp_path):
     (tmp_path / "export").mkdir()
     with pytest.raises(UserError, match="not an export directory"):
-        ck.resolve_export(tmp_path)
+        resolve_export(tmp_path)
     (tmp_path / "export" / "config.json").write_text("{}")
-    assert ck.resolve_export(tmp_path) == tmp_path / "export"
-    assert ck.resolve_export(tmp_path / "export") == tmp_path / "export"
+    assert resolve_export(tmp_path) == tmp_path / "export"
+    assert resolve_export(tmp_path / "export") == tmp_path / "export"
     with pytest.raises(UserError, match="no such"):
-        ck.resolve_export(tmp_path / "missing")
+        resolve_export(tmp_path / "missing")
 
 
 def test_rank_state_with_numpy_values_loads_weights_only(tmp_path):

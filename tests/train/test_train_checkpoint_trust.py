@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llmtts.config import load_config
-from llmtts.distributed import checkpoint as ck
+from llmtts.train import checkpoint_dir as ck
 from llmtts.errors import UserError
 from llmtts.train.toy import ToyConfig, ToyStage
 from llmtts.train.trainer import Trainer
