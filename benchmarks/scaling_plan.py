@@ -22,6 +22,10 @@ HOURS = (100, 1_000, 10_000)
 TOKENS_PER_S = 15.625  # 32 kHz / 2048 samples per token (configs/codec/soprano.yaml): a fact of the recipe
 TAR_MEMBER_B = 512 + 256  # a tar header + on average half a 512-byte block of padding, per member
 SAMPLES_PER_SHARD = 1000  # configs/pipeline/soprano.yaml shards.samples_per_shard
+# configs/llm/soprano-80m.yaml (max_steps, data.batch_budget), configs/decoder/soprano.yaml (max_steps,
+# data.max_batch_size), configs/pipeline/soprano.yaml (launch.nproc_per_node)
+RECIPE = {"llm_steps": 100_000, "llm_tokens_per_gpu_step": 32_768, "decoder_steps": 100_000,
+          "decoder_crops_per_gpu_step": 16, "gpus": 8}
 
 ASSUMPTIONS = {
     "gpu_peak_flops": (989e12, "H100 SXM dense bf16 peak (vendor figure); no GPU was lent to measure"),
@@ -55,6 +59,10 @@ ASSUMPTIONS = {
 
 def a(key):
     return ASSUMPTIONS[key][0]
+
+
+def hours(h: float) -> str:
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:,.1f} h"
 
 
 def gpu_h(h: float) -> str:
@@ -130,7 +138,7 @@ def tables(inp: dict, reads: dict, formats: dict, fmt_name: str) -> str:
             row("shards per kind (1,000 utterances each)", [f"{shards:,}"])
             row("one hidden shard", [fmt_bytes(bps["hidden"] * a("mean_utterance_s") * SAMPLES_PER_SHARD)])
             row("**ingest** (`data shards`, CPU node) wall",
-                [f"{sec / (a('ingest_audio_s_per_s_per_worker') * a('ingest_workers')) / 3600:,.1f} h"])
+                [hours(sec / (a('ingest_audio_s_per_s_per_worker') * a('ingest_workers')) / 3600)])
             enc_gpu_h = sec * enc["fwd_flops_per_audio_s"] / (a("gpu_peak_flops") * a("mfu_codec_encode")) / 3600
             row("**codec encode** GPU-h", [gpu_h(enc_gpu_h)])
             row("codec encode CPU core-h (measured rate)", [f"{sec * enc['fwd_cpu_s_per_audio_s'] / 3600:,.0f}"])
@@ -153,13 +161,27 @@ def tables(inp: dict, reads: dict, formats: dict, fmt_name: str) -> str:
                 gpus = max(a("gpus_per_node"), math.ceil(gh / (24 * a("target_train_days")) / a("gpus_per_node"))
                            * a("gpus_per_node"))
                 wall = gh / gpus
-                requeues = max(0, math.ceil(wall / a("slurm_time_limit_h")) - 1)
-                row(f"SLURM {stage}: nodes x GPUs, wall, requeues at {a('slurm_time_limit_h')} h",
-                    [f"{gpus // a('gpus_per_node')} x {a('gpus_per_node')}, {wall:,.1f} h, {requeues}"])
-            for stage, gh in (("encode", enc_gpu_h), ("dump", dump_gpu_h)):
+                limit = min(a("slurm_time_limit_h"), max(1, math.ceil(2 * wall)))  # 2x margin, >= 1 h
+                requeues = max(0, math.ceil(wall / limit) - 1)
+                row(f"SLURM {stage} train: nodes x GPUs, wall, `--time-min`, requeues",
+                    [f"{gpus // a('gpus_per_node')} x {a('gpus_per_node')}, {hours(wall)}, {limit * 60}, {requeues}"])
+            for stage, gh in (("codec encode", enc_gpu_h), ("dump-hidden", dump_gpu_h)):
                 tasks = min(a("map_tasks"), shards)
-                row(f"SLURM {stage}: array tasks x 1 GPU, h per task", [f"{tasks} x {gh / tasks:,.2f} h"])
+                limit = max(1, math.ceil(2 * gh / tasks))
+                row(f"SLURM {stage}: `--array` x 1 GPU, h per task, `--time-min`",
+                    [f"{tasks} x {hours(gh / tasks)}, {limit * 60}"])
         out += [f"| {k} | " + " | ".join(v) + " |" for k, v in rows.items()]
+        # The recipes as configured run fixed step counts on 8 GPUs, whatever the corpus size.
+        rec_tokens = RECIPE["llm_steps"] * RECIPE["llm_tokens_per_gpu_step"] * RECIPE["gpus"]
+        rec_crops = RECIPE["decoder_steps"] * RECIPE["decoder_crops_per_gpu_step"] * RECIPE["gpus"]
+        rec_dec_h = rec_crops * dec_crop_s * dec["train_flops_per_audio_s"] / (
+            a("gpu_peak_flops") * a("mfu_decoder_train")) / 3600
+        out.append(f"\nThe recipes as configured (configs/llm/soprano-80m.yaml: {RECIPE['llm_steps']:,} steps x "
+                   f"{RECIPE['llm_tokens_per_gpu_step']:,} tokens x {RECIPE['gpus']} GPUs; configs/decoder/soprano.yaml: "
+                   f"{RECIPE['decoder_steps']:,} steps x {RECIPE['decoder_crops_per_gpu_step']} crops x {RECIPE['gpus']} GPUs) "
+                   f"train {rec_tokens / 1e9:.1f} B tokens = {rec_tokens / r['train_tok_s'] / 3600:,.0f} GPU-h "
+                   f"and {rec_crops / 1e6:.1f} M crops = {rec_dec_h:,.1f} GPU-h: "
+                   f"{rec_tokens / (tokens_epoch / h * 1000):,.0f} epochs of 1,000 h for the LLM.")
         # Reader throughput: what one GPU consumes vs one reader process (measured, loopback S3, in-process).
         llm_samples = r["train_audio_s_per_s"] / a("mean_utterance_s")
         dec_crops = a("gpu_peak_flops") * a("mfu_decoder_train") / (dec["train_flops_per_audio_s"] * dec_crop_s)
