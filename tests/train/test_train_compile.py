@@ -1,6 +1,6 @@
 """trainer.compile really compiles each block (torch.compile, inductor: C++ kernels on CPU), trains like eager
 within float rounding, and keeps parameter names: its checkpoint resumes without compile and its export has the
-eager model's keys. Costs ~60 s on 2 busy cores with a cold inductor cache (~7 s warm)."""
+eager model's keys. Costs 18-60 s on 2 shared cores with a cold inductor cache, 3-7 s warm."""
 import json
 import shutil
 
