@@ -37,7 +37,7 @@ def descendants(pid: int) -> list[int]:
 def kill_all(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     """``sig`` to the command's process group and to every descendant's group, then reap the command."""
     found = descendants(proc.pid)
-    for pid in [proc.pid, *found]:
+    for pid in [*reversed(found), proc.pid]:  # the workers first, as when a node dies under its agent
         try:
             os.killpg(os.getpgid(pid), sig)
         except (ProcessLookupError, PermissionError):

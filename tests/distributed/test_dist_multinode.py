@@ -89,6 +89,25 @@ def train_keys(trace: Path) -> dict[int, dict[int, list[str]]]:
     return out
 
 
+def data_position(run: Path, step: int, rank: int) -> tuple[int, int]:
+    """(epoch, batches consumed) of ``rank``'s reader in the checkpoint of ``step`` (one slot: no workers)."""
+    import torch
+
+    state = torch.load(run / "checkpoints" / f"step_{step:08d}" / f"rank_{rank:05d}.pt", weights_only=True)["data"]
+    (slot,) = state["slots"].values()
+    return slot["epoch"], slot["batches"]
+
+
+def consumed(trace: Path, rank: int, after: tuple[int, int], upto: tuple[int, int]) -> list[tuple[int, str]]:
+    """(epoch, key) of the training samples ``rank`` took in batches after position ``after`` up to ``upto``."""
+    out = []
+    for p in trace.rglob(f"keys_rank{rank:05d}_slot*.jsonl"):
+        for row in map(json.loads, p.read_text().splitlines()):
+            if after < (row["epoch"], row["batch"]) <= upto:
+                out += [(row["epoch"], k) for k in row["keys"] if k.startswith("train_")]
+    return out
+
+
 def metric_rows(run: Path, split: str = "train") -> list[int]:
     return [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
 
@@ -191,6 +210,22 @@ def test_killed_node_fails_the_other_without_hang_and_run_resumes(shards, tmp_pa
     steps = metric_rows(run)
     assert steps[-3:] == [k + 1, k + 2, k + 3] and len(steps) == len(set(steps[:-3])) + 3
     assert complete_steps(run)[-1] == k + 3 and (run / "export" / "model.safetensors").is_file()
+
+    # Exactly once across the kill: what each rank took up to checkpoint k (the killed run read past it; those
+    # batches were lost with it) plus what the resumed run took up to its end: no sample twice in an epoch,
+    # every sample in each epoch both ranks finished.
+    start, end = (-1, 0), {r: data_position(run, k + 3, r) for r in (0, 1)}
+    seen: dict[int, list[str]] = {}
+    for r in (0, 1):
+        ck = data_position(run, k, r)
+        for epoch, key in consumed(trace, r, start, ck) + consumed(tmp_path / "trace2", r, ck, end[r]):
+            seen.setdefault(epoch, []).append(key)
+    finished = min(e for e, _ in end.values())
+    assert finished >= 1, end
+    for epoch, keys in seen.items():
+        assert len(keys) == len(set(keys)), f"epoch {epoch}: a sample read twice across the kill/resume: {sorted(keys)}"
+        if epoch < finished:
+            assert sorted(keys) == [f"train_{i:04d}" for i in range(8)], f"epoch {epoch}: {sorted(keys)}"
 
 
 def _silent_peer_worker(rank: int, port: int, out_dir: str) -> None:
