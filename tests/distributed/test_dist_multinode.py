@@ -102,7 +102,11 @@ def consumed(trace: Path, rank: int, after: tuple[int, int], upto: tuple[int, in
     """(epoch, key) of the training samples ``rank`` took in batches after position ``after`` up to ``upto``."""
     out = []
     for p in trace.rglob(f"keys_rank{rank:05d}_slot*.jsonl"):
-        for row in map(json.loads, p.read_text().splitlines()):
+        for line in p.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:  # a SIGKILLed rank's last line, cut mid-write: a batch past its checkpoint
+                continue
             if after < (row["epoch"], row["batch"]) <= upto:
                 out += [(row["epoch"], k) for k in row["keys"] if k.startswith("train_")]
     return out
