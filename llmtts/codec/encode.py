@@ -16,7 +16,6 @@ and the model masks batch padding so they do not depend on the batch either.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -28,17 +27,9 @@ from llmtts.codec.export import load_codec
 from llmtts.codec.model import CodecModel
 from llmtts.data.parallel_map import check_output, dist_env, iter_shard, map_shards
 from llmtts.data.shards import ShardWriter, is_usable_key
+from llmtts.distributed.process_group import pick_device
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str) -> torch.device:
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))  # torchrun, else srun
-        return torch.device("cuda", int(local) % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 @torch.inference_mode()

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from llmtts.audio import AudioError, LogMel, load_audio, resample, save_wav
-from llmtts.codec.encode import pick_device
 from llmtts.codec.export import codec_metadata, load_codec
 from llmtts.codec.model import CodecModel
 from llmtts.codec.quantizer import codebook_usage
+from llmtts.distributed.process_group import pick_device
 from llmtts.errors import UserError
 from llmtts.optional import pyplot, require
 

@@ -48,11 +48,8 @@ def export_codec(model: CodecModel, out_dir: str | Path) -> Path:
 
 
 def _resolve(path: str | Path) -> Path:
-    try:
-        from llmtts.distributed.checkpoint import resolve_export
-    except ImportError:  # pragma: no cover - the dist package is part of the product
-        p = Path(path)
-        return p / "export" if (p / "export").is_dir() else p
+    from llmtts.distributed.checkpoint import resolve_export
+
     return resolve_export(path)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from llmtts.data.outdir import check_out_path
 from llmtts.data.reader import decode_sample
 from llmtts.data.shards import DONE_SUFFIX, INDEX_NAME, ShardSummary, ShardWriter, build_index, read_index, \
     write_index
+from llmtts.distributed.process_group import env_ranks
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 
@@ -43,14 +43,8 @@ log = logging.getLogger(__name__)
 
 def dist_env(env: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(rank, world_size) from torchrun or SLURM variables; (0, 1) when neither is set."""
-    env = os.environ if env is None else env
-    for rank_var, world_var in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
-        if rank_var in env and world_var in env:
-            rank, world = int(env[rank_var]), int(env[world_var])
-            if not 0 <= rank < world:
-                raise UserError(f"{rank_var}={rank} is outside {world_var}={world}")
-            return rank, world
-    return 0, 1
+    ranks = env_ranks(env)
+    return ranks.rank, ranks.world_size
 
 
 def input_shards(input_dir: str | Path, splits: Sequence[str] | None = None) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +23,7 @@ import torch
 
 from llmtts.data.hidden_format import HiddenFormat
 from llmtts.data.shards import is_usable_key
+from llmtts.distributed.process_group import pick_device
 from llmtts.errors import UserError
 from llmtts.llm.hidden import audio_state_positions, forward_with_hidden, training_ids
 from llmtts.llm.packing import Segment, pack
@@ -98,14 +98,6 @@ def packed_hidden(model, segments: list[Segment], row_length: int, device, amp_d
     return out
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(name)
-
-
 def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path, device: str = "auto",
                 dtype: str = "auto", batch_tokens: int = 8192, splits: list[str] | None = None,
                 progress: bool = True, hidden_format: HiddenFormat | None = None) -> dict | None:
@@ -117,7 +109,7 @@ def dump_hidden(llm_path: str | Path, input_dir: str | Path, out_dir: str | Path
     fmt = hidden_format or HiddenFormat()
     check_output(input_dir, out_dir, "hidden")  # before the model loads
     source = check_token_shards(input_dir)
-    dev = _pick_device(device)
+    dev = pick_device(device)
     amp = torch.bfloat16 if (dtype == "bf16" or (dtype == "auto" and dev.type == "cuda")) else None
     model, vocab, frontend = load_llm(llm_path, device=dev)
     max_len = int(model.config.max_position_embeddings)

@@ -96,11 +96,8 @@ def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, at
 
 def resolve_llm_dir(path: str | Path) -> Path:
     """A run directory or its export directory -> the export directory."""
-    try:
-        from llmtts.distributed.checkpoint import resolve_export
-    except ImportError:  # keep working if the dist package is absent
-        p = Path(path)
-        return p / "export" if (p / "export").is_dir() else p
+    from llmtts.distributed.checkpoint import resolve_export
+
     return resolve_export(path)
 
 

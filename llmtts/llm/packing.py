@@ -52,10 +52,6 @@ class LMBatch:
                 kw[k] = v.to(device, non_blocking=True)
         return LMBatch(**kw)
 
-    @property
-    def n_audio_targets(self) -> int:
-        return int((self.kinds == AUDIO).sum())
-
 
 def segment_targets(seg: Segment) -> tuple[np.ndarray, np.ndarray]:
     """Shifted targets and their kinds for one utterance (length L each)."""
