@@ -120,6 +120,26 @@ def ours_first_chunk(tts, text: str, tokens: int) -> float:
     return tts.last_stats["first_chunk_s"]
 
 
+def first_chunk_parts(tts, text: str) -> dict:
+    """Where an exact first chunk's time goes: text + prompt prefill (to the first token), the R decode steps the
+    decoder's right context needs, and decoding the first window (R = the decoder's receptive field)."""
+    from llmtts.infer.generate import generate_steps
+
+    o = tts.resolve_options(**forced(64))
+    t0 = time.perf_counter()
+    (prompt,) = tts.prepare(text, o)
+    kw = dict(stop_id=tts.vocab.stop, audio_offset=tts.vocab.audio_offset, n_audio=tts.vocab.n_audio,
+              sampling=o.sampling, min_new_tokens=o.min_tokens, pad_id=tts.vocab.pad)
+    R, states, marks = tts.decoder.receptive_field, [], []
+    for step in generate_steps(tts.llm, [prompt], max_new_tokens=[R + 1], generators=[torch.Generator()], **kw):
+        states.append(step.hidden)
+        marks.append(time.perf_counter())
+    tts.decode(torch.cat(states))
+    t_end = time.perf_counter()
+    return {"R": R, "prompt_ids": len(prompt), "prefill_ms": 1000 * (marks[0] - t0),
+            "steps_ms": 1000 * (marks[-1] - marks[0]), "decode_ms": 1000 * (t_end - marks[-1])}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--soprano-python", help="a Python with soprano-tts 0.2.0 installed (else --venv is used)")
@@ -164,8 +184,12 @@ def main() -> None:
             first[n].append(soprano.ask(op="stream", text=TEXTS[0])["first_chunk_s"] if n == "soprano" else
                             ours_first_chunk(systems[n], TEXTS[0], args.tokens))
     soprano.close()
+    parts = {n: first_chunk_parts(systems[n], TEXTS[0]) for n in systems}
+    for n, p in parts.items():
+        print(f"{n:8} exact first chunk = prefill {p['prefill_ms']:.0f} ms ({p['prompt_ids']} prompt ids, to the "
+              f"first token) + {p['R']} steps {p['steps_ms']:.0f} ms + decode {p['decode_ms']:.0f} ms", flush=True)
     results = {"cpu": cpu_name(), "threads": args.threads, "tokens": args.tokens, "texts": TEXTS, "reps": args.reps,
-               "systems": {}}
+               "systems": {}, "first_chunk_parts": parts}
     # Medians over sentences, and the ratio paired sentence by sentence (the two ran one after the other): a
     # shared machine stalls a process now and then for seconds, which a sum would charge to whoever ran then.
     for n in names:
