@@ -57,7 +57,7 @@ def _flag_set(args: argparse.Namespace):
     """The set of ``--texts`` / ``--reference-dir`` (None when neither is given)."""
     from llmtts.errors import UserError
     from llmtts.eval.sets import check_name
-    from llmtts.eval.tts_eval import EvalSet, read_texts
+    from llmtts.eval.tts_eval import EvalSet, add_reference_speakers, read_texts
 
     if not args.texts and not args.reference_dir:
         return None
@@ -72,6 +72,8 @@ def _flag_set(args: argparse.Namespace):
     if args.max_utterances:
         utts = utts[: args.max_utterances]
     ref = Path(args.reference_dir) if args.reference_dir else None
+    if ref is not None:
+        add_reference_speakers(utts, ref)
     return EvalSet(check_name(args.set_name, "--set-name"), utts, ref, str(args.reference_dir or texts))
 
 

@@ -290,12 +290,12 @@ def _speakers_table(sets: list[tuple[str, dict, list[dict]]]) -> str:
             continue
         for spk, v in [*per.items(), ("all speakers", s)]:
             v = v if isinstance(v, dict) else {}
-            rows.append([name, spk, v.get("num_utterances"), v.get("wer"), v.get("cer"), v.get("max_length_share"),
-                         (v.get("duration_s") or {}).get("mean"), v.get("x_real_time")])
+            rows.append([name, spk, v.get("num_utterances"), v.get("wer"), v.get("ref_wer"), v.get("cer"),
+                         v.get("max_length_share"), (v.get("duration_s") or {}).get("mean"), v.get("x_real_time")])
     if not rows:
         return ""
-    return "<h4>per speaker</h4>" + _table(["set", "speaker", "utterances", "WER", "CER", "runaway share",
-                                             "mean duration (s)", "x real time"], rows)
+    return "<h4>per speaker</h4>" + _table(["set", "speaker", "utterances", "WER", "ceiling: judge WER on its references",
+                                             "CER", "runaway share", "mean duration (s)", "x real time"], rows)
 
 
 def _player(base: Path, rel) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from llmtts.audio import save_wav
 from llmtts.errors import UserError
-from llmtts.eval.tts_eval import EvalSet, Utterance, read_texts
+from llmtts.eval.tts_eval import EvalSet, Utterance, add_reference_speakers, read_texts
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def load_set(spec: SetSpec, out_dir: Path, default_limit: int = 0) -> EvalSet:
     path, limit = spec.path, spec.limit or default_limit
     where = f"--set {spec.name}={path}"
     if (path / "metadata.csv").is_file():
-        utts, refs = read_texts(path / "metadata.csv", label=where), path
+        utts, refs = add_reference_speakers(read_texts(path / "metadata.csv", label=where), path), path
     elif _is_shard_split(path):
         if not limit:
             raise UserError(f"{where}: a shard split needs a count: --set {spec.name}:N={path}")
@@ -100,7 +100,7 @@ def _shard_set(split_dir: Path, limit: int, ref_dir: Path, where: str) -> tuple[
             if isinstance(n, int) and 0 < n <= len(wav):
                 wav = wav[:n]
             save_wav(ref_dir / f"{s['__key__']}.wav", wav, int(s["sample_rate"]))
-            utts.append(Utterance(s["__key__"], text))
+            utts.append(Utterance(s["__key__"], text, str(meta["speaker"]) if meta.get("speaker") else None))
             rows.append(f"{s['__key__']}|{text}")
             if len(utts) == limit:
                 break

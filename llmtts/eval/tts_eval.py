@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 class Utterance:
     id: str
     text: str
+    speaker: str | None = None  # who speaks its reference, where known (shard json, a corpus' speakers.csv)
 
 
 @dataclass
@@ -100,6 +101,19 @@ def read_texts(path: str | Path, label: str | None = None) -> list[Utterance]:
     if len(set(ids)) != len(ids):
         raise UserError(f"{where}: duplicate utterance ids")
     return out
+
+
+def add_reference_speakers(utts: list[Utterance], reference_dir: Path) -> list[Utterance]:
+    """Who speaks each reference, from ``REFS/speakers.csv`` (``id|speaker``, written by ``llmtts data corpus``)
+    where there is one: a multi-speaker evaluation then gives each speaker the ceiling of its own clips."""
+    from llmtts.data.sources import read_speakers
+
+    spk_file = Path(reference_dir) / "speakers.csv"
+    if spk_file.is_file():
+        who = read_speakers(spk_file)
+        for u in utts:
+            u.speaker = who.get(u.id, u.speaker)
+    return utts
 
 
 def find_reference(reference_dir: Path, uid: str) -> Path | None:
@@ -165,12 +179,14 @@ def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int,
 
 
 def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_dir: Path, out_dir: Path,
-                     judge: Transcriber, totals: _Totals, same_audio: bool, reconstruct) -> None:
-    """The judge on the reference recording of ``utt`` (its ceiling), filled into ``res``."""
+                     judge: Transcriber, totals: _Totals, same_audio: bool,
+                     reconstruct) -> tuple[ErrorCounts, ErrorCounts] | None:
+    """The judge on the reference recording of ``utt`` (its ceiling), filled into ``res``; returns its
+    (word, char) error counts, None without a reference."""
     ref_path = find_reference(ref_root, utt.id)
     if ref_path is None:
         log.warning("no reference audio for %s in %s", utt.id, ref_root)
-        return
+        return None
     ref_wav, ref_sr = load_audio(ref_path)
     ref_out = set_dir / "ref" / f"{utt.id}.wav"
     if ref_path.resolve() != ref_out.resolve():  # shard references are extracted straight to ref/
@@ -188,6 +204,7 @@ def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_d
     totals.n_ref += 1
     res.ref_wav, res.ref_hypothesis = ref_out.relative_to(out_dir).as_posix(), rhyp
     res.ref_wer, res.ref_cer, res.ref_duration_s = rwc.rate, rcc.rate, ref_wav.size / ref_sr
+    return rwc, rcc
 
 
 def speaker_dirs(speakers: list[str]) -> dict[str, str]:
@@ -257,7 +274,12 @@ def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, ou
                 for f in _REF_FIELDS:
                     setattr(res, f, getattr(first, f))
             elif ref_root is not None:
-                _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct)
+                ref = _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct)
+                if ref is not None and utt.speaker in per_voice and speakers:  # a speaker's ceiling: its own clips
+                    own = per_voice[utt.speaker][1]
+                    own.rw.add(ref[0])
+                    own.rc.add(ref[1])
+                    own.n_ref += 1
             if first is None:
                 first = res
             results.append(res)
@@ -275,9 +297,10 @@ def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, ou
 
 def _speaker_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, timed: bool,
                      synth_dir: str) -> dict:
-    """One speaker's share of a set: the model's numbers only (the references are the set's, scored once)."""
+    """One speaker's share of a set. Its ceiling (``ref_wer``): the judge on the references that speaker recorded
+    (null when the set does not say who speaks its references)."""
     s = _set_summary(eval_set, results, t, timed, "")
-    for k in ("ref_wer", "ref_cer", "num_references", "source", "ref_dir"):
+    for k in ("source", "ref_dir"):
         del s[k]
     s["synth_dir"] = synth_dir
     return s
@@ -376,7 +399,8 @@ def summary_lines(report_path: str | Path) -> list[str]:
                      + (f", runaway {runaway:.0%}" if runaway is not None else "")
                      + f": wavs {path.parent / s.get('synth_dir', name + '/synth')}{refs}")
         for spk, v in (s.get("speakers") or {}).items():
-            lines.append(f"  WER {name} {spk} {_rate(v.get('wer'))}, CER {_rate(v.get('cer'))}, "
+            lines.append(f"  WER {name} {spk} {_rate(v.get('wer'))} (ceiling {_rate(v.get('ref_wer'))}), "
+                         f"CER {_rate(v.get('cer'))}, "
                          f"{v.get('num_utterances')} utterances: wavs {path.parent / v.get('synth_dir', '')}")
     return lines
 

@@ -115,3 +115,33 @@ def test_auto_on_a_single_speaker_model_is_the_plain_evaluation(tiny_exports, tw
     assert _eval((llm, dec, texts), tmp_path / "all", "--speakers", "all") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--speakers all: this model has no speakers" in err[0]
+
+
+def test_each_speaker_reads_against_the_ceiling_of_its_own_references(piper_synth_class, piper_refs, judge,
+                                                                      tmp_path):
+    # two "speakers" of a real engine (Piper at two speaking rates); the corpus' speakers.csv says who recorded
+    # each reference, as `llmtts data corpus` writes it
+    import shutil
+
+    from llmtts.eval.sets import load_sets
+    from llmtts.eval.tts_eval import evaluate_sets
+
+    refs = tmp_path / "refs"
+    shutil.copytree(piper_refs, refs)
+    (refs / "speakers.csv").write_text("ref_0000|slow\nref_0001|fast\n")
+    engines = {"slow": piper_synth_class(length_scale=1.4), "fast": piper_synth_class(length_scale=0.8)}
+
+    def synth(text, speaker=None):
+        return engines[speaker](text)
+
+    sets = load_sets([f"refs={refs}"], tmp_path / "ev")
+    data = evaluate_sets(lambda s: synth, sets, judge, tmp_path / "ev", speakers=["slow", "fast"])
+    s, rows = data["sets"]["refs"], data["utterances"]
+    assert s["num_utterances"] == 4 and s["num_references"] == 2  # each reference scored once, not per speaker
+    for spk, uid in (("slow", "ref_0000"), ("fast", "ref_0001")):
+        v = s["speakers"][spk]
+        own = [u for u in rows if u["id"] == uid]
+        assert v["num_references"] == 1 and v["ref_wer"] == own[0]["ref_wer"] == own[1]["ref_wer"]
+    for uid in ("ref_0000", "ref_0001"):  # the speaker reached the engine: slow is longer than fast
+        dur = {u["speaker"]: u["duration_s"] for u in rows if u["id"] == uid}
+        assert dur["slow"] > 1.3 * dur["fast"]
