@@ -9,7 +9,7 @@
   FLOPs per real token = ``6 * N + 6 * L * H * d_head * S``: N = parameters without the input embedding
   table (a lookup, no matmul), S = the mean utterance length (attention stays inside an utterance; causal,
   so the 12 * L * H * d_head * S of forward + backward is halved). Peak: ``--peak-tflops``, else the card's
-  dense bf16 (H100/H200: 989) or, on a CPU, threads x clock x 32 fp32 FLOP/cycle (AVX2: 2 FMA x 8 lanes).
+  dense bf16 (H100/H200: 989) or, on a CPU, clock x 32 fp32 FLOP/cycle (AVX2: 2 FMA x 8 lanes) per CPU-second.
 * Codec (configs/codec/soprano.yaml) and decoder (configs/decoder/soprano.yaml): audio seconds per second of a
   generator step (reconstruction losses, the configs' crops and batch; the GAN discriminators are left out, so
   a GAN step costs more).
@@ -43,7 +43,9 @@ def clock(device: torch.device) -> float:
     return time.process_time()
 
 
-def cpu_peak_flops(threads: int) -> tuple[float, str]:
+def cpu_peak_flops() -> tuple[float, str]:
+    """Peak per CPU-second (times on a CPU are process CPU time, summed over threads): one core's fp32 FMA rate
+    at the clock /proc/cpuinfo reports (nominal; a boost clock would lower the MFU)."""
     ghz = 0.0
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -53,17 +55,17 @@ def cpu_peak_flops(threads: int) -> tuple[float, str]:
     except OSError:
         pass
     ghz = ghz or 2.5
-    return threads * ghz * 1e9 * 32, f"{threads} threads x {ghz:.2f} GHz x 32 fp32 FLOP/cycle (AVX2 FMA)"
+    return ghz * 1e9 * 32, f"per CPU-second {ghz:.2f} GHz x 32 fp32 FLOP/cycle (AVX2: 2 FMA x 8 lanes)"
 
 
-def peak_flops(device: torch.device, threads: int, given: float) -> tuple[float, str]:
+def peak_flops(device: torch.device, given: float) -> tuple[float, str]:
     if given:
         return given * 1e12, f"--peak-tflops {given:g}"
     if device.type == "cuda":
         name = torch.cuda.get_device_properties(device).name
         peak = next((v for k, v in (("H100", 989e12), ("H200", 989e12), ("A100", 312e12)) if k in name), 0.0)
         return peak, f"{name} dense bf16 {peak / 1e12:g} TFLOP/s" if peak else f"{name}: unknown peak"
-    return cpu_peak_flops(threads)
+    return cpu_peak_flops()
 
 
 def llm_stage(args, device: torch.device) -> dict:
@@ -200,7 +202,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.budget = args.budget or (4096 if device.type == "cpu" else 32768)
     args.utterances = args.utterances or max(40, int((args.steps + 2) * args.budget / 110))
-    peak, peak_note = peak_flops(device, args.threads, args.peak_tflops)
+    peak, peak_note = peak_flops(device, args.peak_tflops)
     res = {"device": str(device), "threads": args.threads, "peak_flops": peak, "peak": peak_note}
     if device.type == "cuda":
         res["card"] = torch.cuda.get_device_name(device)
@@ -208,7 +210,7 @@ def main() -> None:
     res["codec"] = audio_stage("codec", args, device)
     res["decoder"] = audio_stage("decoder", args, device)
     res["reader"] = reader = reader_rates(args)
-    unit = "CPU time" if device.type == "cpu" else "wall"
+    unit = "rates per CPU-second (process CPU time, all threads)" if device.type == "cpu" else "wall clock"
     print(f"{res.get('card', 'CPU')}, {args.threads} threads, {unit}; peak {peak_note}")
     for mode in ("packed", "padded"):
         r = llm[mode]
