@@ -124,7 +124,7 @@ def _printed(summary: dict) -> dict:
     keys = ("num_utterances", "wer", "cer", "ref_wer", "ref_cer", "x_real_time", "max_length_share")
     out = {k: summary[k] for k in keys}
     if "speakers" in summary:
-        out["speakers"] = {n: {k: v[k] for k in ("num_utterances", "wer", "cer")}
+        out["speakers"] = {n: {k: v[k] for k in ("num_utterances", "wer", "cer", "ref_wer")}
                            for n, v in summary["speakers"].items()}
     return out
 
