@@ -193,6 +193,48 @@ def _stage_cfg(section: StageSection) -> list[str]:
     return (["--config", resolve_config_path(section.config)] if section.config else [])
 
 
+def _eval_steps(cfg: PipelineConfig, R: Path, audio: Path, codec: Path, llm_export: Path, dec_gan: Path,
+                encoder_only: bool) -> list[Step]:
+    """The evaluation steps: codec metrics on the validation shards; the TTS judge on training and unseen
+    sentences (held-out references rendered first when the config names none)."""
+    ev = R / "eval"
+    steps: list[Step] = []
+    if cfg.eval.enabled and cfg.eval.codec and not encoder_only:  # an encoder alone cannot reconstruct audio
+        steps.append(Step("eval_codec", _llmtts() + [
+            "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec"),
+            "--split", "val", "--limit", str(cfg.eval.codec_limit)],
+            lambda: any((ev / "codec").glob("*.json")), [str(ev / "codec")]))
+    if cfg.eval.enabled and cfg.eval.tts:
+        texts, refs = cfg.eval.texts, cfg.eval.reference_dir
+        if not texts and not refs:
+            refs = str(ev / "references")
+            steps.append(Step("references", _llmtts() + [
+                "data", "corpus", "--out", refs, "--num-utterances", str(cfg.eval.num_utterances),
+                "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "heldout",
+                "--workers", str(cfg.corpus.workers)],
+                _file(Path(refs) / "metadata.csv"), [refs]))
+        tts_args = ["eval", "tts", "--llm-path", str(llm_export), "--decoder-path", str(dec_gan), "--out", str(ev / "tts")]
+        train_n = cfg.eval.train_utterances
+        if train_n > 0:  # sentences the model trained on, their training clips as references
+            tts_args += ["--set", f"train:{train_n}={audio / 'train'}"]
+        tts_args += ["--set-name", "unseen", "--max-utterances", str(cfg.eval.num_utterances)]
+        if texts:
+            tts_args += ["--texts", texts]
+        if refs:
+            tts_args += ["--reference-dir", refs]
+        if (refs or train_n > 0) and not encoder_only:  # the report plays reference vs codec reconstruction vs synthesis
+            tts_args += ["--codec-path", str(codec)]
+        if cfg.eval.asr:
+            tts_args += ["--asr", cfg.eval.asr]
+        # a model with several speakers (vocab.speakers: auto or a list) is judged as each of them: WER per voice
+        # (unless eval.extra names its own --speaker/--speakers)
+        if not {"--speaker", "--speakers"} & {a.split("=")[0] for a in cfg.eval.extra}:
+            tts_args += ["--speakers", "auto"]
+        tts_args += cfg.eval.extra
+        steps.append(Step("eval_tts", _llmtts() + tts_args, _file(ev / "tts" / "tts_eval.json"), [str(ev / "tts")]))
+    return steps
+
+
 def build_steps(cfg: PipelineConfig) -> list[Step]:
     R = Path(cfg.run_root)
     corpus = Path(cfg.corpus.input_dir) if cfg.corpus.input_dir else R / "corpus"
@@ -213,7 +255,6 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     encoder_only = codec == imported / "codec" or (bool(start.codec) and codec_is_encoder_only(codec))
     llm_export = llm / "best" if cfg.llm_checkpoint == "best" else llm  # what every later step loads
     wav = R / "synth" / "sample.wav"
-    ev = R / "eval"
     L = lambda args: launch_argv(cfg, args)  # noqa: E731
     steps: list[Step] = []
     if start.soprano:
@@ -261,39 +302,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
     steps.append(Step("synthesize", _llmtts() + [
         "synthesize", "--text", cfg.synthesize.text, "--llm-path", str(llm_export), "--decoder-path", str(dec_gan),
         "--out", str(wav)] + cfg.synthesize.extra, _file(wav), [str(wav)]))
-    if cfg.eval.enabled and cfg.eval.codec and not encoder_only:  # an encoder alone cannot reconstruct audio
-        steps.append(Step("eval_codec", _llmtts() + [
-            "eval", "codec", "--codec-path", str(codec), "--input-dir", str(audio), "--out", str(ev / "codec"),
-            "--split", "val", "--limit", str(cfg.eval.codec_limit)],
-            lambda: any((ev / "codec").glob("*.json")), [str(ev / "codec")]))
-    if cfg.eval.enabled and cfg.eval.tts:
-        texts, refs = cfg.eval.texts, cfg.eval.reference_dir
-        if not texts and not refs:
-            refs = str(ev / "references")
-            steps.append(Step("references", _llmtts() + [
-                "data", "corpus", "--out", refs, "--num-utterances", str(cfg.eval.num_utterances),
-                "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "heldout",
-                "--workers", str(cfg.corpus.workers)],
-                _file(Path(refs) / "metadata.csv"), [refs]))
-        tts_args = ["eval", "tts", "--llm-path", str(llm_export), "--decoder-path", str(dec_gan), "--out", str(ev / "tts")]
-        train_n = cfg.eval.train_utterances
-        if train_n > 0:  # sentences the model trained on, their training clips as references
-            tts_args += ["--set", f"train:{train_n}={audio / 'train'}"]
-        tts_args += ["--set-name", "unseen", "--max-utterances", str(cfg.eval.num_utterances)]
-        if texts:
-            tts_args += ["--texts", texts]
-        if refs:
-            tts_args += ["--reference-dir", refs]
-        if (refs or train_n > 0) and not encoder_only:  # the report plays reference vs codec reconstruction vs synthesis
-            tts_args += ["--codec-path", str(codec)]
-        if cfg.eval.asr:
-            tts_args += ["--asr", cfg.eval.asr]
-        # a model with several speakers (vocab.speakers: auto or a list) is judged as each of them: WER per voice
-        # (unless eval.extra names its own --speaker/--speakers)
-        if not {"--speaker", "--speakers"} & {a.split("=")[0] for a in cfg.eval.extra}:
-            tts_args += ["--speakers", "auto"]
-        tts_args += cfg.eval.extra
-        steps.append(Step("eval_tts", _llmtts() + tts_args, _file(ev / "tts" / "tts_eval.json"), [str(ev / "tts")]))
+    steps += _eval_steps(cfg, R, audio, codec, llm_export, dec_gan, encoder_only)
     steps.append(Step("report", _llmtts() + ["report", str(R)], _file(R / "report.html"), [str(R / "report.html")],
                       always=True))
     return steps
