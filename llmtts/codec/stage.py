@@ -24,7 +24,7 @@ from llmtts.codec.quantizer import CodebookMonitor, codebook_usage
 from llmtts.errors import UserError
 from llmtts.nn.discriminators import CombinedDiscriminator
 from llmtts.nn.losses import ReconstructionLoss
-from llmtts.train.adversarial import vocoder_gan_step
+from llmtts.nn.vocoder_gan import vocoder_gan_step
 from llmtts.train.stage import Stage
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""One GAN step for waveform generators (the codec and the hidden-state decoder share it).
+"""One GAN step for waveform generators (the codec and the hidden-state decoder share it): the vocoder
+objective's training step, beside its discriminators (``discriminators.py``) and losses (``losses.py``).
 
 The discriminator is updated on real vs detached generated audio, then the generator on
 reconstruction + adversarial + feature-matching losses through a frozen discriminator. Real and
