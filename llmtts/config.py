@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import types
 import typing
 from pathlib import Path
@@ -100,8 +101,31 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     return value
 
 
+_WARNED: set[str] = set()
+
+
+def _renamed(cls: type, data: dict, source: str, prefix: str) -> dict:
+    """Old key names a section still accepts (its ``RENAMED_KEYS = {old: new}``), with a deprecation line."""
+    renamed = getattr(cls, "RENAMED_KEYS", {})
+    if not any(k in data for k in renamed):
+        return data
+    data = dict(data)
+    for old, new in renamed.items():
+        if old in data:
+            if new in data:
+                raise ConfigError(f"{source}: '{prefix}{old}' and '{prefix}{new}' are the same setting (old and new "
+                                  f"name): keep '{prefix}{new}'")
+            if f"{prefix}{old}" not in _WARNED:  # load_config builds a config several times: say it once
+                _WARNED.add(f"{prefix}{old}")
+                logging.getLogger(__name__).warning("%s: '%s%s' is deprecated, use '%s%s'", source, prefix, old,
+                                                    prefix, new)
+            data[new] = data.pop(old)
+    return data
+
+
 def _from_dict(cls: type[T], data: dict, source: str, prefix: str = "") -> T:
     hints = get_type_hints(cls)
+    data = _renamed(cls, data, source, prefix)
     names = {f.name for f in dataclasses.fields(cls)}
     for k in data:
         if k not in names:
@@ -115,9 +139,10 @@ def _from_dict(cls: type[T], data: dict, source: str, prefix: str = "") -> T:
             value = data[f.name]
             # A nested section given partially keeps the *field's* defaults for the keys not given
             # (a stage may default trainer.max_steps differently from TrainerConfig), not the class's.
-            if isinstance(value, dict) and dataclasses.is_dataclass(hints[f.name]) \
-                    and f.default_factory is not dataclasses.MISSING:
-                value = _merge(json.loads(json.dumps(dataclasses.asdict(f.default_factory()))), value)
+            if isinstance(value, dict) and dataclasses.is_dataclass(hints[f.name]):
+                value = _renamed(hints[f.name], value, source, f"{prefix}{f.name}.")  # before the defaults join
+                if f.default_factory is not dataclasses.MISSING:
+                    value = _merge(json.loads(json.dumps(dataclasses.asdict(f.default_factory()))), value)
             kwargs[f.name] = _coerce(value, hints[f.name], prefix + f.name, source)
     try:
         obj = cls(**kwargs)

@@ -97,3 +97,17 @@ def test_float_written_without_dot_in_yaml(tmp_path):
     assert load_config(Outer, f).inner.lr == 1e-3
     with pytest.raises(ConfigError, match="'inner.lr'"):
         load_config(Outer, None, ["inner.lr=fast"])
+
+
+def test_a_renamed_key_is_still_accepted_once(caplog, monkeypatch):
+    import llmtts.config
+    from llmtts.codec.config import CodecConfig
+
+    monkeypatch.setattr(llmtts.config, "_WARNED", set())
+    with caplog.at_level("WARNING"):
+        cfg = load_config(CodecConfig, None, ["gan.feature_matching_weight=3"])  # the old name of gan.fm_weight
+    assert cfg.gan.fm_weight == 3.0
+    assert [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()] == [
+        "command line: 'gan.feature_matching_weight' is deprecated, use 'gan.fm_weight'"]
+    with pytest.raises(ConfigError, match="same setting"):
+        load_config(CodecConfig, None, ["gan.feature_matching_weight=3", "gan.fm_weight=2"])

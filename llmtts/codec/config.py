@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from llmtts.token_space import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_TOKEN
 from llmtts.train.config import DataConfig, LogConfig, OptimConfig, ParallelConfig, TrainerConfig
@@ -70,11 +70,12 @@ class CodecLossConfig:
 
 @dataclass
 class CodecGanConfig:
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"feature_matching_weight": "fm_weight"}
     # Adversarial training starts at this optimizer step (reconstruction-only before); < 0 disables it.
     start_step: int = 20000
     kind: Literal["hinge", "lsgan"] = "hinge"
     adv_weight: float = 1.0
-    feature_matching_weight: float = 2.0
+    fm_weight: float = 2.0  # feature matching (the decoder's gan section names it the same)
     periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
     # (n_fft, hop, win) triples for the multi-resolution discriminator; empty = derived from the model's n_fft.
     resolutions: list[list[int]] = field(default_factory=list)

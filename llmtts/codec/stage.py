@@ -174,7 +174,7 @@ class CodecStage(Stage):
             out = ctx.models["gen"](wav)
         metrics = vocoder_gan_step(ctx, out.wav, out.target, self._generator_loss(out, ctx),
                                    train_disc=use_gan, use_adversarial=use_gan, kind=g.kind,
-                                   adv_weight=g.adv_weight, fm_weight=g.feature_matching_weight)
+                                   adv_weight=g.adv_weight, fm_weight=g.fm_weight)
         if self._monitor is None:
             self._monitor = CodebookMonitor(self._codebook_size(ctx))
         metrics.update(self._monitor.update(out.codes))
