@@ -9,6 +9,7 @@ import torch
 from llmtts.audio import encode_flac
 from llmtts.cli import main
 from llmtts.data.parallel_map import input_shards, iter_shard
+from llmtts.data.reader import hidden_format_of
 from llmtts.data.shards import ShardSetWriter, build_index, read_index, write_index
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.export import save_decoder
@@ -32,11 +33,11 @@ def _resynthesised_shards(src, out, model: HiddenDecoder):
     summaries = []
     for rel in input_shards(src, ["val"]):
         w = ShardSetWriter(out, "val", samples_per_shard=10)
-        for s in iter_shard(src / rel, fields=["audio", "hidden"]):
+        for s in iter_shard(src / rel, fields=["audio", "hidden"], hidden_format=hidden_format_of(src)):
             with torch.no_grad():
                 wav = model(torch.from_numpy(s["hidden"].astype(np.float32))[None])[0].numpy()
             assert np.abs(wav).max() < 1  # inside FLAC's range: the stored audio is the output to 16 bits
-            w.write(s["__key__"], {"flac": encode_flac(wav, SR), "hidden.npy": s["hidden"],
+            w.write(s["__key__"], {"flac": encode_flac(wav, SR), "hidden.npy": s["hidden"].astype(np.float16),
                                    "json": s["json"]})
         summaries += w.close()
     idx = read_index(src)

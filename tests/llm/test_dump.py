@@ -34,9 +34,10 @@ def test_dump_matches_generation_and_resumes(tmp_path, exported, vocab, frontend
     shards = make_token_shards(tmp_path / "tok", n_train=6, n_val=2, n_audio=vocab.n_audio, per_shard=3,
                                extra_bad=True)
     out = tmp_path / "hidden"
-    # Small packed forwards: several utterances per row, several forwards per shard.
+    # Small packed forwards: several utterances per row, several forwards per shard. fp16: exact to compare.
+    fp16 = ["--hidden-dtype", "fp16", "--compression", "none"]
     assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards), "--out", str(out),
-                 "--batch-tokens", "64"]) == 0
+                 "--batch-tokens", "64", *fp16]) == 0
     index = json.loads((out / "index.json").read_text())
     assert index["kind"] == "hidden" and index["hidden_size"] == 64 and index["samples_per_token"] == 1024
     assert index["totals"]["num_samples"] == 8
@@ -47,7 +48,7 @@ def test_dump_matches_generation_and_resumes(tmp_path, exported, vocab, frontend
     (out / "train" / "shard-000001.tar").unlink()
     (out / "train" / "shard-000001.tar.done.json").unlink()
     assert main(["llm", "dump-hidden", "--llm-path", str(exported), "--input-dir", str(shards),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), *fp16]) == 0
     assert shard.stat().st_mtime_ns == before and (out / "train" / "shard-000001.tar").is_file()
     model, v, fe = load_llm(exported)
     # shard 0 was written with 64-token packed forwards, shard 1 (re-run) with 8192-token ones.
