@@ -77,8 +77,10 @@ from llmtts.errors import UserError
 
 log = logging.getLogger(__name__)
 
-FIELDS = ("audio", "codes", "hidden")
-_MEMBER_OF_FIELD = {"audio": "flac", "codes": "codes.npy", "hidden": "hidden.npy"}
+# ``audio_crop``: the same FLAC member as ``audio``, decoded lazily (``LazyAudio``) for readers that keep one
+# crop of each utterance (the decoder keeps ~1 s of a 5 s clip: decoding all of it made the reader its bottleneck).
+FIELDS = ("audio", "audio_crop", "codes", "hidden")
+_MEMBER_OF_FIELD = {"audio": "flac", "audio_crop": "flac", "codes": "codes.npy", "hidden": "hidden.npy"}
 STATE_VERSION = 1
 
 
@@ -159,6 +161,45 @@ def _read_flac(data: bytes) -> tuple[np.ndarray, int]:
         return f.read(dtype="float32", always_2d=False), f.samplerate
 
 
+class BadFlac(Exception):
+    """A FLAC member whose frames fail to decode (found when a ``LazyAudio`` slice reads them)."""
+
+
+class LazyAudio:
+    """A FLAC member decoded on slicing: ``len()`` is its frame count from the header, ``audio[a:b]`` seeks and
+    decodes only those frames (mono float32, the values ``_read_flac`` gives: FLAC is lossless and libsndfile's
+    seek is sample-exact, tested). Lives only inside the reader's process (it is sliced by the stage's transform)."""
+
+    def __init__(self, data: bytes):
+        self._file = sf.SoundFile(io.BytesIO(data))
+        self.sample_rate = int(self._file.samplerate)
+        if self._file.frames <= 0:
+            raise BadFlac("no frames")
+
+    def __len__(self) -> int:
+        return int(self._file.frames)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        start, stop, step = index.indices(len(self))
+        if step != 1:
+            raise IndexError("LazyAudio takes contiguous slices only")
+        f = self._file
+        try:
+            f.seek(start)
+            if f.subtype == "PCM_16":  # as _read_flac: int16 then scale, the same values
+                wav = f.read(max(stop - start, 0), dtype="int16", always_2d=True).astype(np.float32) * np.float32(1 / 32768)
+            else:
+                wav = f.read(max(stop - start, 0), dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise BadFlac(str(exc)) from None
+        if len(wav) != max(stop - start, 0):  # frames the header promised but the stream lacks
+            raise BadFlac(f"read {len(wav)} of {stop - start} frames")
+        wav = wav.mean(axis=1) if wav.shape[1] > 1 else wav[:, 0]
+        if not np.isfinite(wav).all():
+            raise BadFlac("non-finite samples")
+        return np.ascontiguousarray(wav, dtype=np.float32)
+
+
 def member_of(field: str, hidden_format: HiddenFormat | None = None) -> str:
     """The tar member a field is read from (the hidden states' depends on the shards' format)."""
     if field == "hidden" and hidden_format is not None:
@@ -189,12 +230,18 @@ def decode_sample(raw: dict, fields: Sequence[str] | None,
     except Exception:
         return None, "bad_json"
     out["json"] = meta
-    wanted = fields if fields is not None else [f for f in FIELDS if member_of(f, hidden_format) in raw]
+    wanted = fields if fields is not None else [f for f in FIELDS if f != "audio_crop" and member_of(f, hidden_format) in raw]
     for f in wanted:
         member = member_of(f, hidden_format)
         if member not in raw:
             return None, f"missing_{member}"
-        if f == "audio":
+        if f == "audio_crop":
+            try:
+                out["audio"] = LazyAudio(raw[member])
+            except Exception:
+                return None, "bad_flac"
+            out["sample_rate"] = out["audio"].sample_rate
+        elif f == "audio":
             try:
                 wav, sr = _read_flac(raw[member])
             except Exception:

@@ -162,7 +162,8 @@ class DecoderStage(Stage):
         from llmtts.data.reader import ShardLoader
 
         m, d = self.cfg.model, self.cfg.data
-        fields = ["audio", "hidden"] if self.mode == "hidden" else ["audio", "codes"]
+        # audio_crop: only the crop's frames are decoded (CropTokens slices the lazily read FLAC).
+        fields = ["audio_crop", "hidden"] if self.mode == "hidden" else ["audio_crop", "codes"]
         transform = CropTokens(m.samples_per_token, m.sample_rate, crop_tokens or self.cfg.crop_tokens,
                                m.hidden_size, self.mode, d.seed + 7919 * rank, random=train)
         return ShardLoader.from_config(self._require_input(), split, rank, world_size, d, train=train,
