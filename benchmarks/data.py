@@ -11,7 +11,8 @@ soundfile.read; ratios > 1 mean faster than that baseline.
 ``--remote`` (issue 18 §4): audio, token and hidden-state shards at Soprano's layout (32 kHz FLAC, 2048
 samples per token, d=512 states in dump-hidden's default format) served on loopback by Python's http.server
 and moto's S3 server (``benchmarks/remote_read.py``), read one unshuffled epoch per location with the fields
-each stage reads (codec: audio; LLM: codes; decoder: audio + hidden), in-process and with N DataLoader
+each stage reads (codec: audio; LLM: codes; decoder: hidden + its crop of the audio, through the decoder's
+transform; the whole-utterance decode it replaced is printed beside it), in-process and with N DataLoader
 workers, in batches of 4, timed from the first batch on (worker start-up, once per run, left out). Consumption rates are measured in the same run: a training step (forward, backward, AdamW) of the
 tiny recipe's decoder (configs/decoder/tiny.yaml, its batch) and LLM (configs/llm/tiny.yaml, packed,
 ``benchmarks/llm.py``) on one CPU thread, in audio seconds per second. Printed ratio = reader audio s/s over
@@ -31,6 +32,7 @@ import soundfile as sf
 
 from llmtts.data.corpus import build_corpus
 from llmtts.data.ingest import IngestConfig, ingest
+from llmtts.decoder.data import CropTokens
 from llmtts.data.reader import ShardLoader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +63,13 @@ def reader_pass(shard_dir: Path, workers: int, repeat: int) -> tuple[float, floa
         if n >= n_per_epoch * repeat:
             break
     return audio_s, time.perf_counter() - t0, n
+
+
+def _tiny_decoder_crop_tokens() -> int:
+    from llmtts.config import load_config
+    from llmtts.decoder.config import DecoderConfig
+
+    return load_config(DecoderConfig, REPO / "configs/decoder/tiny.yaml", []).recon_crop_tokens
 
 
 def decoder_consumption(steps: int) -> tuple[float, float]:
@@ -132,17 +141,20 @@ def remote_main(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     dec_audio, dec_crops = decoder_consumption(20)
+    dec_crop_tokens = _tiny_decoder_crop_tokens()
     consumers = {"decoder": dec_audio, "llm": llm_consumption(40)}
     formats = [HiddenFormat(*f.split("+")) for f in args.hidden_formats] if args.hidden_formats else [HiddenFormat()]
     print(f"consumers (1 CPU thread, CPU time): decoder {dec_audio:.1f} audio s/s in {dec_crops:.1f} crops/s "
           f"(one per sample read), llm {consumers['llm']:.1f} audio s/s (whole utterances)")
     # (kind, fields read, consumer the ratio is against)
     plan = [("audio", ["audio"], "decoder", None), ("tokens", ["codes"], "llm", None)]
-    plan += [("hidden", ["audio", "hidden"], "decoder", f) for f in formats]
+    # The decoder's own reader (decoder/stage.py): audio_crop decodes only the crop's frames; "audio" (the
+    # whole utterance decoded per crop, as before) is the baseline in the same run.
+    plan += [("hidden", fields, "decoder", f) for f in formats for fields in (["audio", "hidden"], ["audio_crop", "hidden"])]
     rows = []
     with tempfile.TemporaryDirectory() as tmp, loopback_servers() as publish:
         for kind, fields, consumer, fmt in plan:
-            name = kind if fmt is None else f"{kind}-{fmt.dtype}-{fmt.compression}"
+            name = kind if fmt is None else f"{kind}-{fmt.dtype}-{fmt.compression}" + ("-crop" if "audio_crop" in fields else "")
             root = Path(tmp) / name
             nbytes = write_shards(root, args.shards, args.per_shard, args.seconds, kind=kind, sample_rate=32000,
                                   samples_per_token=2048, hidden_size=512, hidden_format=fmt)
@@ -152,12 +164,16 @@ def remote_main(args: argparse.Namespace) -> None:
                   + (f", states {fmt.dtype}+{fmt.compression}" if kind == "hidden" else ""))
             for loc, src in publish(root, name).items():
                 for workers in (0, args.workers):
-                    wall, n = read_epoch(src, fields, workers, steady=True, batch=4)
+                    crop = (CropTokens(2048, 32000, dec_crop_tokens, 512, "hidden", seed=0, random=True)
+                            if kind == "hidden" else None)
+                    wall, n = read_epoch(src, fields, workers, steady=True, batch=4, transform=crop)
                     rate = audio_s * n / (args.shards * args.per_shard) / wall
                     # The decoder takes one crop per sample: compare samples/s with its crops/s; the LLM reads
                     # whole utterances: compare audio seconds.
                     ratio = n / wall / dec_crops if consumer == "decoder" else rate / consumers["llm"]
-                    rows.append({"kind": kind, "format": None if fmt is None else f"{fmt.dtype}+{fmt.compression}",
+                    # "hidden": the decoder's reader (crop decoded); "hidden-whole": the old whole-utterance decode
+                    row_kind = kind + ("-whole" if kind == "hidden" and "audio_crop" not in fields else "")
+                    rows.append({"kind": row_kind, "format": None if fmt is None else f"{fmt.dtype}+{fmt.compression}",
                                  "shard_kB_per_audio_s": nbytes / audio_s / 1e3, "fields": fields, "location": loc, "workers": workers,
                                  "samples_s": n / wall, "MB_s": nbytes / wall / 1e6, "audio_s_per_s": rate,
                                  "consumer": consumer, "ratio": ratio})

@@ -96,13 +96,13 @@ def loopback_servers() -> Iterator[callable]:
 
 
 def read_epoch(source: str, fields: list[str], workers: int, steady: bool = False,
-               batch: int = 64) -> tuple[float, int]:
+               batch: int = 64, transform=None) -> tuple[float, int]:
     """(wall seconds, samples) of one unshuffled epoch of ``ShardLoader`` with ``workers`` DataLoader workers.
     ``steady``: the clock starts when the first batch arrives and that batch is not counted, so worker
     start-up (process spawn, imports: once per training run) is left out of the rate."""
     ld = ShardLoader(source, "train", 0, 1, length_fn=lambda s: 1, fields=fields, batch_budget=batch,
                      max_batch_size=batch, shuffle_buffer=1, num_workers=workers, endless=False, shuffle=False,
-                     bucket_size=batch)
+                     bucket_size=batch, transform=transform)
     t0, n = time.perf_counter(), 0
     for i, b in enumerate(ld):
         if steady and i == 0:
