@@ -58,7 +58,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: key '{key}': expected a mapping, got {type(value).__name__}")
-        return _from_dict(tp, value, source, prefix=key + ".")
+        return from_dict(tp, value, source, prefix=key + ".")
     if origin in (list, tuple):
         if isinstance(value, tuple):
             value = list(value)
@@ -123,7 +123,7 @@ def _renamed(cls: type, data: dict, source: str, prefix: str) -> dict:
     return data
 
 
-def _from_dict(cls: type[T], data: dict, source: str, prefix: str = "") -> T:
+def from_dict(cls: type[T], data: dict, source: str, prefix: str = "") -> T:
     hints = get_type_hints(cls)
     data = _renamed(cls, data, source, prefix)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -210,15 +210,15 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = loaded
         source = str(path)
     # Validate the file alone first so an error names the file, then the overrides.
-    _from_dict(cls, data, source)
+    from_dict(cls, data, source)
     ov = parse_overrides(overrides)
     if ov:
         try:
-            _from_dict(cls, _merge(data, ov), "command line")
+            from_dict(cls, _merge(data, ov), "command line")
         except ConfigError as exc:
             raise ConfigError(str(exc)) from None
         data = _merge(data, ov)
-    return _from_dict(cls, data, source)
+    return from_dict(cls, data, source)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from llmtts.errors import UserError
 
@@ -56,6 +57,36 @@ def write_bytes_atomic(path: str | Path, data: bytes, fsync: bool = False) -> Pa
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_file_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """For writers that take a file name (safetensors, matplotlib): ``write(tmp)`` fills a unique temporary
+    file beside ``path``, which is then renamed over it; on any error the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def replace_dir(tmp: str | Path, out_dir: str | Path) -> Path:
+    """Swap a fully written ``tmp`` directory into ``out_dir`` (exports): a reader sees the old or the new
+    directory, never a half-written one; the previous one is kept as ``.old`` until the swap is done."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    old = out_dir.with_name(out_dir.name + ".old")
+    if out_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old.exists():
+        shutil.rmtree(old)
+    return out_dir
 
 
 def write_text_atomic(path: str | Path, text: str, fsync: bool = False) -> Path:

@@ -310,7 +310,7 @@ def build_steps(cfg: PipelineConfig) -> list[Step]:
 
 def codec_is_encoder_only(codec: Path) -> bool:
     """An imported Soprano encoder (``kind: soprano-encoder``): it encodes, but reconstructs no audio."""
-    from llmtts.distributed.checkpoint import resolve_export
+    from llmtts.export_dir import resolve_export
 
     try:
         return json.loads((resolve_export(codec) / "config.json").read_text()).get("kind") == "soprano-encoder"
@@ -414,7 +414,7 @@ def _export_sample_rate(run: Path) -> int | None:
     """The sample rate an existing codec export was trained at (None when it does not say)."""
     import json
 
-    from llmtts.distributed.checkpoint import resolve_export
+    from llmtts.export_dir import resolve_export
 
     try:
         return json.loads((resolve_export(run) / "config.json").read_text()).get("model", {}).get("sample_rate")

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from llmtts.audio import save_wav, wav_bytes
 from llmtts.errors import UserError
-from llmtts.io import write_json_atomic, write_text_atomic
+from llmtts.io import replace_dir, write_file_atomic, write_json_atomic, write_text_atomic
 
 TONE = (0.3 * np.sin(np.arange(1600) * 0.05)).astype(np.float32)
 
@@ -103,3 +103,29 @@ def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
     assert not errors, errors
     assert target.read_bytes() in [wav_bytes(w, 16000) for w in payloads]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["same.wav"]
+
+
+def test_file_writer_lands_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "model.safetensors"
+    write_file_atomic(target, lambda tmp: tmp.write_bytes(b"v1"))
+    assert target.read_bytes() == b"v1"
+
+    def fails_half_way(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        write_file_atomic(target, fails_half_way)
+    assert target.read_bytes() == b"v1"  # the old file stands, and no temporary file is left beside it
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.safetensors"]
+
+
+def test_replace_dir_swaps_a_directory_and_leaves_no_old_copy(tmp_path):
+    out, new = tmp_path / "export", tmp_path / "export.tmp"
+    out.mkdir()
+    (out / "a").write_text("old")
+    new.mkdir()
+    (new / "b").write_text("new")
+    assert replace_dir(new, out) == out
+    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,6 +33,7 @@ from llmtts.codec.model import CodecModel
 from llmtts.codec.quantizer import codebook_usage
 from llmtts.distributed.process_group import pick_device
 from llmtts.errors import UserError
+from llmtts.io import write_file_atomic
 from llmtts.optional import pyplot, require
 
 log = logging.getLogger(__name__)
@@ -123,11 +123,10 @@ def plot_comparison(path: Path, ref_mel: np.ndarray, rec_mel: np.ndarray, title:
         ax.set_ylabel(f"{name}\nmel bin")
     axes[-1].set_xlabel("frame")
     fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_file_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 # --- the evaluation ---------------------------------------------------------------------------------

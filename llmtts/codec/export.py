@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.codec.config import CodecModelConfig
 from llmtts.codec.model import CodecModel
 from llmtts.errors import UserError
-from llmtts.io import write_text_atomic
+from llmtts.io import write_file_atomic, write_text_atomic
 
 
 def codec_metadata(model: CodecModel) -> dict:
@@ -40,15 +39,14 @@ def export_codec(model: CodecModel, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / f"model.safetensors.tmp{os.getpid()}"
-    save_file(state, str(tmp), metadata={"format": "pt", "kind": "llmtts-codec"})
-    os.replace(tmp, out_dir / "model.safetensors")
+    write_file_atomic(out_dir / "model.safetensors",
+                      lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "kind": "llmtts-codec"}))
     write_text_atomic(out_dir / "config.json", json.dumps(codec_metadata(model), indent=2) + "\n")
     return out_dir
 
 
 def _resolve(path: str | Path) -> Path:
-    from llmtts.distributed.checkpoint import resolve_export
+    from llmtts.export_dir import resolve_export
 
     return resolve_export(path)
 

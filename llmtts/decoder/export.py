@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from llmtts.config import ConfigError, _from_dict
+from llmtts.config import ConfigError, from_dict
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
-from llmtts.distributed.checkpoint import replace_dir
+from llmtts.io import replace_dir
 from llmtts.errors import UserError
 
 
@@ -66,7 +66,7 @@ def read_decoder_config(path: str | Path) -> tuple[DecoderModelConfig, dict]:
     except (json.JSONDecodeError, ValueError) as exc:
         raise UserError(f"{d / 'config.json'}: not a decoder config ({exc})") from None
     try:
-        cfg = _from_dict(DecoderModelConfig, meta["model"], str(d / "config.json"), prefix="model.")
+        cfg = from_dict(DecoderModelConfig, meta["model"], str(d / "config.json"), prefix="model.")
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     return cfg, meta

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from llmtts.errors import UserError
+from llmtts.io import write_text_atomic
 from llmtts.optional import pyplot
 
 log = logging.getLogger(__name__)
@@ -454,10 +455,7 @@ def render_report(run_dir: str | Path) -> str:
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     html_text = render_report(run_dir)
     out = Path(out) if out else Path(run_dir) / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html_text, encoding="utf-8")
-    tmp.replace(out)
+    write_text_atomic(out, html_text)
     return out
 
 

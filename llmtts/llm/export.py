@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from llmtts.distributed.checkpoint import replace_dir
+from llmtts.io import replace_dir
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 from llmtts.llm.tokenizer import Frontend
@@ -96,7 +96,7 @@ def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, at
 
 def resolve_llm_dir(path: str | Path) -> Path:
     """A run directory or its export directory -> the export directory."""
-    from llmtts.distributed.checkpoint import resolve_export
+    from llmtts.export_dir import resolve_export
 
     return resolve_export(path)
 

@@ -21,7 +21,7 @@ def _read_json(path: Path) -> dict:
 
 def model_info(model: str | Path) -> dict:
     """The facts ``llmtts info`` prints, as a dict (also what ``--json`` writes)."""
-    from llmtts.distributed.checkpoint import resolve_export
+    from llmtts.export_dir import resolve_export
     from llmtts.llm.vocab import Vocab
 
     export = resolve_export(model)

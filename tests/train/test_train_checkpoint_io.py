@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from llmtts.distributed.checkpoint import resolve_export
+from llmtts.export_dir import resolve_export
 from llmtts.train import checkpoint_dir as ck
 from llmtts.errors import UserError
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,14 +292,13 @@ def codec_metadata(model: SopranoEncoder) -> dict:
 def save_encoder(model: SopranoEncoder, out_dir: str | Path) -> Path:
     from safetensors.torch import save_file
 
-    from llmtts.io import write_text_atomic
+    from llmtts.io import write_file_atomic, write_text_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / f"model.safetensors.tmp{os.getpid()}"
-    save_file(state, str(tmp), metadata={"format": "pt", "kind": "llmtts-codec-" + KIND})
-    os.replace(tmp, out_dir / "model.safetensors")
+    write_file_atomic(out_dir / "model.safetensors",
+                      lambda tmp: save_file(state, str(tmp), metadata={"format": "pt", "kind": "llmtts-codec-" + KIND}))
     write_text_atomic(out_dir / "config.json", json.dumps(codec_metadata(model), indent=2) + "\n")
     return out_dir
 

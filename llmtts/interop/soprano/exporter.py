@@ -45,7 +45,7 @@ def _original_config(tok_dir: Path) -> dict:
 
 def export_soprano(llm_path: str | Path, decoder_path: str | Path, out: str | Path) -> Path:
     from llmtts.decoder.export import load_decoder
-    from llmtts.distributed.checkpoint import replace_dir
+    from llmtts.io import replace_dir
     from llmtts.llm.export import load_llm
 
     out = Path(out)
