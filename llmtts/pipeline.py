@@ -345,10 +345,12 @@ def validate(cfg: PipelineConfig) -> None:
             loaded[section] = load_config(cls, resolve_config_path(sec.config) or None, sec.overrides)
         except UserError as exc:
             raise UserError(f"pipeline {section}: {exc}") from None
+    from llmtts.distributed.strategies import strategy_class
+
     world = cfg.launch.nproc_per_node * cfg.launch.nodes if cfg.launch.mode != "debug" else 1
     for section, stage_cfg in loaded.items():
         strategy = getattr(getattr(stage_cfg, "parallel", None), "strategy", None)
-        if world > 1 and strategy == "none":
+        if world > 1 and strategy is not None and not strategy_class(strategy).shares_work_across_ranks:
             raise UserError(f"pipeline: launch runs {world} processes but {section}'s parallel.strategy is 'none' "
                             f"(every process would train alone): add {section}.overrides=[parallel.strategy=ddp]")
     llm_cfg = loaded.get("llm")

@@ -44,6 +44,8 @@ class Strategy:
     checkpoint_format: ClassVar[str] = "DCP"
     # Joins a (one-process) group even without a distributed launch, so its code paths also run on a laptop.
     needs_process_group: ClassVar[bool] = True
+    # Ranks train one model together (gradients or shards shared); False: each process would train alone.
+    shares_work_across_ranks: ClassVar[bool] = True
 
     def __init__(self, pcfg: Any):
         self.pcfg = pcfg  # ParallelConfig

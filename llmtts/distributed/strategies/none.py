@@ -9,6 +9,7 @@ from llmtts.errors import UserError
 class SingleProcess(Strategy):
     name = "none"
     needs_process_group = False  # no group at all unless a launcher started several processes
+    shares_work_across_ranks = False
 
     def start(self) -> pg.DistInfo:
         info = super().start()
