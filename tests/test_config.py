@@ -111,3 +111,24 @@ def test_a_renamed_key_is_still_accepted_once(caplog, monkeypatch):
         "command line: 'gan.feature_matching_weight' is deprecated, use 'gan.fm_weight'"]
     with pytest.raises(ConfigError, match="same setting"):
         load_config(CodecConfig, None, ["gan.feature_matching_weight=3", "gan.fm_weight=2"])
+
+
+def test_codec_and_decoder_share_one_set_of_vocoder_knob_names():
+    """Both stages' loss and gan sections are the shared vocoder objective (nn/vocoder_config.py) plus only
+    the keys whose meaning differs, so a knob cannot be renamed in one stage and not the other."""
+    import dataclasses
+
+    from llmtts.codec.config import CodecGanConfig, CodecLossConfig
+    from llmtts.decoder.config import DecoderGanConfig, DecoderLossConfig
+    from llmtts.nn.vocoder_config import ReconLossConfig, VocoderGanConfig
+
+    def names(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+
+    for base, stages, own in ((ReconLossConfig, (CodecLossConfig, DecoderLossConfig),
+                               {"latent_range_weight", "latent_bound"}),
+                              (VocoderGanConfig, (CodecGanConfig, DecoderGanConfig), {"start_step", "disc_warmup_steps"})):
+        shared = names(base)
+        for cls in stages:
+            assert issubclass(cls, base) and shared <= names(cls)
+            assert names(cls) - shared <= own, f"{cls.__name__} adds {names(cls) - shared - own}"

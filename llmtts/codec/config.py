@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from llmtts.nn.vocoder_config import ReconLossConfig, VocoderGanConfig
 from llmtts.token_space import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_TOKEN
 from llmtts.train.config import DataConfig, LogConfig, OptimConfig, ParallelConfig, TrainerConfig
 
@@ -49,12 +50,8 @@ class CodecModelConfig:
 
 
 @dataclass
-class CodecLossConfig:
+class CodecLossConfig(ReconLossConfig):
     mel_weight: float = 15.0
-    stft_weight: float = 1.0
-    # (n_fft, hop, n_mels) and (n_fft, hop, win) triples; None = derived from the model's n_fft.
-    mel_resolutions: list[list[int]] = field(default_factory=list)
-    stft_resolutions: list[list[int]] = field(default_factory=list)
     # FSQ collapse guard: weight x mean(relu(|z| - latent_bound)^2) on the pre-quantizer latent. FSQ bounds z with
     # tanh; a latent dimension pushed deep into saturation gets no gradient and its code digit freezes (measured: a
     # tiny codec whose 4 latent dims sat at |z| ~ 3-5 used 5 of 1000 codes; the LLM trained on those tokens said
@@ -69,19 +66,11 @@ class CodecLossConfig:
 
 
 @dataclass
-class CodecGanConfig:
+class CodecGanConfig(VocoderGanConfig):
     RENAMED_KEYS: ClassVar[dict[str, str]] = {"feature_matching_weight": "fm_weight"}
     # Adversarial training starts at this optimizer step (reconstruction-only before); < 0 disables it.
     start_step: int = 20000
-    kind: Literal["hinge", "lsgan"] = "hinge"
-    adv_weight: float = 1.0
-    fm_weight: float = 2.0  # feature matching (the decoder's gan section names it the same)
-    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
-    # (n_fft, hop, win) triples for the multi-resolution discriminator; empty = derived from the model's n_fft.
-    resolutions: list[list[int]] = field(default_factory=list)
-    channels: int = 32
     max_channels: int = 512
-    disc_lr: float = 2e-4
 
 
 @dataclass

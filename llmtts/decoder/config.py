@@ -6,6 +6,7 @@ from typing import Literal
 
 from llmtts.data.hidden_format import DEFAULT_DTYPE, DTYPES
 from llmtts.errors import UserError
+from llmtts.nn.vocoder_config import ReconLossConfig, VocoderGanConfig
 from llmtts.token_space import DEFAULT_SAMPLE_RATE, DEFAULT_SAMPLES_PER_TOKEN
 from llmtts.train.config import DataConfig, LogConfig, ParallelConfig, TrainerConfig
 
@@ -80,24 +81,12 @@ class DecoderModelConfig:
 
 
 @dataclass
-class DecoderLossConfig:
-    # (n_fft, hop, n_mels) and (n_fft, hop, win) triples; empty = the losses' defaults.
-    mel_resolutions: list[list[int]] = field(default_factory=list)
-    stft_resolutions: list[list[int]] = field(default_factory=list)
-    mel_weight: float = 45.0
-    stft_weight: float = 1.0
+class DecoderLossConfig(ReconLossConfig):
+    pass  # the shared knobs with Vocos' defaults (mel 45)
 
 
 @dataclass
-class DecoderGanConfig:
-    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
-    # (n_fft, hop, win) of the multi-resolution discriminator; empty = its default.
-    resolutions: list[list[int]] = field(default_factory=list)
-    channels: int = 32
-    max_channels: int = 1024  # MPD's widest layer
-    kind: Literal["hinge", "lsgan"] = "hinge"
-    adv_weight: float = 1.0
-    fm_weight: float = 2.0
+class DecoderGanConfig(VocoderGanConfig):
     # Discriminator-only steps before the generator sees adversarial losses (the recon init is good
     # already; an untrained discriminator would push it around).
     disc_warmup_steps: int = 0
