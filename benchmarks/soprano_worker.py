@@ -29,8 +29,8 @@ def load(model_dir: str, threads: int):
     tts.pipeline = TransformersModel(device="cpu", model_path=model_dir)
     tts.device, tts.backend = "cpu", "transformers"
     tts.decoder = SopranoDecoder()
-    tts.decoder.load_state_dict(torch.load(str(Path(model_dir) / "decoder.pth"), map_location="cpu",
-                                           weights_only=True))
+    state = torch.load(str(Path(model_dir) / "decoder.pth"), weights_only=True, map_location="cpu")
+    tts.decoder.load_state_dict(state)
     tts.decoder.eval()
     tts.decoder_batch_size, tts.RECEPTIVE_FIELD, tts.TOKEN_SIZE = 1, 4, 2048
     return tts

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["the quick brown fox jumps over the lazy dog while the band plays on.",
          "she sells sea shells by the sea shore, and the shells she sells are surely sea shells.",
          "a journey of a thousand miles begins with a single step, or so they say in the old country."]
-DEFAULT_VENV = Path("/work/soprano-venv")
+DEFAULT_VENV = ROOT / ".cache" / "soprano-venv"  # git-ignored; created by the installer when missing
 
 
 def cpu_name() -> str:

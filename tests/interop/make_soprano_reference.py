@@ -81,8 +81,8 @@ def run_case(name: str, size: str, text: str, cap: int, out_dir: Path) -> dict:
         tts.pipeline, tts.device, tts.backend = pipeline, "cpu", "transformers"
         tts.decoder = SopranoDecoder(num_input_channels=s["hidden"], decoder_num_layers=s["dec_layers"],
                                      decoder_dim=s["dec_dim"], decoder_intermediate_dim=s["dec_inter"])
-        tts.decoder.load_state_dict(torch.load(str(Path(tmp) / "decoder.pth"), map_location="cpu",
-                                               weights_only=True))
+        state = torch.load(str(Path(tmp) / "decoder.pth"), weights_only=True, map_location="cpu")
+        tts.decoder.load_state_dict(state)
         tts.decoder.eval()
         tts.decoder_batch_size, tts.RECEPTIVE_FIELD, tts.TOKEN_SIZE = 1, 4, 2048
         torch.manual_seed(0)

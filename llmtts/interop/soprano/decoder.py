@@ -75,7 +75,8 @@ def to_soprano_name(key: str) -> str:
     return key
 
 
-def _shape(sd: dict, key: str, ndim: int, source: str) -> tuple[int, ...]:
+def state_shape(sd: dict, key: str, ndim: int, source: str) -> tuple[int, ...]:
+    """The shape of ``sd[key]``, checked to exist with ``ndim`` dimensions (one-line errors naming the key)."""
     if key not in sd:
         raise UserError(f"{source}: missing key '{key}'")
     if sd[key].dim() != ndim:
@@ -85,13 +86,13 @@ def _shape(sd: dict, key: str, ndim: int, source: str) -> tuple[int, ...]:
 
 def config_from_state(sd: dict[str, torch.Tensor], source: str) -> DecoderModelConfig:
     """The architecture a Soprano decoder state dict implies (widths, depth, kernels, n_fft)."""
-    dim, hidden, embed_k = _shape(sd, "decoder.embed.weight", 3, source)
+    dim, hidden, embed_k = state_shape(sd, "decoder.embed.weight", 3, source)
     layers = 1 + max((int(m.group(1)) for k in sd if (m := _BLOCK.match(k))), default=-1)
     if layers == 0:
         raise UserError(f"{source}: missing key 'decoder.convnext.0.dwconv.weight' (no ConvNeXt blocks)")
-    dw_k = _shape(sd, "decoder.convnext.0.dwconv.weight", 3, source)[2]
-    inter = _shape(sd, "decoder.convnext.0.pwconv1.weight", 2, source)[0]
-    n_fft = _shape(sd, "head.out.weight", 2, source)[0] - 2
+    dw_k = state_shape(sd, "decoder.convnext.0.dwconv.weight", 3, source)[2]
+    inter = state_shape(sd, "decoder.convnext.0.pwconv1.weight", 2, source)[0]
+    n_fft = state_shape(sd, "head.out.weight", 2, source)[0] - 2
     try:
         return DecoderModelConfig(hidden_size=hidden, dim=dim, intermediate_dim=inter, num_layers=layers,
                                   embed_kernel=embed_k, dw_kernel=dw_k, n_fft=n_fft, hop_length=HOP_LENGTH,

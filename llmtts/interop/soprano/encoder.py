@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from llmtts.errors import UserError
+from llmtts.interop.soprano.decoder import state_shape
 from llmtts.nn.vocos import VocosBackbone
 
 KIND = "soprano-encoder"
@@ -199,23 +200,15 @@ def _to_project_name(key: str) -> str | None:
     return None
 
 
-def _shape(sd: dict, key: str, ndim: int, source: str) -> tuple[int, ...]:
-    if key not in sd:
-        raise UserError(f"{source}: missing key '{key}'")
-    if sd[key].dim() != ndim:
-        raise UserError(f"{source}: key '{key}' has shape {list(sd[key].shape)}, expected {ndim} dimensions")
-    return tuple(sd[key].shape)
-
-
 def config_from_state(sd: dict[str, torch.Tensor], source: str) -> SopranoEncoderConfig:
-    dim, n_mels, embed_k = _shape(sd, "encoder.embed.weight", 3, source)
+    dim, n_mels, embed_k = state_shape(sd, "encoder.embed.weight", 3, source)
     layers = 1 + max((int(m.group(1)) for k in sd if (m := _BLOCK.match(k))), default=-1)
     if layers == 0:
         raise UserError(f"{source}: missing key 'encoder.convnext.0.dwconv.weight' (no ConvNeXt blocks)")
-    dw_k = _shape(sd, "encoder.convnext.0.dwconv.weight", 3, source)[2]
+    dw_k = state_shape(sd, "encoder.convnext.0.dwconv.weight", 3, source)[2]
     pw = "encoder.convnext.0.mlp.pwconv1.weight"
-    inter = _shape(sd, pw if pw in sd else "encoder.convnext.0.pwconv1.weight", 2, source)[0]
-    n_out = _shape(sd, "downsampler.weight", 2, source)[0]
+    inter = state_shape(sd, pw if pw in sd else "encoder.convnext.0.pwconv1.weight", 2, source)[0]
+    n_out = state_shape(sd, "downsampler.weight", 2, source)[0]
     if n_out != len(SOPRANO_LEVELS):
         raise UserError(f"{source}: key 'downsampler.weight' has shape {list(sd['downsampler.weight'].shape)}, "
                         f"expected [{len(SOPRANO_LEVELS)}, {dim}] (FSQ {SOPRANO_LEVELS})")
