@@ -2,7 +2,7 @@
 same sentences) at each LLM weight format, and the mel distance of each format's audio to the fp32 audio of the
 same sentence (mean |log-mel difference|, 80 mels at the decoder's n_fft / hop, as ``llmtts eval decoder``).
 
-    python benchmarks/quant_quality.py --run /work/ref/tiny-run --out runs/quant-quality --copy-to docs/results/quant
+    python benchmarks/quant_quality.py --run runs/tiny --out runs/quant-quality --copy-to docs/results/quant
 
 Greedy decoding makes fp32 the reference: a format that rounds differently may pick other tokens somewhere in a
 sentence, after which its audio is a different (possibly as good) rendition; ``same_tokens`` counts the sentences

@@ -1,7 +1,7 @@
 """This project against soprano-tts 0.2.0 on the identical checkpoint, same machine, one run, alternating.
 
     python benchmarks/vs_soprano.py --threads 2                     # 512 tokens per sentence, fp32/int8/int4
-    python benchmarks/vs_soprano.py --soprano-python /work/soprano-venv/bin/python --tokens 128 --reps 1
+    python benchmarks/vs_soprano.py --soprano-python .cache/soprano-venv/bin/python --tokens 128 --reps 1
 
 One seeded random checkpoint at Soprano-1.1-80M's exact shapes (``tests/interop/soprano_fixture.py``: 79.7 M
 Qwen3 + 8 x 768 Vocos decoder) is written as a Soprano model directory; soprano-tts runs it in its own venv

@@ -2,9 +2,9 @@
 
 Run in a separate venv that has soprano-tts (it is not a dependency of this project)::
 
-    python3.11 -m venv /work/soprano-venv
-    /work/soprano-venv/bin/pip install soprano-tts==0.2.0 torch==2.13.0 transformers==5.25.0
-    /work/soprano-venv/bin/python tests/interop/make_soprano_reference.py            # small + real shapes
+    python3.11 -m venv .cache/soprano-venv
+    .cache/soprano-venv/bin/pip install soprano-tts==0.2.0 torch==2.13.0 transformers==5.25.0
+    .cache/soprano-venv/bin/python tests/interop/make_soprano_reference.py            # small + real shapes
 
 For each case it builds the seeded Soprano-shaped directory of ``soprano_fixture.py`` (the test rebuilds the
 very same one: the weight digests are stored to prove it), runs ``SopranoTTS.infer`` (its text cleaning,
