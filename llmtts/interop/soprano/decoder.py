@@ -12,8 +12,10 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.model import HiddenDecoder
@@ -102,6 +104,28 @@ def config_from_state(sd: dict[str, torch.Tensor], source: str) -> DecoderModelC
         raise UserError(f"{source}: not a Soprano decoder ({exc})") from None
 
 
+def checked_weight(key: str, name: str | None, value: torch.Tensor, want: dict[str, torch.Tensor],
+                   source: str) -> torch.Tensor:
+    """Soprano's ``key`` (our ``name``) checked against the model's state dict ``want``: known, same shape, finite."""
+    if name is None or name not in want:
+        raise UserError(f"{source}: unexpected key '{key}'")
+    if value.shape != want[name].shape:
+        raise UserError(f"{source}: key '{key}' has shape {list(value.shape)}, expected {list(want[name].shape)}")
+    if not torch.isfinite(value).all():
+        raise UserError(f"{source}: key '{key}' holds NaN or infinite values")
+    return value.float()
+
+
+def load_checked(model: nn.Module, mapped: dict[str, torch.Tensor], source: str,
+                 soprano_name: Callable[[str], str]) -> nn.Module:
+    """Load ``mapped`` into ``model`` once every one of its entries is there (a missing one named as Soprano's key)."""
+    for name in model.state_dict():
+        if name not in mapped:
+            raise UserError(f"{source}: missing key '{soprano_name(name)}'")
+    model.load_state_dict(mapped)
+    return model.eval()
+
+
 def import_decoder(sd: dict[str, torch.Tensor], source: str) -> HiddenDecoder:
     """Soprano state dict -> our ``HiddenDecoder`` with its weights; every key and shape checked."""
     cfg = config_from_state(sd, source)
@@ -114,18 +138,8 @@ def import_decoder(sd: dict[str, torch.Tensor], source: str) -> HiddenDecoder:
             if tuple(value.shape) != (cfg.n_fft,):
                 raise UserError(f"{source}: key '{key}' has shape {list(value.shape)}, expected [{cfg.n_fft}]")
             continue
-        if name not in want:
-            raise UserError(f"{source}: unexpected key '{key}'")
-        if value.shape != want[name].shape:
-            raise UserError(f"{source}: key '{key}' has shape {list(value.shape)}, expected {list(want[name].shape)}")
-        if not torch.isfinite(value).all():
-            raise UserError(f"{source}: key '{key}' holds NaN or infinite values")
-        mapped[name] = value.float()
-    for name in want:
-        if name not in mapped:
-            raise UserError(f"{source}: missing key '{to_soprano_name(name)}'")
-    model.load_state_dict(mapped)
-    return model.eval()
+        mapped[name] = checked_weight(key, name, value, want, source)
+    return load_checked(model, mapped, source, to_soprano_name)
 
 
 def export_decoder(model: HiddenDecoder, source: str) -> dict[str, torch.Tensor]:

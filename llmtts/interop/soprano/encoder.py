@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from llmtts.errors import UserError
-from llmtts.interop.soprano.decoder import state_shape
+from llmtts.interop.soprano.decoder import checked_weight, load_checked, state_shape
 from llmtts.nn.vocos import VocosBackbone
 
 KIND = "soprano-encoder"
@@ -245,18 +245,8 @@ def import_encoder(sd: dict[str, torch.Tensor], source: str) -> SopranoEncoder:
         if key in OPTIONAL_BUFFERS:
             continue
         name = _to_project_name(key)
-        if name is None or name not in want:
-            raise UserError(f"{source}: unexpected key '{key}'")
-        if value.shape != want[name].shape:
-            raise UserError(f"{source}: key '{key}' has shape {list(value.shape)}, expected {list(want[name].shape)}")
-        if not torch.isfinite(value).all():
-            raise UserError(f"{source}: key '{key}' holds NaN or infinite values")
-        mapped[name] = value.float()
-    for name in want:
-        if name not in mapped:
-            raise UserError(f"{source}: missing key '{to_soprano_name(name)}'")
-    model.load_state_dict(mapped)
-    return model.eval()
+        mapped[name] = checked_weight(key, name, value, want, source)
+    return load_checked(model, mapped, source, to_soprano_name)
 
 
 def to_soprano_name(name: str) -> str:
