@@ -11,11 +11,8 @@ in a reshard (Adam moments, the schedule, EMA, a parameter) shows up in the next
 import pytest
 import torch
 
-from llmtts.config import load_config
 from llmtts.errors import UserError
-from llmtts.train.toy import ToyConfig, ToyStage
-from llmtts.train.trainer import Trainer
-from train_runs import BASE, export_weights, kill_tree, popen_toy, run_toy, train_losses, train_losses_tolerant, wait_for, \
+from train_runs import fit_inprocess, export_weights, kill_tree, popen_toy, run_toy, train_losses, train_losses_tolerant, wait_for, \
     wait_for_step
 
 pytestmark = pytest.mark.slow
@@ -27,15 +24,6 @@ FRESH = "data positions and RNG streams start fresh"  # the world-size-change wa
 ZERO3 = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.grad_clip=1.0", "trainer.optim.warmup_steps=2",
          "parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=3", "data.max_batch_size=4"]
 
-
-def fit_inprocess(run_dir, *overrides, resume="auto"):
-    cfg = load_config(ToyConfig, None, BASE + list(overrides))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume=resume).fit()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def assert_follows(run, ref, steps):

@@ -8,10 +8,7 @@ logged after its last checkpoint, before SIGKILL, are reproduced exactly after `
 import pytest
 import torch
 
-from llmtts.config import load_config
-from llmtts.train.toy import ToyConfig, ToyStage
-from llmtts.train.trainer import Trainer
-from train_runs import (BASE, export_weights, kill_tree, popen_toy, run_toy, train_losses, train_losses_tolerant,
+from train_runs import (fit_inprocess, export_weights, kill_tree, popen_toy, run_toy, train_losses, train_losses_tolerant,
                         wait_for, wait_for_step)
 
 COMMON = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.grad_clip=1.0", "trainer.optim.warmup_steps=2",
@@ -25,15 +22,6 @@ STRATEGY = {
     "zero2": ["parallel.strategy=deepspeed", "parallel.deepspeed.zero_stage=2", "data.max_batch_size=4"],
 }  # ZeRO-3 (no EMA: refused there) is SIGKILLed, resumed and compared in test_dist_resume.py
 
-
-def fit_inprocess(run_dir, *overrides, resume="auto"):
-    cfg = load_config(ToyConfig, None, BASE + list(overrides))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume=resume).fit()
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,11 @@ import subprocess
 
 import torch
 
-from llmtts.config import load_config
-from llmtts.train.toy import ToyConfig, ToyStage
-from llmtts.train.trainer import Trainer
-from train_runs import BASE, env, export_weights, kill_tree, toy_cmd, train_losses, wait_for
+from train_runs import fit_inprocess, env, export_weights, kill_tree, toy_cmd, train_losses, wait_for
 
 COMPLETE = "COMPLETE"  # the manifest a checkpoint gets last
 COMMON = ["trainer.max_steps=12", "trainer.save_every=4", "trainer.keep_last=5", "trainer.ema_decay=0.5"]
 
-
-def fit(run_dir, *overrides):
-    """In-process, one thread like the subprocess (OMP_NUM_THREADS=1): bitwise comparable."""
-    cfg = load_config(ToyConfig, None, BASE + list(overrides))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume="auto").fit()
-    finally:
-        torch.set_num_threads(threads)
 
 
 def step_dirs(run_dir):
@@ -38,7 +25,7 @@ def logged_train_steps(run_dir):
 
 
 def test_killed_mid_save_resumes_from_the_last_complete_checkpoint(tmp_path, caplog):
-    fit(tmp_path / "ref", *COMMON)
+    fit_inprocess(tmp_path / "ref", *COMMON)
     run = tmp_path / "killed"
     # The second save (step 8) stops after DCP wrote models and optimizers, before the rank file and COMPLETE.
     proc = subprocess.Popen(toy_cmd(run, COMMON + ["toy.hang_in_save=2"]), env=env(), stdout=subprocess.DEVNULL,
@@ -56,7 +43,7 @@ def test_killed_mid_save_resumes_from_the_last_complete_checkpoint(tmp_path, cap
     assert max(logged_train_steps(run)) == 8  # the killed run had logged past its last checkpoint
 
     with caplog.at_level("WARNING"):
-        res = fit(run, *COMMON)
+        res = fit_inprocess(run, *COMMON)
     assert res.step == 12
     assert "removing partial checkpoint" in caplog.text and ".tmp_step_00000008" in caplog.text
     assert not partial.exists() and not [p for p in os.listdir(run / "checkpoints") if p.startswith(".tmp")]

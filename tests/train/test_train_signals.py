@@ -7,29 +7,17 @@ import time
 import pytest
 import torch
 
-from llmtts.config import load_config
 from llmtts.distributed.signals import REQUEUE_EXIT_CODE
-from llmtts.train.toy import ToyConfig, ToyStage
-from llmtts.train.trainer import STOPPED_MARKER, Trainer
-from train_runs import (BASE, export_weights, kill_tree, popen_toy, train_losses, train_losses_tolerant, wait_for,
+from llmtts.train.trainer import STOPPED_MARKER
+from train_runs import (fit_inprocess, export_weights, kill_tree, popen_toy, train_losses, train_losses_tolerant, wait_for,
                         wait_for_step)
 
 COMMON = ["trainer.max_steps=8", "trainer.save_every=4", "trainer.ema_decay=0.5"]
 
 
-def fit(run_dir, *overrides):
-    """In-process run with one thread, like the subprocesses (OMP_NUM_THREADS=1): bitwise comparable."""
-    cfg = load_config(ToyConfig, None, BASE + list(overrides))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume="auto").fit()
-    finally:
-        torch.set_num_threads(threads)
-
 
 def test_sigkill_then_resume_auto_is_exact(tmp_path, caplog):
-    fit(tmp_path / "ref", *COMMON)
+    fit_inprocess(tmp_path / "ref", *COMMON)
     run = tmp_path / "killed"
     proc = popen_toy(run, COMMON + ["toy.step_sleep=0.15"])
     wait_for(run / "checkpoints" / "step_00000004" / "COMPLETE", proc)
@@ -43,7 +31,7 @@ def test_sigkill_then_resume_auto_is_exact(tmp_path, caplog):
     half.mkdir()
     (half / "trainer.json").write_text("{trunc")
     with caplog.at_level("WARNING"):
-        res = fit(run, *COMMON)
+        res = fit_inprocess(run, *COMMON)
     assert "skipping checkpoint" in caplog.text and "step_00000006" in caplog.text
     assert res.step == 8
     assert train_losses(run) == train_losses(tmp_path / "ref")  # same loss at every step, bit for bit
@@ -72,7 +60,7 @@ def test_sigterm_checkpoints_and_exits_with_requeue_code(tmp_path):
     assert max(train_losses(run)) == stopped_at >= 3  # the step in flight was finished, then saved
     assert not (run / "export").exists()  # not finished: no export
     assert json.loads((run / STOPPED_MARKER).read_text())["step"] == stopped_at
-    res = fit(run, f"trainer.max_steps={stopped_at + 2}")
+    res = fit_inprocess(run, f"trainer.max_steps={stopped_at + 2}")
     assert not (run / STOPPED_MARKER).exists()
     assert res.step == stopped_at + 2 and sorted(train_losses(run)) == list(range(1, stopped_at + 3))
 

@@ -101,3 +101,21 @@ def train_losses(run_dir: Path, key: str = "loss") -> dict[int, float]:
 
 def export_weights(run_dir: Path) -> dict:
     return load_file(str(Path(run_dir) / "export" / "model.safetensors"))
+
+
+def fit_inprocess(run_dir, *overrides, resume="auto"):
+    """The toy stage trained in this process with one thread, like the subprocesses (OMP_NUM_THREADS=1), so
+    its losses and weights compare bit for bit with theirs."""
+    import torch
+
+    from llmtts.config import load_config
+    from llmtts.train.toy import ToyConfig, ToyStage
+    from llmtts.train.trainer import Trainer
+
+    cfg = load_config(ToyConfig, None, BASE + list(overrides))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return Trainer(ToyStage(cfg, run_dir), cfg, run_dir, resume=resume).fit()
+    finally:
+        torch.set_num_threads(threads)
