@@ -55,9 +55,11 @@ def output_head(lm_head: torch.nn.Module, start: int, stop: int):
             cached = ((start, stop), lm_head.rows(start, stop))
             lm_head._rows_cache = cached
         return cached[1]
+    from llmtts.infer.onednn import linear
+
     w = lm_head.weight[start:stop]
     b = None if lm_head.bias is None else lm_head.bias[start:stop]
-    return lambda h: torch.nn.functional.linear(h.to(w.dtype), w, b)
+    return lambda h: linear(h.to(w.dtype), w, b)
 
 
 class _Forward:

@@ -5,7 +5,8 @@ once per token), so reading 1 byte per weight instead of 4 is the main lever.
 ``torch._weight_int8pack_mm`` (bf16 activations); many rows (prompt prefill, big batches) use a bf16 copy of
 the dequantised weights and a regular (AMX / AVX-512 bf16) matmul, which is much faster there. The copy is
 never read by decode steps, so it costs memory (2 bytes per weight) but no decode bandwidth. On a CPU without
-native bf16 (``cpu_has_fast_bf16``) the int8 kernel takes every row count instead. Relative error of a layer's output is ~0.5 %.
+native bf16 (``cpu_has_fast_bf16``) the int8 kernel takes every row count instead and no copy is kept (it would
+never be read). Relative error of a layer's output is ~0.5 %.
 """
 from __future__ import annotations
 
@@ -34,8 +35,35 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight_int8", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
         self.register_buffer("scale", scale.to(torch.bfloat16))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().to(torch.bfloat16))
-        self.register_buffer("weight_bf16", self.weight_int8.to(torch.bfloat16) * self.scale[:, None])
+        keep_copy = w.device.type != "cpu" or cpu_has_fast_bf16()
+        self.register_buffer("weight_bf16", self._dequantised() if keep_copy else None)
         self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def _dequantised(self) -> torch.Tensor:
+        return self.weight_int8.to(torch.bfloat16) * self.scale[:, None]
+
+    @classmethod
+    def concat(cls, mods: list["Int8Linear"]) -> "Int8Linear | None":
+        """One layer computing the outputs of all ``mods`` (their rows stacked, e.g. q, k and v); each of ``mods``
+        is re-pointed at its rows of the new buffers, so nothing is stored twice. None when they do not stack
+        (another input size, bias on some only)."""
+        names = ("weight_int8", "scale", "bias", "weight_bf16")
+        if len({m.in_features for m in mods}) != 1 or any(
+                len({getattr(m, n) is None for m in mods}) != 1 for n in names):
+            return None
+        fused = cls.__new__(cls)
+        nn.Module.__init__(fused)
+        for name in names:
+            parts = [getattr(m, name) for m in mods]
+            whole = None if parts[0] is None else torch.cat(parts)
+            fused.register_buffer(name, whole)
+            start = 0
+            for m, part in zip(mods, parts):
+                if part is not None:
+                    setattr(m, name, whole[start: start + len(part)])
+                    start += len(part)
+        fused.in_features, fused.out_features = mods[0].in_features, sum(m.out_features for m in mods)
+        return fused
 
     def rows(self, start: int, stop: int) -> "Int8Linear":
         """A layer computing only output rows ``start:stop`` (e.g. the [stop] + audio part of ``lm_head``)."""
@@ -44,14 +72,14 @@ class Int8Linear(nn.Module):
         sub.register_buffer("weight_int8", self.weight_int8[start:stop].contiguous())
         sub.register_buffer("scale", self.scale[start:stop].contiguous())
         sub.register_buffer("bias", None if self.bias is None else self.bias[start:stop].contiguous())
-        sub.register_buffer("weight_bf16", self.weight_bf16[start:stop].contiguous())
+        sub.register_buffer("weight_bf16", None if self.weight_bf16 is None else self.weight_bf16[start:stop].contiguous())
         sub.in_features, sub.out_features = self.in_features, stop - start
         return sub
 
     @property
     def weight(self) -> torch.Tensor:
-        """Dequantised bf16 weight (for code that reads ``.weight``)."""
-        return self.weight_bf16
+        """Dequantised bf16 weight (for code that reads ``.weight``; computed when no copy is kept)."""
+        return self._dequantised() if self.weight_bf16 is None else self.weight_bf16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -59,7 +87,7 @@ class Int8Linear(nn.Module):
         if x2.device.type == "cpu" and (x2.shape[0] <= INT8_KERNEL_MAX_ROWS or not cpu_has_fast_bf16()):
             y = torch._weight_int8pack_mm(x2, self.weight_int8, self.scale)
         else:
-            y = nn.functional.linear(x2, self.weight_bf16)
+            y = nn.functional.linear(x2, self.weight)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)

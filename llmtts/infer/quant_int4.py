@@ -18,6 +18,7 @@ from torch import nn
 
 DEFAULT_GROUP_SIZE = 64  # 32 / 64 / 128 decoded equally fast here; smaller groups are more accurate
 _N_MULTIPLE = 16  # the packing wants the output rows in multiples of 16 (padded with zero rows)
+_PACK_BLOCK_N = 32  # ... and interleaves them in blocks of 32 rows
 
 
 def quantize_groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -69,6 +70,29 @@ class Int4Linear(nn.Module):
     def _matmul(self, x2: torch.Tensor) -> torch.Tensor:
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.weight_int4, self.group_size, self.scales_and_zeros)
         return y[:, : self.out_features]
+
+    @classmethod
+    def concat(cls, mods: list["Int4Linear"]) -> "Int4Linear | None":
+        """One layer computing the outputs of all ``mods`` (rows stacked, e.g. q, k and v): the CPU packing works
+        in blocks of 32 output rows, so packed parts of whole blocks stack (checked against packing the stacked
+        codes in tests); each of ``mods`` is re-pointed at its rows of the new packed weight (the per-group scales,
+        ~3 % of the bytes, are copied). None when they do not stack (a part not a multiple of 32 rows, another
+        group or input size, bias on some only)."""
+        if (len({(m.in_features, m.group_size) for m in mods}) != 1 or len({m.bias is None for m in mods}) != 1
+                or any(m.out_features % _PACK_BLOCK_N or m.weight_int4.shape[0] != m.out_features for m in mods)):
+            return None
+        fused = cls.__new__(cls)
+        nn.Module.__init__(fused)
+        fused.register_buffer("weight_int4", torch.cat([m.weight_int4 for m in mods]))
+        fused.register_buffer("scales_and_zeros", torch.cat([m.scales_and_zeros for m in mods], dim=1))
+        fused.register_buffer("bias", None if mods[0].bias is None else torch.cat([m.bias for m in mods]))
+        start = 0
+        for m in mods:
+            m.weight_int4 = fused.weight_int4[start: start + m.out_features]
+            start += m.out_features
+        fused.group_size, fused.in_features = mods[0].group_size, mods[0].in_features
+        fused.out_features = sum(m.out_features for m in mods)
+        return fused
 
     def rows(self, start: int, stop: int) -> nn.Module:
         """Output rows ``start:stop`` only (the [stop] + audio part of ``lm_head``): the full product, sliced

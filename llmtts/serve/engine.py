@@ -97,7 +97,7 @@ class SlotBatch:
     @torch.inference_mode()
     def step(self, ids: list[int]) -> torch.Tensor:
         """Feed token ``ids[i]`` to live row ``i``; returns post-final-norm states ``[n, d]``."""
-        from llmtts.infer.fast_decode import layer_step
+        from llmtts.infer.fast_decode import layer_step, rms_norm
 
         m, B = self.m, self.n
         lens = torch.as_tensor(self.lens, dtype=torch.long, device=self.device)
@@ -114,4 +114,4 @@ class SlotBatch:
                 return self.k[i][:B, :, :L], self.v[i][:B, :, :L]
             x = layer_step(layer, x, cos, sin, store, bias)
         self.lens = [n + 1 for n in self.lens]
-        return m.norm(x)[:, 0]
+        return rms_norm(m.norm, x)[:, 0]
