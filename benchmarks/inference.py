@@ -31,12 +31,12 @@ logging.getLogger("llmtts.infer.tts").setLevel(logging.ERROR)  # forced lengths:
 TEXT = "the quick brown fox jumps over the lazy dog while the band plays on."
 
 
-def build(dtype: str) -> TTS:
+def build(dtype: str, decoder_config: str = "configs/decoder/soprano.yaml") -> TTS:
     torch.manual_seed(0)
     lcfg = load_config(LLMConfig, "configs/llm/soprano-80m.yaml")
     vocab = Vocab(n_audio=8000, n_text=len(DEFAULT_SYMBOLS), text_symbols=DEFAULT_SYMBOLS, size=8192)
     llm = build_model(lcfg.model, vocab.size).eval()
-    dcfg = load_config(DecoderConfig, "configs/decoder/soprano.yaml")
+    dcfg = load_config(DecoderConfig, decoder_config)
     decoder = HiddenDecoder(dcfg.model).eval()
     return TTS(cast_llm(llm, dtype), vocab, build_frontend("chars", "english"), decoder, dtype=dtype)
 
@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="skip batch and bf16 runs")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--decoder-config", default="configs/decoder/soprano.yaml",
+                    help="decoder shapes (configs/decoder/soprano-stream.yaml: causal, 1 token of right context)")
     ap.add_argument("--lookahead", type=int, default=2,
                     help="also stream with this smaller right context (approximate chunk edges; -1 = skip)")
     args = ap.parse_args()
@@ -102,10 +104,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes share these cores); "
-          f"soprano-80m LLM + soprano decoder (random weights), {args.tokens} tokens/sentence")
+          f"soprano-80m LLM + {args.decoder_config} decoder (random weights, context (left, right) "
+          f"{HiddenDecoder(load_config(DecoderConfig, args.decoder_config).model).context} tokens), "
+          f"{args.tokens} tokens/sentence")
     results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens}
 
-    base = build("fp32")
+    base = build("fp32", args.decoder_config)
     offline(base, [TEXT], 8)  # warm-up (allocator, oneDNN kernels)
     results["naive_fp32_b1"] = nv = naive(base, args.naive_tokens)
     results["cached_fp32_b1_short"] = cs = offline(base, [TEXT], args.naive_tokens)
@@ -118,7 +122,7 @@ def main() -> None:
 
     dtypes = [d for d in args.dtypes.split(",") if d]
     for dtype in dtypes:
-        tts = base if dtype == "fp32" else build(dtype)
+        tts = base if dtype == "fp32" else build(dtype, args.decoder_config)
         offline(tts, [TEXT], 8)
         r1 = offline(tts, [TEXT], args.tokens)
         st = stream(tts, args.tokens)
@@ -126,7 +130,7 @@ def main() -> None:
         line = (f"[{args.tokens} tokens] ours {dtype} batch 1: {r1['x_rt']:.2f}x RT ({r1['ms_per_token']:.1f} ms/token)"
                 f" | stream: {st['x_rt']:.2f}x RT ({st['x_rt'] / r1['x_rt']:.2f} of offline), "
                 f"first chunk {st['first_chunk_ms']:.0f} ms")
-        if args.lookahead >= 0:
+        if 0 <= args.lookahead < tts.decoder.context[1]:  # approximate streaming needs a wider right context
             sl = stream(tts, args.tokens, args.lookahead)
             results[f"{dtype}_stream_lookahead{args.lookahead}_b1"] = sl
             line += f" | stream lookahead {args.lookahead}: first chunk {sl['first_chunk_ms']:.0f} ms, {sl['x_rt']:.2f}x RT"

@@ -122,7 +122,7 @@ def ours_first_chunk(tts, text: str, tokens: int) -> float:
 
 def first_chunk_parts(tts, text: str) -> dict:
     """Where an exact first chunk's time goes: text + prompt prefill (to the first token), the R decode steps the
-    decoder's right context needs, and decoding the first window (R = the decoder's receptive field)."""
+    decoder's right context needs, and decoding the first window (R = the decoder's right context)."""
     from llmtts.infer.generate import generate_steps
 
     o = tts.resolve_options(**forced(64))
@@ -130,7 +130,7 @@ def first_chunk_parts(tts, text: str) -> dict:
     (prompt,) = tts.prepare(text, o)
     kw = dict(stop_id=tts.vocab.stop, audio_offset=tts.vocab.audio_offset, n_audio=tts.vocab.n_audio,
               sampling=o.sampling, min_new_tokens=o.min_tokens, pad_id=tts.vocab.pad)
-    R, states, marks = tts.decoder.receptive_field, [], []
+    R, states, marks = tts.decoder.context[1], [], []  # right context: what the exact first chunk waits for
     for step in generate_steps(tts.llm, [prompt], max_new_tokens=[R + 1], generators=[torch.Generator()], **kw):
         states.append(step.hidden)
         marks.append(time.perf_counter())

@@ -38,6 +38,10 @@ class DecoderModelConfig:
     # (state t sits on sample t * samples_per_token; the last token's half is dropped). Imported Soprano
     # decoders use it (llmtts.interop.soprano).
     edges: Literal["centered", "soprano"] = "centered"
+    # Causal convolutions (k - 1 frames of left padding, none on the right): a token's audio then waits only for
+    # the upsampling's and the iSTFT overlap's right context (~2 tokens instead of 8 for the soprano shapes), which
+    # is what a low-latency stream waits for; the left context doubles (more recomputed per chunk, no latency).
+    causal: bool = False
 
     def __post_init__(self) -> None:
         for key in TOKEN_FACTS:
@@ -51,6 +55,8 @@ class DecoderModelConfig:
             raise ValueError(f"embed_kernel and dw_kernel must be odd, got {self.embed_kernel}, {self.dw_kernel}")
         if self.edges not in ("centered", "soprano"):
             raise ValueError(f"edges must be 'centered' or 'soprano', got {self.edges!r}")
+        if self.causal and self.edges == "soprano":
+            raise ValueError("causal convolutions are not part of Soprano's decoder (edges: soprano)")
         if self.samples_per_token and self.upsample * self.hop_length != self.samples_per_token:
             raise ValueError(f"upsample ({self.upsample}) x hop_length ({self.hop_length}) must equal "
                              f"samples_per_token ({self.samples_per_token})")

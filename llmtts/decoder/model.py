@@ -13,7 +13,9 @@ Receptive field (``receptive_field_tokens``): the output of token ``t`` depends 
 ``t - R .. t + R`` only. R counts the interpolation (up to 1 token), the ConvNeXt stack (embed + blocks,
 k=7 each: 3 frames per layer) and the iSTFT overlap (``n_fft / 2`` samples): R = 8 tokens (0.51 s) for
 configs/decoder/soprano.yaml. Streaming decodes chunks with R tokens of
-context on each side, so concatenated chunks equal the offline output.
+context on each side, so concatenated chunks equal the offline output. With ``causal: true`` the convolutions
+see no future frames: (left, right) context (``context_tokens``) becomes (15, 1) tokens for those shapes, so a
+stream waits for 1 token of look-ahead instead of 8 (configs/decoder/soprano-stream.yaml).
 """
 from __future__ import annotations
 
@@ -25,36 +27,48 @@ from torch import nn
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.nn.vocos import ISTFTHead, VocosBackbone
 
-def _conv_frames(cfg: DecoderModelConfig) -> int:
-    return cfg.embed_kernel // 2 + (cfg.dw_kernel // 2) * cfg.num_layers  # embed + one depthwise conv per block
+def _conv_frames(cfg: DecoderModelConfig) -> tuple[int, int]:
+    """Frames of (left, right) context of the conv stack (embed + one depthwise conv per block)."""
+    kernels = [cfg.embed_kernel] + [cfg.dw_kernel] * cfg.num_layers
+    if cfg.causal:
+        return sum(k - 1 for k in kernels), 0
+    return (sum(k // 2 for k in kernels),) * 2
 
 
 def _soprano_receptive_field(cfg: DecoderModelConfig) -> int:
     # Output sample n sits at n (frame f is centred on sample f * hop); token t owns samples [t S, (t + 1) S)
     # of the output (state t on its first sample). Frames within n_fft / 2 of a sample reach it.
     k, hop, win, spt = cfg.upsample, cfg.hop_length, cfg.n_fft, cfg.samples_per_token
-    f_lo = math.ceil((-(win // 2) + 1) / hop) - _conv_frames(cfg)
-    f_hi = math.floor((spt - 1 + win // 2 - 1) / hop) + _conv_frames(cfg)
+    left, right = _conv_frames(cfg)
+    f_lo = math.ceil((-(win // 2) + 1) / hop) - left
+    f_hi = math.floor((spt - 1 + win // 2 - 1) / hop) + right
     # align_corners=True: frame f reads tokens floor(f / k) and ceil(f / k).
     return max(-math.floor(f_lo / k), math.ceil(f_hi / k), 0)
 
 
-def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
-    """Tokens of context on each side that can influence a token's samples (exact for this architecture)."""
+def context_tokens(cfg: DecoderModelConfig) -> tuple[int, int]:
+    """Tokens of (left, right) context that can influence a token's samples (exact for this architecture): the
+    output of token ``t`` depends on tokens ``t - left .. t + right`` only."""
     if cfg.edges == "soprano":
-        return _soprano_receptive_field(cfg)
+        r = _soprano_receptive_field(cfg)
+        return r, r
     k, hop, win, spt = cfg.upsample, cfg.hop_length, cfg.n_fft, cfg.samples_per_token
     pad = (win - hop) // 2
     # Token 0 owns samples [0, spt - 1]. iSTFT frame f (after the "same" trim) writes samples
     # f*hop - pad + 1 .. f*hop - pad + win - 1 (the periodic Hann window is 0 at j = 0).
     f_lo = math.ceil((-(win - 1) + pad) / hop)
     f_hi = math.floor((spt - 2 + pad) / hop)
-    conv = _conv_frames(cfg)
-    f_lo, f_hi = f_lo - conv, f_hi + conv
+    left, right = _conv_frames(cfg)
+    f_lo, f_hi = f_lo - left, f_hi + right
     # Linear interpolation (align_corners=False): frame f reads tokens around (f + 0.5) / k - 0.5.
     t_lo = math.floor((f_lo + 0.5) / k - 0.5)
     t_hi = math.ceil((f_hi + 0.5) / k - 0.5)
-    return max(-t_lo, t_hi, 0)
+    return max(-t_lo, 0), max(t_hi, 0)
+
+
+def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
+    """Tokens of context on the wider side (``context_tokens``; both sides alike without ``causal``)."""
+    return max(context_tokens(cfg))
 
 
 class HiddenDecoder(nn.Module):
@@ -65,7 +79,7 @@ class HiddenDecoder(nn.Module):
                              f"= 0: read from the training input by the stage): {cfg}")
         self.cfg = cfg
         self.backbone = VocosBackbone(cfg.hidden_size, cfg.dim, cfg.intermediate_dim, cfg.num_layers,
-                                      embed_kernel=cfg.embed_kernel, dw_kernel=cfg.dw_kernel)
+                                      embed_kernel=cfg.embed_kernel, dw_kernel=cfg.dw_kernel, causal=cfg.causal)
         soprano = cfg.edges == "soprano"
         self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, padding="center" if soprano else "same",
                               zero_edge_bins=soprano)
@@ -77,6 +91,11 @@ class HiddenDecoder(nn.Module):
     @property
     def receptive_field(self) -> int:
         return receptive_field_tokens(self.cfg)
+
+    @property
+    def context(self) -> tuple[int, int]:
+        """(left, right) tokens of context (``context_tokens``): streaming waits for ``right``."""
+        return context_tokens(self.cfg)
 
     def output_samples(self, tokens: int) -> int:
         """Samples ``forward`` returns for ``tokens`` states: ``T * S``, or ``(T - 1) * S`` with Soprano's edges."""

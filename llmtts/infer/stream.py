@@ -1,15 +1,16 @@
 """Chunked decoding for streaming: audio leaves as soon as its tokens' receptive field is generated.
 
-A chunk covering tokens ``[s, e)`` is decoded from the window ``[s - R, e + R)`` (R = the decoder's
-receptive field in tokens) and cropped to its own samples, so every sample sees exactly the tokens it
-sees in the offline pass: the concatenated chunks equal ``decode(all tokens)`` up to float rounding.
-Chunk sizes start at ``first_chunk`` tokens (latency) and double up to ``max_chunk`` (throughput: the
-decoder's extra work is ``2R / chunk``).
+A chunk covering tokens ``[s, e)`` is decoded from the window ``[s - L, e + R)`` (L, R = the decoder's left and
+right context in tokens, ``HiddenDecoder.context``; equal unless the decoder is causal) and cropped to its own
+samples, so every sample sees exactly the tokens it sees in the offline pass: the concatenated chunks equal
+``decode(all tokens)`` up to float rounding. Chunk sizes start at ``first_chunk`` tokens (latency) and double
+up to ``max_chunk`` (throughput: the decoder's extra work is ``(L + R) / chunk``).
 
 ``lookahead`` (default R) trades exactness for latency: a chunk is emitted once ``lookahead`` tokens past it
 exist, so the first chunk waits for ``first_chunk + lookahead`` tokens instead of ``first_chunk + R``. The left
-context stays R; only the last ``R - lookahead`` tokens of each chunk see less right context than offline,
-so chunk edges differ slightly from the offline output (the total length is unchanged).
+context stays L; only the last ``R - lookahead`` tokens of each chunk see less right context than offline,
+so chunk edges differ slightly from the offline output (the total length is unchanged). A causal decoder
+(R = 1) makes the exact stream nearly as early as ``lookahead=0``.
 """
 from __future__ import annotations
 
@@ -26,30 +27,36 @@ class StreamOptionError(UserError, ValueError):
 
 
 class StreamDecoder:
-    def __init__(self, decode: Callable[[torch.Tensor], np.ndarray], receptive_field: int, samples_per_token: int,
-                 first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None):
+    def __init__(self, decode: Callable[[torch.Tensor], np.ndarray], context: int | tuple[int, int],
+                 samples_per_token: int, first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None):
+        """``context``: the decoder's (left, right) context in tokens, or one number for both sides."""
         if first_chunk < 1 or max_chunk < first_chunk:
             raise StreamOptionError(f"need 1 <= first_chunk <= max_chunk, got {first_chunk}, {max_chunk}")
-        self.decode, self.R, self.spt = decode, receptive_field, samples_per_token
-        self.lookahead = receptive_field if lookahead is None else lookahead
-        if not 0 <= self.lookahead <= receptive_field:
-            raise StreamOptionError(f"lookahead must be in [0, {receptive_field}] (the decoder's receptive field), "
+        self.L, self.R = (context, context) if isinstance(context, int) else context
+        self.decode, self.spt = decode, samples_per_token
+        self.lookahead = self.R if lookahead is None else lookahead
+        if not 0 <= self.lookahead <= self.R:
+            raise StreamOptionError(f"lookahead must be in [0, {self.R}] (the decoder's right context), "
                                     f"got {lookahead}")
         self.chunk, self.max_chunk = first_chunk, max_chunk
         self.states: list[torch.Tensor] = []  # [n, d] blocks
         self.n = 0  # tokens received
         self.done = 0  # tokens whose audio has been emitted
 
-    def _emit(self, end: int) -> np.ndarray:
-        start = max(self.done - self.R, 0)
+    def _window(self, end: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The states that decode tokens ``[done, end)`` exactly, and the sample span of those tokens in the
+        window's audio; marks them emitted."""
+        start = max(self.done - self.L, 0)
         stop = min(end + self.R, self.n)
         if len(self.states) > 1:
             self.states = [torch.cat(self.states)]
-        hidden = self.states[0][start:stop]
-        wav = self.decode(hidden)
-        out = wav[(self.done - start) * self.spt: (end - start) * self.spt]
+        crop = ((self.done - start) * self.spt, (end - start) * self.spt)
         self.done = end
-        return out
+        return self.states[0][start:stop], crop
+
+    def _emit(self, end: int) -> np.ndarray:
+        hidden, (a, b) = self._window(end)
+        return self.decode(hidden)[a:b]
 
     def push(self, hidden: torch.Tensor) -> list[np.ndarray]:
         """Add ``hidden [n, d]`` (new tokens' states); returns the chunks that became final (0 or more)."""

@@ -321,7 +321,7 @@ class TTS:
         ``synthesize(text)`` (same options and seed) up to the decoder's rounding at chunk edges.
         ``self.last_stats`` gets ``first_chunk_s`` (latency from the call to the first chunk). ``lookahead`` <
         the decoder's receptive field (tokens) lowers latency at the price of inexact chunk edges
-        (see ``StreamDecoder``).
+        (see ``StreamDecoder``); a causal decoder (``causal: true``) is exact with a right context of one token.
 
         Generation runs the same batches as ``synthesize`` (``batch_size`` sentences of the text together), so
         both sample the same tokens from the same states at every dtype: a bf16 / int8 batch rounds differently
@@ -349,8 +349,7 @@ class TTS:
                       stats: dict) -> Iterator[np.ndarray]:
         """Chunks of ``n`` sentences generated together (``steps`` from ``generate_steps``), in sentence order:
         row ``cur`` is played; other rows' chunks wait in ``ready`` until every row before them has ended."""
-        R = self.decoder.receptive_field
-        decs = [StreamDecoder(self.decode, R, self.samples_per_token, first_chunk, max_chunk, lookahead)
+        decs = [StreamDecoder(self.decode, self.decoder.context, self.samples_per_token, first_chunk, max_chunk, lookahead)
                 for _ in range(n)]
         ready: list[list[np.ndarray]] = [[] for _ in range(n)]
         ended = [False] * n

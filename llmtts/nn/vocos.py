@@ -26,17 +26,34 @@ from torch import nn
 Padding = Literal["same", "center"]
 
 
+class LengthKeepingConv1d(nn.Conv1d):
+    """A ``Conv1d`` that keeps the frame count: "same" padding (k // 2 frames each side) or, ``causal``, k - 1
+    frames on the left only (output frame f sees input frames f - k + 1 .. f: no look-ahead, for streaming).
+    Same parameters either way, so a state dict loads into both."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1, causal: bool = False):
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, groups=groups,
+                         padding=0 if causal else kernel_size // 2)
+        self.causal = causal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.causal:
+            x = nn.functional.pad(x, (self.kernel_size[0] - 1, 0))
+        return super().forward(x)
+
+
 class ConvNeXtBlock(nn.Module):
     """Depthwise conv (k=7) -> LayerNorm -> pointwise MLP -> layer scale, residual. ``[B, C, F] -> [B, C, F]``.
 
-    Length-preserving ("same" padding) so stacking blocks never changes the frame count.
+    Length-preserving ("same" or causal padding) so stacking blocks never changes the frame count.
     """
 
-    def __init__(self, dim: int, intermediate_dim: int, layer_scale_init: float = 1e-6, kernel_size: int = 7):
+    def __init__(self, dim: int, intermediate_dim: int, layer_scale_init: float = 1e-6, kernel_size: int = 7,
+                 causal: bool = False):
         super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
-        self.dwconv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.dwconv = LengthKeepingConv1d(dim, dim, kernel_size, groups=dim, causal=causal)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, intermediate_dim)
         self.act = nn.GELU()
@@ -59,17 +76,16 @@ class VocosBackbone(nn.Module):
     """
 
     def __init__(self, input_dim: int, dim: int, intermediate_dim: int, num_layers: int,
-                 layer_scale_init: float | None = None, embed_kernel: int = 7, dw_kernel: int = 7):
+                 layer_scale_init: float | None = None, embed_kernel: int = 7, dw_kernel: int = 7,
+                 causal: bool = False):
         super().__init__()
-        if embed_kernel % 2 != 1:
-            raise ValueError(f"embed_kernel must be odd to keep the length, got {embed_kernel}")
         self.input_dim, self.dim = input_dim, dim
         # Kernels: 7 here by default; Soprano's decoder uses an embed kernel of 1 and depthwise kernels of 3.
-        self.embed = nn.Conv1d(input_dim, dim, kernel_size=embed_kernel, padding=embed_kernel // 2)
+        self.embed = LengthKeepingConv1d(input_dim, dim, embed_kernel, causal=causal)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         # Vocos scales the residual branches by 1/num_layers at init so a deep stack starts near identity.
         scale = layer_scale_init if layer_scale_init is not None else 1.0 / max(num_layers, 1)
-        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale, kernel_size=dw_kernel)
+        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale, kernel_size=dw_kernel, causal=causal)
                                      for _ in range(num_layers)])
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.apply(self._init_weights)

@@ -67,17 +67,11 @@ class DeferredStreamDecoder(StreamDecoder):
     """``StreamDecoder`` whose chunks come out undecoded, as ``(states window, (crop start, crop end))``: the
     scheduler decodes every row's chunks of a round together (windows of one length in one decoder call)."""
 
-    def __init__(self, receptive_field: int, samples_per_token: int, first_chunk: int, max_chunk: int):
-        super().__init__(None, receptive_field, samples_per_token, first_chunk, max_chunk)
+    def __init__(self, context: tuple[int, int], samples_per_token: int, first_chunk: int, max_chunk: int):
+        super().__init__(None, context, samples_per_token, first_chunk, max_chunk)
 
     def _emit(self, end: int):  # StreamDecoder._emit without the decode call (same window and crop)
-        start = max(self.done - self.R, 0)
-        stop = min(end + self.R, self.n)
-        if len(self.states) > 1:
-            self.states = [torch.cat(self.states)]
-        crop = ((self.done - start) * self.spt, (end - start) * self.spt)
-        self.done = end
-        return self.states[0][start:stop], crop
+        return self._window(end)
 
 
 @dataclass
@@ -250,7 +244,7 @@ class Scheduler:
         max_new = o.max_new_tokens(len(prompt))
         dec = None
         if job.stream:
-            dec = DeferredStreamDecoder(self.tts.decoder.receptive_field, self.tts.samples_per_token,
+            dec = DeferredStreamDecoder(self.tts.decoder.context, self.tts.samples_per_token,
                                         self.first_chunk, self.max_chunk)
         row = _Row(job, j, torch.Generator().manual_seed(_sentence_seed(o.seed, j)), max_new, dec)
         if getattr(o.sampling, "penalize_prompt", 0):  # the prompt's ids start the penalty's history

@@ -6,7 +6,7 @@ import torch
 
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.export import load_decoder, save_decoder
-from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
+from llmtts.decoder.model import HiddenDecoder, context_tokens, receptive_field_tokens
 from llmtts.errors import UserError
 
 
@@ -46,24 +46,39 @@ def test_soprano_receptive_field_is_8_tokens():
     assert receptive_field_tokens(cfg.model) == 8
 
 
-@pytest.mark.parametrize("num_layers", [1, 3])
-def test_a_token_influences_only_its_receptive_field(num_layers):
-    cfg = tiny_cfg(num_layers=num_layers)
+@pytest.mark.parametrize("num_layers,causal", [(1, False), (3, False), (3, True)])
+def test_a_token_influences_only_its_receptive_field(num_layers, causal):
+    cfg = tiny_cfg(num_layers=num_layers, causal=causal)
     torch.manual_seed(0)
     m = HiddenDecoder(cfg).double().eval()
     # Strong residual branches so influence reaches as far as it can (default init damps it to ~0).
     for b in m.backbone.blocks:
         b.gamma.data.fill_(1.0)
-    R, T, j = receptive_field_tokens(cfg), 30, 15
+    (left, right), T, j = context_tokens(cfg), 30, 15
+    assert (left > right) == causal and receptive_field_tokens(cfg) == max(left, right)
     h = torch.randn(1, T, 16, dtype=torch.double)
     h2 = h.clone()
     h2[0, j] += 1.0
     with torch.no_grad():
         diff = (m(h2) - m(h)).abs().reshape(T, -1).amax(1)
     touched = (diff > 0).nonzero().flatten()
-    assert touched.min() >= j - R and touched.max() <= j + R
+    # Token j reaches the outputs of tokens that have it in their context: j - right .. j + left.
+    assert touched.min() >= j - right and touched.max() <= j + left
     # The bound is tight to within one token on each side.
-    assert touched.min() <= j - R + 1 and touched.max() >= j + R - 1
+    assert touched.min() <= j - right + 1 and touched.max() >= j + left - 1
+
+
+def test_causal_convolutions_leave_one_token_of_right_context_and_load_the_same_weights():
+    from llmtts.config import load_config
+    from llmtts.decoder.config import DecoderConfig
+
+    stream = load_config(DecoderConfig, "configs/decoder/soprano-stream.yaml").model
+    assert stream.causal and context_tokens(stream) == (15, 1)
+    plain = HiddenDecoder(tiny_cfg())
+    causal = HiddenDecoder(tiny_cfg(causal=True))
+    causal.load_state_dict(plain.state_dict())  # same parameters: a plain decoder can start a causal one
+    with pytest.raises(ValueError, match="causal"):
+        tiny_cfg(causal=True, edges="soprano")
 
 
 def test_export_round_trip(tmp_path):

@@ -1,6 +1,8 @@
 """TTS API and CLI: lengths, streaming == offline, batch == one-by-one, bad inputs as one-line errors."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -58,20 +60,27 @@ def test_stream_equals_offline(tts):
     assert_within(np.concatenate(chunks), offline, FP32_DECODER_REL * np.abs(offline).max(), "stream")
 
 
-@pytest.mark.parametrize("first,maxc", [(1, 1), (2, 8), (5, 64)])
-def test_chunked_decoding_equals_full_decoding(first, maxc):
+@pytest.mark.parametrize("first,maxc,causal", [(1, 1, False), (2, 8, False), (5, 64, False), (1, 1, True),
+                                               (2, 8, True)])
+def test_chunked_decoding_equals_full_decoding(first, maxc, causal):
     torch.manual_seed(0)
-    dec = HiddenDecoder(tiny_decoder_cfg()).eval()
+    dec = HiddenDecoder(replace(tiny_decoder_cfg(), causal=causal)).eval()
     for b in dec.backbone.blocks:
         b.gamma.data.fill_(1.0)  # strong residuals: the receptive field really is used
     h = torch.randn(29, 32)
     with torch.no_grad():
         full = dec(h[None])[0].numpy()
-        sd = StreamDecoder(lambda x: dec(x[None])[0].numpy(), dec.receptive_field, 256, first, maxc)
-        out = []
-        for i in range(0, 29, 3):  # tokens arrive in groups
-            out += sd.push(h[i:i + 3])
+        sd = StreamDecoder(lambda x: dec(x[None])[0].numpy(), dec.context, 256, first, maxc)
+        out, first_at = [], None
+        for i in range(0, 29):  # one token at a time, as generation delivers them
+            got = sd.push(h[i:i + 1])
+            if got and first_at is None:
+                first_at = i + 1
+            out += got
         out.append(sd.flush())
+    # Exact chunks wait for the right context only: 1 token for a causal decoder (its left context is longer).
+    left, right = dec.context
+    assert first_at == first + right and (right == 1 and left > right) == causal
     assert_within(np.concatenate(out), full, FP32_DECODER_REL * np.abs(full).max(), "chunked")
 
 
