@@ -5,8 +5,9 @@ once per token), so reading 1 byte per weight instead of 4 is the main lever.
 ``torch._weight_int8pack_mm`` (bf16 activations); many rows (prompt prefill, big batches) use a bf16 copy of
 the dequantised weights and a regular (AMX / AVX-512 bf16) matmul, which is much faster there. The copy is
 never read by decode steps, so it costs memory (2 bytes per weight) but no decode bandwidth. On a CPU without
-native bf16 (``cpu_has_fast_bf16``) the int8 kernel takes every row count instead and no copy is kept (it would
-never be read). Relative error of a layer's output is ~0.5 %.
+native bf16 (``cpu_has_fast_bf16``) no copy is kept: the int8 kernel takes up to ``INT8_DEQUANT_MIN_ROWS`` rows,
+and a prompt prefill converts each weight to fp32 on the fly for an fp32 oneDNN product (faster there than the
+kernel, and no bf16 rounding). Relative error of a layer's output is ~0.5 %.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from torch import nn
 
 # Rows up to which the int8 kernel beats a bf16 matmul on dequantised weights (measured on AVX-512 CPUs).
 INT8_KERNEL_MAX_ROWS = 4
+# Without native bf16 (AVX2), rows from which converting the weights to fp32 on the fly for an fp32 oneDNN product
+# beats the int8 kernel (17 soprano-80m layers, AMD EPYC, 2 threads: 32 rows 64 vs 89 ms, 71 rows (a prompt
+# prefill) 151 vs 101-114 ms). Decode steps (1 row per sentence) never get here.
+INT8_DEQUANT_MIN_ROWS = 48
 
 
 @functools.cache
@@ -83,11 +88,17 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x2 = x.reshape(-1, shape[-1]).to(torch.bfloat16)
-        if x2.device.type == "cpu" and (x2.shape[0] <= INT8_KERNEL_MAX_ROWS or not cpu_has_fast_bf16()):
-            y = torch._weight_int8pack_mm(x2, self.weight_int8, self.scale)
+        rows = x.reshape(-1, shape[-1])
+        cpu, native_bf16 = rows.device.type == "cpu", cpu_has_fast_bf16()
+        if cpu and not native_bf16 and rows.shape[0] >= INT8_DEQUANT_MIN_ROWS:
+            from llmtts.infer.onednn import linear
+
+            # Exact int8 weights in fp32, the per-row scale applied to the product (fp32 activations: no rounding).
+            y = linear(rows.float(), self.weight_int8.float()) * self.scale.float()
+        elif cpu and (rows.shape[0] <= INT8_KERNEL_MAX_ROWS or not native_bf16):
+            y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
         else:
-            y = nn.functional.linear(x2, self.weight)
+            y = nn.functional.linear(rows.to(torch.bfloat16), self.weight)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*shape[:-1], self.out_features).to(x.dtype)
