@@ -38,10 +38,11 @@ class DecoderModelConfig:
     # (state t sits on sample t * samples_per_token; the last token's half is dropped). Imported Soprano
     # decoders use it (llmtts.interop.soprano).
     edges: Literal["centered", "soprano"] = "centered"
-    # Causal convolutions (k - 1 frames of left padding, none on the right): a token's audio then waits only for
-    # the upsampling's and the iSTFT overlap's right context (~2 tokens instead of 8 for the soprano shapes), which
-    # is what a low-latency stream waits for; the left context doubles (more recomputed per chunk, no latency).
-    causal: bool = False
+    # Frames of future context per convolution: -1 = centred (k // 2 each side, the default); 0 = causal; n = at
+    # most n. What an exact stream waits for is the decoder's right context in tokens (``context_tokens``): 8 for
+    # the soprano shapes centred, 1 causal (only the upsampling and the iSTFT overlap look ahead), 4 with 1 frame;
+    # the left context grows by what the right loses (recomputed per chunk: throughput, not latency).
+    conv_lookahead: int = -1
 
     def __post_init__(self) -> None:
         for key in TOKEN_FACTS:
@@ -55,8 +56,10 @@ class DecoderModelConfig:
             raise ValueError(f"embed_kernel and dw_kernel must be odd, got {self.embed_kernel}, {self.dw_kernel}")
         if self.edges not in ("centered", "soprano"):
             raise ValueError(f"edges must be 'centered' or 'soprano', got {self.edges!r}")
-        if self.causal and self.edges == "soprano":
-            raise ValueError("causal convolutions are not part of Soprano's decoder (edges: soprano)")
+        if self.conv_lookahead < -1:
+            raise ValueError(f"conv_lookahead must be -1 (centred), 0 (causal) or more, got {self.conv_lookahead}")
+        if self.conv_lookahead >= 0 and self.edges == "soprano":
+            raise ValueError("conv_lookahead (uncentred convolutions) is not part of Soprano's decoder (edges: soprano)")
         if self.samples_per_token and self.upsample * self.hop_length != self.samples_per_token:
             raise ValueError(f"upsample ({self.upsample}) x hop_length ({self.hop_length}) must equal "
                              f"samples_per_token ({self.samples_per_token})")

@@ -13,9 +13,9 @@ Receptive field (``receptive_field_tokens``): the output of token ``t`` depends 
 ``t - R .. t + R`` only. R counts the interpolation (up to 1 token), the ConvNeXt stack (embed + blocks,
 k=7 each: 3 frames per layer) and the iSTFT overlap (``n_fft / 2`` samples): R = 8 tokens (0.51 s) for
 configs/decoder/soprano.yaml. Streaming decodes chunks with R tokens of
-context on each side, so concatenated chunks equal the offline output. With ``causal: true`` the convolutions
-see no future frames: (left, right) context (``context_tokens``) becomes (15, 1) tokens for those shapes, so a
-stream waits for 1 token of look-ahead instead of 8 (configs/decoder/soprano-stream.yaml).
+context on each side, so concatenated chunks equal the offline output. With ``conv_lookahead: 0`` (causal) the
+convolutions see no future frames: (left, right) context (``context_tokens``) becomes (15, 1) tokens for those
+shapes, so a stream waits for 1 token of look-ahead instead of 8 (configs/decoder/soprano-stream.yaml).
 """
 from __future__ import annotations
 
@@ -30,9 +30,8 @@ from llmtts.nn.vocos import ISTFTHead, VocosBackbone
 def _conv_frames(cfg: DecoderModelConfig) -> tuple[int, int]:
     """Frames of (left, right) context of the conv stack (embed + one depthwise conv per block)."""
     kernels = [cfg.embed_kernel] + [cfg.dw_kernel] * cfg.num_layers
-    if cfg.causal:
-        return sum(k - 1 for k in kernels), 0
-    return (sum(k // 2 for k in kernels),) * 2
+    right = [k // 2 if cfg.conv_lookahead < 0 else min(cfg.conv_lookahead, k // 2) for k in kernels]
+    return sum(k - 1 - r for k, r in zip(kernels, right)), sum(right)
 
 
 def _soprano_receptive_field(cfg: DecoderModelConfig) -> int:
@@ -67,7 +66,7 @@ def context_tokens(cfg: DecoderModelConfig) -> tuple[int, int]:
 
 
 def receptive_field_tokens(cfg: DecoderModelConfig) -> int:
-    """Tokens of context on the wider side (``context_tokens``; both sides alike without ``causal``)."""
+    """Tokens of context on the wider side (``context_tokens``; both sides alike for centred convolutions)."""
     return max(context_tokens(cfg))
 
 
@@ -79,7 +78,8 @@ class HiddenDecoder(nn.Module):
                              f"= 0: read from the training input by the stage): {cfg}")
         self.cfg = cfg
         self.backbone = VocosBackbone(cfg.hidden_size, cfg.dim, cfg.intermediate_dim, cfg.num_layers,
-                                      embed_kernel=cfg.embed_kernel, dw_kernel=cfg.dw_kernel, causal=cfg.causal)
+                                      embed_kernel=cfg.embed_kernel, dw_kernel=cfg.dw_kernel,
+                                      lookahead=cfg.conv_lookahead)
         soprano = cfg.edges == "soprano"
         self.head = ISTFTHead(cfg.dim, cfg.n_fft, cfg.hop_length, padding="center" if soprano else "same",
                               zero_edge_bins=soprano)

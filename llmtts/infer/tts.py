@@ -321,7 +321,7 @@ class TTS:
         ``synthesize(text)`` (same options and seed) up to the decoder's rounding at chunk edges.
         ``self.last_stats`` gets ``first_chunk_s`` (latency from the call to the first chunk). ``lookahead`` <
         the decoder's receptive field (tokens) lowers latency at the price of inexact chunk edges
-        (see ``StreamDecoder``); a causal decoder (``causal: true``) is exact with a right context of one token.
+        (see ``StreamDecoder``); a causal decoder (``conv_lookahead: 0``) is exact with a right context of one token.
 
         Generation runs the same batches as ``synthesize`` (``batch_size`` sentences of the text together), so
         both sample the same tokens from the same states at every dtype: a bf16 / int8 batch rounds differently

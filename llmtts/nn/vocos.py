@@ -27,20 +27,23 @@ Padding = Literal["same", "center"]
 
 
 class LengthKeepingConv1d(nn.Conv1d):
-    """A ``Conv1d`` that keeps the frame count: "same" padding (k // 2 frames each side) or, ``causal``, k - 1
-    frames on the left only (output frame f sees input frames f - k + 1 .. f: no look-ahead, for streaming).
-    Same parameters either way, so a state dict loads into both."""
+    """A ``Conv1d`` that keeps the frame count. ``lookahead`` = frames of future context: -1 (default) centred,
+    k // 2 frames each side ("same" padding); 0 causal (output frame f sees input frames f - k + 1 .. f); n at most
+    n frames of future (the rest of the kernel on the left). Same parameters either way, so a state dict loads
+    into any of them."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1, causal: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1, lookahead: int = -1):
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd to keep the length, got {kernel_size}")
-        super().__init__(in_channels, out_channels, kernel_size, groups=groups,
-                         padding=0 if causal else kernel_size // 2)
-        self.causal = causal
+        self.right = kernel_size // 2 if lookahead < 0 else min(lookahead, kernel_size // 2)
+        self.left = kernel_size - 1 - self.right
+        centred = self.left == self.right
+        super().__init__(in_channels, out_channels, kernel_size, groups=groups, padding=self.left if centred else 0)
+        self.pad_outside = not centred
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.causal:
-            x = nn.functional.pad(x, (self.kernel_size[0] - 1, 0))
+        if self.pad_outside:
+            x = nn.functional.pad(x, (self.left, self.right))
         return super().forward(x)
 
 
@@ -51,9 +54,9 @@ class ConvNeXtBlock(nn.Module):
     """
 
     def __init__(self, dim: int, intermediate_dim: int, layer_scale_init: float = 1e-6, kernel_size: int = 7,
-                 causal: bool = False):
+                 lookahead: int = -1):
         super().__init__()
-        self.dwconv = LengthKeepingConv1d(dim, dim, kernel_size, groups=dim, causal=causal)
+        self.dwconv = LengthKeepingConv1d(dim, dim, kernel_size, groups=dim, lookahead=lookahead)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.pwconv1 = nn.Linear(dim, intermediate_dim)
         self.act = nn.GELU()
@@ -77,15 +80,15 @@ class VocosBackbone(nn.Module):
 
     def __init__(self, input_dim: int, dim: int, intermediate_dim: int, num_layers: int,
                  layer_scale_init: float | None = None, embed_kernel: int = 7, dw_kernel: int = 7,
-                 causal: bool = False):
+                 lookahead: int = -1):
         super().__init__()
         self.input_dim, self.dim = input_dim, dim
         # Kernels: 7 here by default; Soprano's decoder uses an embed kernel of 1 and depthwise kernels of 3.
-        self.embed = LengthKeepingConv1d(input_dim, dim, embed_kernel, causal=causal)
+        self.embed = LengthKeepingConv1d(input_dim, dim, embed_kernel, lookahead=lookahead)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         # Vocos scales the residual branches by 1/num_layers at init so a deep stack starts near identity.
         scale = layer_scale_init if layer_scale_init is not None else 1.0 / max(num_layers, 1)
-        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale, kernel_size=dw_kernel, causal=causal)
+        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, intermediate_dim, scale, kernel_size=dw_kernel, lookahead=lookahead)
                                      for _ in range(num_layers)])
         self.final_norm = nn.LayerNorm(dim, eps=1e-6)
         self.apply(self._init_weights)

@@ -46,16 +46,17 @@ def test_soprano_receptive_field_is_8_tokens():
     assert receptive_field_tokens(cfg.model) == 8
 
 
-@pytest.mark.parametrize("num_layers,causal", [(1, False), (3, False), (3, True)])
-def test_a_token_influences_only_its_receptive_field(num_layers, causal):
-    cfg = tiny_cfg(num_layers=num_layers, causal=causal)
+@pytest.mark.parametrize("num_layers,lookahead", [(1, -1), (3, -1), (3, 0), (3, 1), (2, 5)])
+def test_a_token_influences_only_its_receptive_field(num_layers, lookahead):
+    cfg = tiny_cfg(num_layers=num_layers, conv_lookahead=lookahead)
     torch.manual_seed(0)
     m = HiddenDecoder(cfg).double().eval()
     # Strong residual branches so influence reaches as far as it can (default init damps it to ~0).
     for b in m.backbone.blocks:
         b.gamma.data.fill_(1.0)
     (left, right), T, j = context_tokens(cfg), 30, 15
-    assert (left > right) == causal and receptive_field_tokens(cfg) == max(left, right)
+    # Uncentred convolutions move context from the right to the left (5 frames >= k // 2 = 3: centred again).
+    assert (left > right) == (lookahead in (0, 1)) and receptive_field_tokens(cfg) == max(left, right)
     h = torch.randn(1, T, 16, dtype=torch.double)
     h2 = h.clone()
     h2[0, j] += 1.0
@@ -69,16 +70,22 @@ def test_a_token_influences_only_its_receptive_field(num_layers, causal):
 
 
 def test_causal_convolutions_leave_one_token_of_right_context_and_load_the_same_weights():
+    from dataclasses import replace
+
     from llmtts.config import load_config
     from llmtts.decoder.config import DecoderConfig
 
     stream = load_config(DecoderConfig, "configs/decoder/soprano-stream.yaml").model
-    assert stream.causal and context_tokens(stream) == (15, 1)
+    assert stream.conv_lookahead == 0 and context_tokens(stream) == (15, 1)
+    assert context_tokens(replace(stream, conv_lookahead=1)) == (13, 4)  # one frame of future per convolution
+    assert context_tokens(replace(stream, conv_lookahead=-1)) == (8, 8)  # = configs/decoder/soprano.yaml
     plain = HiddenDecoder(tiny_cfg())
-    causal = HiddenDecoder(tiny_cfg(causal=True))
+    causal = HiddenDecoder(tiny_cfg(conv_lookahead=0))
     causal.load_state_dict(plain.state_dict())  # same parameters: a plain decoder can start a causal one
-    with pytest.raises(ValueError, match="causal"):
-        tiny_cfg(causal=True, edges="soprano")
+    with pytest.raises(ValueError, match="conv_lookahead"):
+        tiny_cfg(conv_lookahead=0, edges="soprano")
+    with pytest.raises(ValueError, match="conv_lookahead"):
+        tiny_cfg(conv_lookahead=-2)
 
 
 def test_export_round_trip(tmp_path):
