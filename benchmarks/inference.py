@@ -3,6 +3,7 @@ of generated tokens per sentence ([stop] masked), against a naive baseline measu
 
     python benchmarks/inference.py                      # 512 tokens, batch 1 and 8, fp32 + int8 (+ bf16)
     python benchmarks/inference.py --tokens 128 --quick # a fast smoke run
+    python benchmarks/inference.py --device cuda --dtypes fp32,bf16 --batch 32   # a GPU (scripts/gpu-smoke.sh runs it)
 
 Reports x-real-time (seconds of audio per second of wall time), ms per generated token, and the streaming
 first-chunk latency. Baseline: the same model, no KV cache (the whole sequence recomputed at every step).
@@ -22,7 +23,7 @@ import torch
 from llmtts.config import load_config
 from llmtts.decoder.config import DecoderConfig
 from llmtts.decoder.model import HiddenDecoder
-from llmtts.infer.tts import TTS, cast_llm
+from llmtts.infer.tts import TTS, cast_llm, check_device
 from llmtts.llm.config import LLMConfig
 from llmtts.llm.model import build_model
 from llmtts.llm.tokenizer import DEFAULT_SYMBOLS, build_frontend
@@ -32,13 +33,13 @@ logging.getLogger("llmtts.infer.tts").setLevel(logging.ERROR)  # forced lengths:
 TEXT = "the quick brown fox jumps over the lazy dog while the band plays on."
 
 
-def build(dtype: str, decoder_config: str = "configs/decoder/soprano.yaml") -> TTS:
+def build(dtype: str, decoder_config: str = "configs/decoder/soprano.yaml", device: str = "cpu") -> TTS:
     torch.manual_seed(0)
     lcfg = load_config(LLMConfig, "configs/llm/soprano-80m.yaml")
     vocab = Vocab(n_audio=8000, n_text=len(DEFAULT_SYMBOLS), text_symbols=DEFAULT_SYMBOLS, size=8192)
-    llm = build_model(lcfg.model, vocab.size).eval()
+    llm = build_model(lcfg.model, vocab.size).eval().to(device)
     dcfg = load_config(DecoderConfig, decoder_config)
-    decoder = HiddenDecoder(dcfg.model).eval()
+    decoder = HiddenDecoder(dcfg.model).eval().to(device)
     return TTS(cast_llm(llm, dtype), vocab, build_frontend("chars", "english"), decoder, dtype=dtype)
 
 
@@ -56,7 +57,8 @@ def timed(fn):
 def offline(tts: TTS, texts: list[str], tokens: int, **kw) -> dict:
     res, wall = timed(lambda: tts.synthesize_batch(texts, batch_size=len(texts), **forced(tokens), **kw))
     audio_s = sum(len(w) for w, _ in res) / tts.sample_rate
-    return {"x_rt": audio_s / wall, "ms_per_token": wall / tokens * 1000, "audio_s": audio_s, "wall_s": wall}
+    return {"x_rt": audio_s / wall, "ms_per_token": wall / tokens * 1000, "tokens_per_s": tokens * len(texts) / wall,
+            "audio_s": audio_s, "wall_s": wall}
 
 
 def naive(tts: TTS, tokens: int) -> dict:
@@ -101,7 +103,8 @@ def main() -> None:
                     help="tokens for the no-cache baseline (quadratic; compared with ours at the same length)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--dtypes", default="fp32,int8", help="LLM weight formats to measure")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=8, help="sentences generated together (a GPU: 32)")
+    ap.add_argument("--device", default="cpu", help="torch device (cuda: use --dtypes fp32,bf16,int8)")
     ap.add_argument("--quick", action="store_true", help="skip batch and bf16 runs")
     ap.add_argument("--json", default="", help="also write the results here")
     ap.add_argument("--decoder-config", default="configs/decoder/soprano.yaml",
@@ -111,14 +114,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+    check_device(args.device)
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes share these cores); "
           f"soprano-80m LLM + {args.decoder_config} decoder (random weights, context (left, right) "
           f"{HiddenDecoder(load_config(DecoderConfig, args.decoder_config).model).context} tokens), "
           f"{args.tokens} tokens/sentence")
-    results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens}
+    results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens, "device": where}
 
-    base = build("fp32", args.decoder_config)
+    base = build("fp32", args.decoder_config, args.device)
     offline(base, [TEXT], 8)  # warm-up (allocator, oneDNN kernels)
     results["naive_fp32_b1"] = nv = naive(base, args.naive_tokens)
     results["cached_fp32_b1_short"] = cs = offline(base, [TEXT], args.naive_tokens)
@@ -131,7 +136,7 @@ def main() -> None:
 
     dtypes = [d for d in args.dtypes.split(",") if d]
     for dtype in dtypes:
-        tts = base if dtype == "fp32" else build(dtype, args.decoder_config)
+        tts = base if dtype == "fp32" else build(dtype, args.decoder_config, args.device)
         offline(tts, [TEXT], 8)
         r1 = offline(tts, [TEXT], args.tokens)
         st = stream(tts, args.tokens)
@@ -146,7 +151,7 @@ def main() -> None:
         if not args.quick:
             rb = offline(tts, [TEXT] * args.batch, args.tokens)
             results[f"{dtype}_b{args.batch}"] = rb
-            line += f" | batch {args.batch}: {rb['x_rt']:.2f}x RT"
+            line += f" | batch {args.batch}: {rb['x_rt']:.2f}x RT, {rb['tokens_per_s']:.0f} tokens/s"
         print(line, flush=True)
         if tts is not base:
             del tts

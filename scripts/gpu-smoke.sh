@@ -47,3 +47,11 @@ t0=$(date +%s)
 "$PY" -m llmtts.cli pipeline --config configs/pipeline/gpu-smoke.yaml run_root="$RUN" "$@"
 echo "gpu-smoke: pipeline wall time $(( $(date +%s) - t0 )) s"
 "$PY" benchmarks/gpu_smoke_report.py "$RUN" --json "$RUN/gpu-smoke.json"
+if [ "$DRY" = 0 ] && [ "${GPU_BENCHMARKS:-1}" = 1 ]; then
+  # Issue 16's GPU figures (a few minutes): decoding speed at batch 1 and 32, first chunk, tokens/s; training
+  # throughput and MFU of the three stages. GPU_BENCHMARKS=0 skips them.
+  "$PY" benchmarks/inference.py --device cuda --dtypes fp32,bf16 --batch 32 --tokens 512 --naive-tokens 32 \
+    --json "$RUN/inference-gpu.json" | tee "$RUN/inference-gpu.txt"
+  "$PY" benchmarks/train_throughput.py --device cuda --json "$RUN/train-throughput-gpu.json" \
+    | tee "$RUN/train-throughput-gpu.txt"
+fi
