@@ -75,6 +75,21 @@ def finish(proc: subprocess.Popen, trace: Path, timeout: float = 180) -> tuple[i
     return proc.returncode, out
 
 
+def finish_saying(proc: subprocess.Popen, trace: Path, line: str, timeout: float) -> tuple[int, str]:
+    """``finish`` for a node whose peer was killed: the trainer must exit with ``line`` within ``timeout``. Its
+    torchrun agent (the rendezvous host) sometimes lingers in torch elastic's teardown after its worker has
+    exited (2 runs in 7 on the CI machine): such an agent is reaped, not counted as the trainer hanging, once the
+    trainer has said ``line`` (printed on its way out)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_node(proc, trace)
+        out, _ = proc.communicate()  # the output so far is kept across the timeout
+        if line not in out:
+            pytest.fail(f"node still running after {timeout:.0f} s without saying {line!r} (hang):\n{out[-3000:]}")
+    return proc.returncode, out
+
+
 def rank_records(trace: Path) -> dict[int, dict]:
     return {r["rank"]: r for r in (json.loads(p.read_text()) for p in trace.rglob("rank_*.json"))}
 
@@ -189,14 +204,15 @@ def test_killed_node_fails_the_other_without_hang_and_run_resumes(shards, tmp_pa
     try:
         wait_for(run / "checkpoints" / "step_00000003" / "COMPLETE", node0, timeout=150)
         kill_node(node1, trace / "node1")
-        rc, out = finish(node0, trace / "node0", timeout=HANG_S)
+        lost = "llmtts: error: rank 0: lost contact with another rank"
+        rc, out = finish_saying(node0, trace / "node0", lost, timeout=HANG_S)
     finally:
         kill_node(node0, trace / "node0")
         kill_node(node1, trace / "node1")
     print(out[-2500:])
     assert rc != 0
     # One clear line from the surviving trainer, not a gloo traceback.
-    assert "llmtts: error: rank 0: lost contact with another rank" in out, out[-4000:]
+    assert lost in out, out[-4000:]
     assert not any(line.startswith("[rank0]: Traceback") for line in out.splitlines()), out[-4000:]
     saved = complete_steps(run)
     assert saved and saved[-1] >= 3 and not (run / "export").exists()
