@@ -28,8 +28,13 @@ class StreamOptionError(UserError, ValueError):
 
 class StreamDecoder:
     def __init__(self, decode: Callable[[torch.Tensor], np.ndarray], context: int | tuple[int, int],
-                 samples_per_token: int, first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None):
-        """``context``: the decoder's (left, right) context in tokens, or one number for both sides."""
+                 samples_per_token: int, first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None,
+                 incremental: Callable[[torch.Tensor, bool], np.ndarray] | None = None):
+        """``context``: the decoder's (left, right) context in tokens, or one number for both sides.
+        ``incremental``: a stateful decoder, ``(next states [n, d], final) -> the samples now final``
+        (``llmtts.decoder.stream`` for causal decoders), used instead of ``decode`` windows for exact streaming:
+        it carries its left context, so every state is decoded once. Chunks then end where the decoder's output is
+        final (a little short of the chunk's last token), not on token boundaries; they concatenate the same."""
         if first_chunk < 1 or max_chunk < first_chunk:
             raise StreamOptionError(f"need 1 <= first_chunk <= max_chunk, got {first_chunk}, {max_chunk}")
         self.L, self.R = (context, context) if isinstance(context, int) else context
@@ -38,6 +43,8 @@ class StreamDecoder:
         if not 0 <= self.lookahead <= self.R:
             raise StreamOptionError(f"lookahead must be in [0, {self.R}] (the decoder's right context), "
                                     f"got {lookahead}")
+        self.incremental = incremental if self.lookahead == self.R else None
+        self.fed = 0  # states handed to ``incremental``
         self.chunk, self.max_chunk = first_chunk, max_chunk
         self.states: list[torch.Tensor] = []  # [n, d] blocks
         self.n = 0  # tokens received
@@ -55,6 +62,14 @@ class StreamDecoder:
         return self.states[0][start:stop], crop
 
     def _emit(self, end: int) -> np.ndarray:
+        if self.incremental is not None:
+            if len(self.states) > 1:
+                self.states = [torch.cat(self.states)]
+            final = end >= self.n
+            stop = self.n if final else end + self.R  # the chunk and the right context it waits for
+            out = self.incremental(self.states[0][self.fed:stop], final)
+            self.fed, self.done = stop, end
+            return out
         hidden, (a, b) = self._window(end)
         return self.decode(hidden)[a:b]
 

@@ -294,6 +294,20 @@ class TTS:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.decoder_bf16):
             return self.decoder(hidden.to(dev)[None])[0].float().cpu().numpy()
 
+    def _decoder_stream(self):
+        """For a causal decoder: ``decode`` done incrementally (``llmtts.decoder.stream``), one per sentence, as
+        ``(states, final) -> samples`` for ``StreamDecoder``; None for other decoders (they decode windows)."""
+        from llmtts.decoder.stream import DecoderStream, can_stream
+
+        if not can_stream(self.decoder):
+            return None
+        stream, dev = DecoderStream(self.decoder), next(self.decoder.parameters()).device
+
+        def push(hidden: torch.Tensor, final: bool) -> np.ndarray:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.decoder_bf16):
+                return stream.push(shard_precision(hidden).to(dev)[None], final)[0].float().cpu().numpy()
+        return push
+
     def synthesize(self, text: str, **options) -> tuple[np.ndarray, int]:
         """``(wav float32 [N], sample_rate)``. Options: see ``SynthesisOptions`` and ``SamplingConfig``."""
         return self.synthesize_batch([text], **options)[0]
@@ -349,8 +363,8 @@ class TTS:
                       stats: dict) -> Iterator[np.ndarray]:
         """Chunks of ``n`` sentences generated together (``steps`` from ``generate_steps``), in sentence order:
         row ``cur`` is played; other rows' chunks wait in ``ready`` until every row before them has ended."""
-        decs = [StreamDecoder(self.decode, self.decoder.context, self.samples_per_token, first_chunk, max_chunk, lookahead)
-                for _ in range(n)]
+        decs = [StreamDecoder(self.decode, self.decoder.context, self.samples_per_token, first_chunk, max_chunk, lookahead,
+                              incremental=self._decoder_stream()) for _ in range(n)]
         ready: list[list[np.ndarray]] = [[] for _ in range(n)]
         ended = [False] * n
         cur = 0

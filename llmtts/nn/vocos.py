@@ -41,7 +41,18 @@ class LengthKeepingConv1d(nn.Conv1d):
         super().__init__(in_channels, out_channels, kernel_size, groups=groups, padding=self.left if centred else 0)
         self.pad_outside = not centred
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        """``state`` (a dict the caller keeps between calls): streaming, frames arrive in pieces and the last
+        ``k - 1`` input frames are carried to the next call; causal convolutions only (no future to wait for)."""
+        if state is not None:
+            if self.right:
+                raise ValueError("streaming state needs causal convolutions (conv_lookahead: 0)")
+            history = state.get(id(self))
+            if history is None:  # the stream's start: the zeros the left padding would add
+                history = x.new_zeros(*x.shape[:-1], self.left)
+            x = torch.cat([history, x], -1)
+            state[id(self)] = x[..., x.shape[-1] - self.left:]
+            return super().forward(x)
         if self.pad_outside:
             x = nn.functional.pad(x, (self.left, self.right))
         return super().forward(x)
@@ -63,9 +74,9 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(intermediate_dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init)) if layer_scale_init > 0 else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         residual = x
-        x = self.dwconv(x).transpose(1, 2)  # [B, F, C]
+        x = self.dwconv(x, state).transpose(1, 2)  # [B, F, C]
         x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
         if self.gamma is not None:
             x = x * self.gamma
@@ -100,13 +111,14 @@ class VocosBackbone(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        """``state``: see ``LengthKeepingConv1d`` (causal backbones decode a stream piece by piece with it)."""
         if x.dim() != 3 or x.shape[1] != self.input_dim:
             raise ValueError(f"VocosBackbone expects [B, {self.input_dim}, F], got {tuple(x.shape)}")
-        x = self.embed(x)
+        x = self.embed(x, state)
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, state)
         return self.final_norm(x.transpose(1, 2))
 
 
@@ -157,6 +169,40 @@ class ISTFT(nn.Module):
         # The envelope only vanishes at the very edges (trimmed away); clamp guards the division anyway.
         return y / env.clamp(min=1e-11)
 
+    def stream(self, spec: torch.Tensor, state: dict, final: bool = False) -> torch.Tensor:
+        """"same" padding, frames arriving in pieces: ``spec [B, bins, m]`` (m >= 0) -> the samples that no later
+        frame can change, in order; ``final`` (no more frames) also returns the tail. The concatenated outputs equal
+        ``forward`` over all frames (up to summation order). ``state``: a dict the caller keeps between calls."""
+        if self.padding != "same":
+            raise ValueError("streaming iSTFT supports 'same' padding only")
+        win, hop = self.win_length, self.hop_length
+        pad = (win - hop) // 2
+        frames = spec.shape[-1]
+        acc, env_acc = state.get("istft", (None, None))
+        if acc is None:  # the untrimmed signal's first win - hop samples, still open
+            acc = spec.new_zeros(spec.shape[0], win - hop, dtype=torch.float32)
+            env_acc = torch.zeros(win - hop, device=spec.device)
+            state["istft_trim"] = pad  # samples still to drop at the start
+        if frames:
+            frames_t = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")[:, :win] * self.window[None, :, None]
+            length = (frames - 1) * hop + win
+            y = nn.functional.fold(frames_t, output_size=(1, length), kernel_size=(1, win),
+                                   stride=(1, hop))[:, 0, 0]
+            env = nn.functional.fold(self.window.square().expand(1, frames, -1).transpose(1, 2), output_size=(1, length),
+                                     kernel_size=(1, win), stride=(1, hop)).reshape(-1)
+            y[:, : win - hop] += acc
+            env[: win - hop] += env_acc
+            done, acc, env_acc = y[:, : frames * hop], y[:, frames * hop:], env[frames * hop:]
+            done_env = env[: frames * hop]
+        else:
+            done, done_env = acc[:, :0], env_acc[:0]
+        if final:  # the tail, less the end trim
+            done, done_env = torch.cat([done, acc[:, :pad]], 1), torch.cat([done_env, env_acc[:pad]])
+        state["istft"] = (acc, env_acc)
+        trim = min(state["istft_trim"], done.shape[1])
+        state["istft_trim"] -= trim
+        return done[:, trim:] / done_env[trim:].clamp(min=1e-11)
+
 
 class ISTFTHead(nn.Module):
     """Linear ``dim -> n_fft + 2`` predicting log-magnitude and phase per bin, then inverse STFT.
@@ -174,7 +220,8 @@ class ISTFTHead(nn.Module):
         self.out = nn.Linear(dim, n_fft + 2)
         self.istft = ISTFT(n_fft, hop_length, padding=padding)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, F, dim]`` -> complex ``[B, n_fft // 2 + 1, F]``."""
         x = self.out(x).transpose(1, 2).float()  # iSTFT in fp32 even under bf16 autocast
         log_mag, phase = x.chunk(2, dim=1)
         # Clamp keeps exp() finite early in training (Vocos does the same).
@@ -182,7 +229,10 @@ class ISTFTHead(nn.Module):
         spec = torch.polar(mag, phase)
         if self.zero_edge_bins:
             spec = torch.cat([spec.new_zeros(spec[:, :1].shape), spec[:, 1:-1], spec.new_zeros(spec[:, :1].shape)], 1)
-        return self.istft(spec)
+        return spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.istft(self.spectrum(x))
 
     def samples_for_frames(self, frames: int) -> int:
         return samples_for_frames(frames, self.hop_length, self.padding)

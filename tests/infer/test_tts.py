@@ -60,6 +60,28 @@ def test_stream_equals_offline(tts):
     assert_within(np.concatenate(chunks), offline, FP32_DECODER_REL * np.abs(offline).max(), "stream")
 
 
+def test_stream_with_a_causal_decoder_decodes_each_state_once_and_equals_offline(tts):
+    """A causal decoder streams incrementally (its state carried, no window recomputed): same audio as offline."""
+    from llmtts import TTS
+
+    torch.manual_seed(0)
+    dec = HiddenDecoder(replace(tts.decoder.cfg, conv_lookahead=0)).eval()
+    for b in dec.backbone.blocks:
+        b.gamma.data.fill_(1.0)
+    causal = TTS(tts.llm, tts.vocab, tts.frontend, dec)
+    frames = []  # frames through the decoder's stack, per call
+    hook = dec.backbone.embed.register_forward_hook(lambda m, i, o: frames.append(o.shape[-1]))
+    offline, _ = causal.synthesize(TEXT, seed=5, max_tokens=24)
+    tokens, offline_frames = causal.last_stats["tokens"], sum(frames)
+    assert offline_frames == tokens * dec.cfg.upsample
+    frames.clear()
+    chunks = list(causal.stream(TEXT, seed=5, max_tokens=24, first_chunk=1, max_chunk=4))
+    hook.remove()
+    assert len(chunks) > 4 and causal.last_stats["tokens"] == tokens
+    assert sum(frames) == offline_frames  # every frame once: no left context recomputed per chunk
+    assert_within(np.concatenate(chunks), offline, FP32_DECODER_REL * np.abs(offline).max(), "causal stream")
+
+
 @pytest.mark.parametrize("first,maxc,causal", [(1, 1, False), (2, 8, False), (5, 64, False), (1, 1, True),
                                                (2, 8, True)])
 def test_chunked_decoding_equals_full_decoding(first, maxc, causal):
