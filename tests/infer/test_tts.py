@@ -82,11 +82,11 @@ def test_stream_with_a_causal_decoder_decodes_each_state_once_and_equals_offline
     assert_within(np.concatenate(chunks), offline, FP32_DECODER_REL * np.abs(offline).max(), "causal stream")
 
 
-@pytest.mark.parametrize("first,maxc,causal", [(1, 1, False), (2, 8, False), (5, 64, False), (1, 1, True),
-                                               (2, 8, True)])
-def test_chunked_decoding_equals_full_decoding(first, maxc, causal):
+@pytest.mark.parametrize("first,maxc,lookahead", [(1, 1, -1), (2, 8, -1), (5, 64, -1), (1, 1, 0), (2, 8, 0),
+                                                  (2, 8, 1)])
+def test_chunked_decoding_equals_full_decoding(first, maxc, lookahead):
     torch.manual_seed(0)
-    dec = HiddenDecoder(replace(tiny_decoder_cfg(), conv_lookahead=0 if causal else -1)).eval()
+    dec = HiddenDecoder(replace(tiny_decoder_cfg(), conv_lookahead=lookahead)).eval()
     for b in dec.backbone.blocks:
         b.gamma.data.fill_(1.0)  # strong residuals: the receptive field really is used
     h = torch.randn(29, 32)
@@ -100,9 +100,10 @@ def test_chunked_decoding_equals_full_decoding(first, maxc, causal):
                 first_at = i + 1
             out += got
         out.append(sd.flush())
-    # Exact chunks wait for the right context only: 1 token for a causal decoder (its left context is longer).
+    # Exact chunks wait for the right context only: 1 token for a causal decoder, 2 with one frame of look-ahead
+    # per convolution (their left context is longer), 4 centred (this 2-block test decoder).
     left, right = dec.context
-    assert first_at == first + right and (right == 1 and left > right) == causal
+    assert first_at == first + right and right == {-1: 4, 0: 1, 1: 2}[lookahead] and (left > right) == (lookahead >= 0)
     assert_within(np.concatenate(out), full, FP32_DECODER_REL * np.abs(full).max(), "chunked")
 
 
