@@ -10,7 +10,7 @@ The prompt (prefill) still runs through the generic forward; its cache is copied
 
 Inference models (``fuse_projections_``, called by ``cast_llm``) also get one matrix for q/k/v and one for the
 MLP's gate/up: fewer, longer products read the same weights with fewer calls (soprano-80m, AMD EPYC, 2 threads:
-with oneDNN linears and one-call RMSNorms, fp32 29 -> 20 ms per token; docs/results.md section 4).
+with oneDNN linears and one-call RMSNorms, fp32 29 -> 20 ms per token; docs/inference.md "Speed").
 """
 from __future__ import annotations
 

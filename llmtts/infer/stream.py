@@ -50,24 +50,25 @@ class StreamDecoder:
         self.n = 0  # tokens received
         self.done = 0  # tokens whose audio has been emitted
 
+    def _all_states(self) -> torch.Tensor:
+        if len(self.states) > 1:
+            self.states = [torch.cat(self.states)]
+        return self.states[0]
+
     def _window(self, end: int) -> tuple[torch.Tensor, tuple[int, int]]:
         """The states that decode tokens ``[done, end)`` exactly, and the sample span of those tokens in the
         window's audio; marks them emitted."""
         start = max(self.done - self.L, 0)
         stop = min(end + self.R, self.n)
-        if len(self.states) > 1:
-            self.states = [torch.cat(self.states)]
         crop = ((self.done - start) * self.spt, (end - start) * self.spt)
         self.done = end
-        return self.states[0][start:stop], crop
+        return self._all_states()[start:stop], crop
 
     def _emit(self, end: int) -> np.ndarray:
         if self.incremental is not None:
-            if len(self.states) > 1:
-                self.states = [torch.cat(self.states)]
             final = end >= self.n
             stop = self.n if final else end + self.R  # the chunk and the right context it waits for
-            out = self.incremental(self.states[0][self.fed:stop], final)
+            out = self.incremental(self._all_states()[self.fed:stop], final)
             self.fed, self.done = stop, end
             return out
         hidden, (a, b) = self._window(end)
