@@ -3,7 +3,7 @@
 Why not ``F.linear``: torch's CPU ``F.linear`` calls MKL, whose one-row products (a decode step) did not use the
 second core on the AMD EPYC these benchmarks ran on: 17 Soprano-sized layers took 24.8 ms per token through MKL
 vs 16.6 ms through oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``, the op torch.compile's CPU
-backend emits), and a 71-row prompt 104 vs 94 ms (benchmarks/inference.py, docs/results.md section 4).
+backend emits), and a 71-row prompt 104 vs 94 ms (docs/inference.md "Speed").
 Same math, another summation order (differences ~1e-6 relative). ``LLMTTS_ONEDNN=0`` turns it off.
 """
 from __future__ import annotations

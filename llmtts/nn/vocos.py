@@ -157,17 +157,20 @@ class ISTFT(nn.Module):
         if self.padding == "center":
             return torch.istft(spec, self.n_fft, self.hop_length, self.win_length, self.window, center=True)
         pad = (self.win_length - self.hop_length) // 2
-        _, _, frames = spec.shape
-        frames_t = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")[:, : self.win_length]
-        frames_t = frames_t * self.window[None, :, None]
-        out_len = (frames - 1) * self.hop_length + self.win_length
-        y = nn.functional.fold(frames_t, output_size=(1, out_len), kernel_size=(1, self.win_length),
-                               stride=(1, self.hop_length))[:, 0, 0, pad:-pad if pad else None]
-        env = nn.functional.fold(self.window.square().expand(1, frames, -1).transpose(1, 2),
-                                 output_size=(1, out_len), kernel_size=(1, self.win_length),
-                                 stride=(1, self.hop_length)).squeeze()[pad:-pad if pad else None]
+        y, env = self._overlap_add(spec)
+        trim = slice(pad, -pad if pad else None)
         # The envelope only vanishes at the very edges (trimmed away); clamp guards the division anyway.
-        return y / env.clamp(min=1e-11)
+        return y[:, trim] / env[trim].clamp(min=1e-11)
+
+    def _overlap_add(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windowed frames overlap-added, untrimmed: ``(signal [B, (F - 1) * hop + win], window envelope)``."""
+        win, hop, frames = self.win_length, self.hop_length, spec.shape[-1]
+        frames_t = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")[:, :win] * self.window[None, :, None]
+        length = (frames - 1) * hop + win
+        y = nn.functional.fold(frames_t, output_size=(1, length), kernel_size=(1, win), stride=(1, hop))[:, 0, 0]
+        env = nn.functional.fold(self.window.square().expand(1, frames, -1).transpose(1, 2), output_size=(1, length),
+                                 kernel_size=(1, win), stride=(1, hop)).reshape(-1)
+        return y, env
 
     def stream(self, spec: torch.Tensor, state: dict, final: bool = False) -> torch.Tensor:
         """"same" padding, frames arriving in pieces: ``spec [B, bins, m]`` (m >= 0) -> the samples that no later
@@ -184,12 +187,7 @@ class ISTFT(nn.Module):
             env_acc = torch.zeros(win - hop, device=spec.device)
             state["istft_trim"] = pad  # samples still to drop at the start
         if frames:
-            frames_t = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")[:, :win] * self.window[None, :, None]
-            length = (frames - 1) * hop + win
-            y = nn.functional.fold(frames_t, output_size=(1, length), kernel_size=(1, win),
-                                   stride=(1, hop))[:, 0, 0]
-            env = nn.functional.fold(self.window.square().expand(1, frames, -1).transpose(1, 2), output_size=(1, length),
-                                     kernel_size=(1, win), stride=(1, hop)).reshape(-1)
+            y, env = self._overlap_add(spec)
             y[:, : win - hop] += acc
             env[: win - hop] += env_acc
             done, acc, env_acc = y[:, : frames * hop], y[:, frames * hop:], env[frames * hop:]
