@@ -2,11 +2,11 @@
 
 Why: a decode step of an 80 M model on a CPU is a few milliseconds of matrix-vector products; the generic
 transformers forward adds mask construction, cache bookkeeping and a growing ``torch.cat`` of every layer's
-keys/values per step, a large share of the step. This step calls the *same* submodules (projections, RMSNorms,
-rotary embedding, MLP) in the same order as ``Qwen3DecoderLayer`` — only the orchestration differs — and
-tests check it against the generic forward (cache == no cache, states == teacher-forced dump).
+keys/values per step, a large share of the step. This step computes what ``Qwen3DecoderLayer`` computes with the
+same weights, and tests check it against the generic forward (cache == no cache, states == teacher-forced dump).
 
-The prompt (prefill) still runs through the generic forward; its cache is copied into the static buffers.
+The prompt (prefill) still runs through the generic forward; its cache is copied into the static buffers. The
+per-layer math of a step is ``step_plan`` (plain tensor calls, rotary as one product).
 
 Inference models (``fuse_projections_``, called by ``cast_llm``) also get one matrix for q/k/v and one for the
 MLP's gate/up: fewer, longer products read the same weights with fewer calls (soprano-80m, AMD EPYC, 2 threads:
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from llmtts.infer.step_plan import DecodePlan, layer_step
 
 FUSED_ATTR = "_llmtts_fused"  # kept in the layer's __dict__: not a submodule, so not in its state dict
 
@@ -32,7 +33,7 @@ def supports_fast_decode(model) -> bool:
 class StaticDecoder:
     def __init__(self, model, cache, attention_mask: torch.Tensor | None, max_len: int):
         """``cache``: the DynamicCache after the prefill; ``attention_mask [B, P]`` (None = no padding)."""
-        self.m = model.model
+        self.m, self.plan = model.model, DecodePlan(model)
         layer0 = cache.layers[0]
         B, kv, P, hd = layer0.keys.shape
         self.B, self.P = B, P
@@ -51,18 +52,17 @@ class StaticDecoder:
 
     @torch.inference_mode()
     def step(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """``ids [B, 1]``, ``positions [B, 1]`` -> post-final-norm states ``[B, 1, d]``."""
-        m, L = self.m, self.len
-        x = m.embed_tokens(ids)
-        cos, sin = m.rotary_emb(x, positions)
+        """``ids [B, 1]``, ``positions [B, 1]`` -> post-final-norm states ``[B, d]``."""
+        L, plan = self.len, self.plan
+        x, rot = plan.embed_and_rotation(ids[:, 0], positions[:, 0])
         bias = None if self.bias is None else self.bias[..., : L + 1]
-        for i, layer in enumerate(m.layers):
+        for i, p in enumerate(plan.layers):
             def store(k, v, i=i):  # every row writes at position L and attends over 0..L
                 self.k[i][:, :, L], self.v[i][:, :, L] = k, v
                 return self.k[i][:, :, : L + 1], self.v[i][:, :, : L + 1]
-            x = layer_step(layer, x, cos, sin, store, bias)
+            x = layer_step(p, x, rot, store, bias)
         self.len = L + 1
-        return rms_norm(m.norm, x)
+        return plan.final_norm(x)
 
 
 @dataclass
@@ -104,7 +104,7 @@ def concat_linears(mods: list[nn.Module]) -> nn.Module | None:
 
 
 def fuse_projections_(model) -> int:
-    """Give every layer of a Qwen3 inference model its ``FusedProjections`` (used by ``layer_step``); returns how
+    """Give every layer of a Qwen3 inference model its ``FusedProjections`` (used by ``step_plan``); returns how
     many layers got them. Inference only: the original projections become views into the fused weights, so
     call it after every cast and move (a later ``.to()`` would separate them again)."""
     if not supports_fast_decode(model):
@@ -121,40 +121,3 @@ def fuse_projections_(model) -> int:
                                                       (mlp.gate_proj.out_features, mlp.up_proj.out_features))
         done += 1
     return done
-
-
-def rms_norm(norm, x: torch.Tensor) -> torch.Tensor:
-    """``Qwen3RMSNorm`` in one fused call instead of seven (the same math: normalised in fp32, cast back to the
-    input's dtype, then scaled by the weight)."""
-    if x.dtype == torch.float32 and norm.weight.dtype == torch.float32:
-        return F.rms_norm(x, (x.shape[-1],), norm.weight, norm.variance_epsilon)
-    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), None, norm.variance_epsilon).to(x.dtype)
-
-
-def layer_step(layer, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, store, bias: torch.Tensor | None):
-    """One ``Qwen3DecoderLayer`` on one new token per row (``x [B, 1, d]``), its submodules called in the same
-    order as the layer's own forward. ``store(k, v)`` (``[B, kv_heads, head_dim]`` each) writes the new key/value
-    into the caller's cache and returns the ``(keys, values)`` to attend over; ``bias`` is the additive mask.
-    Shared by ``StaticDecoder`` and the server's per-row ``SlotBatch``."""
-    from transformers.models.qwen3.modeling_qwen3 import apply_rotary_pos_emb
-
-    attn, mlp, B = layer.self_attn, layer.mlp, x.shape[0]
-    fused = layer.__dict__.get(FUSED_ATTR)
-    h = rms_norm(layer.input_layernorm, x)
-    if fused is None or fused.qkv is None:
-        q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-    else:
-        q, k, v = fused.qkv(h).split(fused.qkv_sizes, -1)
-    shape = (B, 1, -1, attn.head_dim)
-    q = rms_norm(attn.q_norm, q.view(shape)).transpose(1, 2)
-    k = rms_norm(attn.k_norm, k.view(shape)).transpose(1, 2)
-    v = v.view(shape).transpose(1, 2)
-    q, k = apply_rotary_pos_emb(q, k, cos, sin)
-    keys, values = store(k[:, :, 0], v[:, :, 0])
-    o = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scaling, enable_gqa=True)
-    x = x + attn.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
-    h = rms_norm(layer.post_attention_layernorm, x)
-    if fused is None or fused.gate_up is None:
-        return x + mlp(h)
-    gate, up = fused.gate_up(h).split(fused.gate_up_sizes, -1)
-    return x + mlp.down_proj(mlp.act_fn(gate) * up)

@@ -81,7 +81,7 @@ class _Forward:
 
     def __call__(self, ids, positions, full_ids, full_pos, mask) -> torch.Tensor:
         if self.static is not None:
-            return self.static.step(ids, positions)[:, -1]
+            return self.static.step(ids, positions)
         attn = mask if self.padded else None  # no mask at all when no row is padded
         if self.use_cache:
             out = self.model.model(input_ids=ids, attention_mask=attn, position_ids=positions, cache=self.cache,

@@ -44,6 +44,11 @@ class OneDNNLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
 
+    def decode_fn(self):
+        """``forward`` for fp32 CPU inputs as a closure (``step_plan``): the oneDNN op itself."""
+        w, b, op = self.weight, self.bias, torch.ops.mkldnn._linear_pointwise
+        return lambda x: op(x, w, b, "none", [], "")
+
 
 def use_onednn_linears_(model: nn.Module) -> nn.Module:
     """Turn every plain fp32 CPU ``nn.Linear`` of ``model`` into a ``OneDNNLinear`` in place (the class is swapped,

@@ -86,6 +86,21 @@ class Int8Linear(nn.Module):
         """Dequantised bf16 weight (for code that reads ``.weight``; computed when no copy is kept)."""
         return self._dequantised() if self.weight_bf16 is None else self.weight_bf16
 
+    def decode_fn(self):
+        """``forward`` for 2-D inputs as a closure (``step_plan``): on a CPU without native bf16, few rows go
+        straight to the int8 kernel between two casts, with no module call or reshape; anything else is ``forward``."""
+        w, s, b = self.weight_int8, self.scale, self.bias
+        if w.device.type != "cpu" or cpu_has_fast_bf16():
+            return self.forward
+        kernel, forward = torch._weight_int8pack_mm, self.forward
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] >= INT8_DEQUANT_MIN_ROWS:
+                return forward(x)
+            y = kernel(x.to(torch.bfloat16), w, s)
+            return (y if b is None else y + b).to(x.dtype)
+        return f
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         rows = x.reshape(-1, shape[-1])

@@ -99,6 +99,16 @@ class Int4Linear(nn.Module):
         (the other rows are ~2 % of Soprano's head; repacking a slice would need the unpacked codes)."""
         return _Rows(self, start, stop)
 
+    def decode_fn(self):
+        """``forward`` for 2-D CPU inputs as a closure (``step_plan``): the kernel between two casts."""
+        w, g, sz, b, n = self.weight_int4, self.group_size, self.scales_and_zeros, self.bias, self.out_features
+        kernel = torch.ops.aten._weight_int4pack_mm_for_cpu
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            y = kernel(x.to(torch.bfloat16).contiguous(), w, g, sz)[:, :n]
+            return (y if b is None else y + b).to(x.dtype)
+        return f
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             raise RuntimeError("Int4Linear runs on the CPU only")

@@ -22,11 +22,13 @@ from llmtts.errors import UserError
 class SlotBatch:
     def __init__(self, model, max_rows: int, max_len: int = 256):
         from llmtts.infer.fast_decode import supports_fast_decode
+        from llmtts.infer.step_plan import DecodePlan
 
         if not supports_fast_decode(model):
             raise UserError("the server's batching engine needs a Qwen3 LLM with full attention "
                             f"(model_type {getattr(model.config, 'model_type', '?')!r})")
         self.model, self.m, self.max_rows = model, model.model, max_rows
+        self.plan = DecodePlan(model)
         cfg = model.config
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -97,21 +99,21 @@ class SlotBatch:
     @torch.inference_mode()
     def step(self, ids: list[int]) -> torch.Tensor:
         """Feed token ``ids[i]`` to live row ``i``; returns post-final-norm states ``[n, d]``."""
-        from llmtts.infer.fast_decode import layer_step, rms_norm
+        from llmtts.infer.step_plan import layer_step
 
-        m, B = self.m, self.n
+        plan, B = self.plan, self.n
         lens = torch.as_tensor(self.lens, dtype=torch.long, device=self.device)
         rows = torch.arange(B, device=self.device)
         L = max(self.lens) + 1
         self._grow(L)
-        x = m.embed_tokens(torch.as_tensor(ids, dtype=torch.long, device=self.device)[:, None])
-        cos, sin = m.rotary_emb(x, lens[:, None])  # position = tokens before this one (no padding)
+        # position = tokens before this one (no padding)
+        x, rot = plan.embed_and_rotation(torch.as_tensor(ids, dtype=torch.long, device=self.device), lens)
         self.bias[rows, 0, 0, lens] = 0
         bias = self.bias[:B, ..., :L]
-        for i, layer in enumerate(m.layers):
+        for i, p in enumerate(plan.layers):
             def store(k, v, i=i):  # row r writes at its own length lens[r]; all attend over 0..max(len)
                 self.k[i][rows, :, lens], self.v[i][rows, :, lens] = k, v
                 return self.k[i][:B, :, :L], self.v[i][:B, :, :L]
-            x = layer_step(layer, x, cos, sin, store, bias)
+            x = layer_step(p, x, rot, store, bias)
         self.lens = [n + 1 for n in self.lens]
-        return rms_norm(m.norm, x)[:, 0]
+        return plan.final_norm(x)

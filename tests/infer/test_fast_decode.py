@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from infer_helpers import tiny_llm
-from llmtts.infer.fast_decode import FUSED_ATTR, concat_linears, fuse_projections_, rms_norm
+from llmtts.infer.fast_decode import FUSED_ATTR, concat_linears, fuse_projections_
 from llmtts.infer.generate import generate
 from llmtts.infer.onednn import OneDNNLinear, linear, use_onednn_linears_
 from llmtts.infer.quant import INT8_DEQUANT_MIN_ROWS, Int8Linear, cpu_has_fast_bf16
@@ -60,17 +60,6 @@ def test_linears_that_do_not_stack_are_left_alone():
     assert concat_linears([nn.Identity(), nn.Identity()]) is None
     # int4 parts of 16 rows (padded packing blocks) would interleave wrongly: refused.
     assert concat_linears([Int4Linear(m, 32) for m in three_linears(False, (32, 16, 48))]) is None
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_one_call_rms_norm_equals_qwen3s(dtype):
-    model, _, _ = tiny_llm()
-    norm = copy.deepcopy(model.model.norm).to(dtype)
-    with torch.no_grad():
-        norm.weight.copy_(torch.linspace(0.5, 2.0, norm.weight.numel()))
-    x = (torch.randn(3, 1, norm.weight.numel()) * 4).to(dtype)
-    tol = 1e-6 if dtype == torch.float32 else 1e-2
-    torch.testing.assert_close(rms_norm(norm, x), norm(x), atol=tol, rtol=tol)
 
 
 def test_onednn_linear_matches_f_linear_and_keeps_the_state_dict():
