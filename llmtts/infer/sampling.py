@@ -62,6 +62,11 @@ def apply_repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalt
     return ext[:, :-1]
 
 
+# Candidates per side for ``top_p_filter`` before it sorts the whole row (sorting soprano's 8001 logits took
+# ~0.5 ms of a ~15 ms int8 step on a 2-core EPYC; a top-k of 256 / 1024 takes 30 / 75 us).
+TOP_P_HEAD, TOP_P_TAIL = 256, 1024
+
+
 def filter_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """Temperature, top-k and top-p on ``logits [B, V]`` (float32); returns filtered logits."""
     logits = logits / max(cfg.temperature, 1e-5)
@@ -69,13 +74,41 @@ def filter_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
         kth = torch.topk(logits, cfg.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if cfg.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        # Drop a token when the mass *before* it already reaches top_p (the best token always stays).
-        drop = (probs.cumsum(-1) - probs) >= cfg.top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+        logits = top_p_filter(logits, cfg.top_p)
     return logits
+
+
+def top_p_sorted(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filtering by sorting the whole row: an id is dropped when the mass of the ids before it (in
+    descending order) already reaches ``top_p`` (so the best id always stays)."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    drop = (probs.cumsum(-1) - probs) >= top_p
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``top_p_sorted`` without sorting the whole row where one side decides it (same ids kept, up to float
+    rounding of the masses at the boundary): when the ``TOP_P_HEAD`` best ids of every row hold ``top_p`` of the
+    mass, every id after them is dropped and only they need ordering; when the ``TOP_P_TAIL`` worst ids hold more
+    than ``1 - top_p``, every id before them is kept, and an id among them is dropped when it and the ids after it
+    hold at most ``1 - top_p``. Otherwise (or for a short row) the whole row is sorted."""
+    V = logits.shape[-1]
+    if V <= 2 * TOP_P_TAIL:
+        return top_p_sorted(logits, top_p)
+    probs = torch.softmax(logits, dim=-1)
+    vals, idx = torch.topk(logits, TOP_P_HEAD, dim=-1)  # descending
+    p = probs.gather(1, idx)
+    if bool((p.sum(-1) >= top_p).all()):
+        drop = (p.cumsum(-1) - p) >= top_p
+        return torch.full_like(logits, float("-inf")).scatter(1, idx, vals.masked_fill(drop, float("-inf")))
+    vals, idx = torch.topk(logits, TOP_P_TAIL, dim=-1, largest=False)  # ascending
+    p = probs.gather(1, idx)
+    if bool((p.sum(-1) > 1.0 - top_p).all()):
+        drop = p.cumsum(-1) <= 1.0 - top_p  # mass of this id and every worse one
+        return logits.scatter(1, idx, vals.masked_fill(drop, float("-inf")))
+    return top_p_sorted(logits, top_p)
 
 
 def sample_next(logits: torch.Tensor, cfg: SamplingConfig, generators: list[torch.Generator]) -> torch.Tensor:

@@ -145,3 +145,23 @@ def test_static_cache_step_equals_generic_cached_forward(llm):
     for a, b, ha, hb in zip(fast.codes, generic.codes, fast.hidden, generic.hidden):
         assert torch.equal(a, b) and len(a) > 1
         torch.testing.assert_close(ha, hb, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale, top_p, sorts", [(8.0, 0.95, 0), (0.3, 0.95, 0), (0.3, 0.5, 1), (2.5, 0.9, 1),
+                                                 (8.0, 0.999999, 1)])
+def test_top_p_without_a_full_sort_keeps_the_same_ids(monkeypatch, scale, top_p, sorts):
+    """Peaked rows are decided by their best ids, flat rows by their worst; rows decided by neither side (and
+    only they) sort the whole row. The kept ids and their logits equal the full sort's."""
+    import llmtts.infer.sampling as sampling
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 8001, generator=g) * scale
+    want = sampling.top_p_sorted(logits, top_p)
+    calls = []
+    full = sampling.top_p_sorted
+    monkeypatch.setattr(sampling, "top_p_sorted", lambda *a: calls.append(1) or full(*a))
+    got = sampling.top_p_filter(logits, top_p)
+    assert len(calls) == sorts
+    assert torch.equal(torch.isfinite(got), torch.isfinite(want))
+    assert torch.equal(got[torch.isfinite(got)], want[torch.isfinite(want)])
+    assert 0 < int(torch.isfinite(got).sum(-1).min()) < 8001
