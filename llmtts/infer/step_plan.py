@@ -73,7 +73,7 @@ def _side_by_side(*fns: Fn) -> Fn:
     return lambda x: torch.cat([f(x) for f in fns], -1)
 
 
-def plan_layer(layer) -> LayerPlan:
+def plan_layer(layer, hidden_act: str) -> LayerPlan:
     from llmtts.infer.fast_decode import FUSED_ATTR
 
     attn, mlp = layer.self_attn, layer.mlp
@@ -84,7 +84,7 @@ def plan_layer(layer) -> LayerPlan:
         *map(product_fn, (attn.q_proj, attn.k_proj, attn.v_proj)))
     gate_up = product_fn(fused.gate_up) if fused is not None and fused.gate_up is not None else _side_by_side(
         product_fn(mlp.gate_proj), product_fn(mlp.up_proj))
-    act = F.silu if isinstance(mlp.act_fn, nn.SiLU) else mlp.act_fn
+    act = F.silu if hidden_act == "silu" else mlp.act_fn  # transformers' SiLUActivation is a module call
     return LayerPlan(norm_fn(layer.input_layernorm), qkv, heads_norm_fn(attn.q_norm, hq, attn.k_norm, hk),
                      product_fn(attn.o_proj), norm_fn(layer.post_attention_layernorm), gate_up,
                      product_fn(mlp.down_proj), act, (hq, hk, hd), mlp.gate_proj.out_features, attn.scaling)
@@ -107,7 +107,7 @@ class DecodePlan:
     def __init__(self, model):
         m = model.model
         self.rotary, self.embed = m.rotary_emb, m.embed_tokens
-        self.layers = [plan_layer(layer) for layer in m.layers]
+        self.layers = [plan_layer(layer, model.config.hidden_act) for layer in m.layers]
         self.final_norm = norm_fn(m.norm)
         self._swap = None
 
