@@ -116,12 +116,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     check_device(args.device)
     where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else platform.processor()
+    from llmtts.infer.graphed_decode import cuda_graphs_enabled
+
+    graphs = cuda_graphs_enabled(torch.device(args.device))
+    if args.device.startswith("cuda"):
+        where += f", CUDA graphs {'on' if graphs else 'off (LLMTTS_CUDA_GRAPHS=0)'}"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other processes share these cores); "
           f"soprano-80m LLM + {args.decoder_config} decoder (random weights, context (left, right) "
           f"{HiddenDecoder(load_config(DecoderConfig, args.decoder_config).model).context} tokens), "
           f"{args.tokens} tokens/sentence")
-    results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens, "device": where}
+    results: dict = {"threads": torch.get_num_threads(), "tokens": args.tokens, "device": where, "cuda_graphs": graphs}
 
     base = build("fp32", args.decoder_config, args.device)
     offline(base, [TEXT], 8)  # warm-up (allocator, oneDNN kernels)

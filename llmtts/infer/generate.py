@@ -91,8 +91,10 @@ class _Forward:
             out = self.model.model(input_ids=full_ids, attention_mask=attn, position_ids=full_pos, use_cache=False)
         if self.fast:  # prefill done: continue with static-cache steps
             from llmtts.infer.fast_decode import StaticDecoder
+            from llmtts.infer.graphed_decode import GraphedDecoder, cuda_graphs_enabled
 
-            self.static = StaticDecoder(self.model, self.cache, attn, ids.shape[1] + self.max_new + 1)
+            kind = GraphedDecoder if cuda_graphs_enabled(ids.device) else StaticDecoder
+            self.static = kind(self.model, self.cache, attn, ids.shape[1] + self.max_new + 1)
             self.cache = None
         return out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
 
