@@ -10,12 +10,15 @@ CUDA and runs in scripts/gpu-smoke.sh). ``LLMTTS_CUDA_GRAPHS=0`` turns graphs of
 """
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
 
 from llmtts.infer.fast_decode import StaticDecoder
 from llmtts.infer.step_plan import layer_step
+
+log = logging.getLogger(__name__)
 
 
 def cuda_graphs_enabled(device: torch.device) -> bool:
@@ -78,23 +81,32 @@ class GraphedDecoder(StaticShapeDecoder):
 
     def _run(self) -> None:
         if self.graph is None:
-            self.graph = self._capture()
-        self.graph.replay()
+            try:
+                self.graph = self._capture()
+            except RuntimeError as e:  # an op that cannot be recorded on this setup: decode eagerly instead
+                log.warning("CUDA graph capture failed, decoding without graphs: %s", str(e).splitlines()[0])
+                self.graph = False
+        if self.graph is False:
+            self._static_step()
+        else:
+            self.graph.replay()
 
     def _capture(self) -> "torch.cuda.CUDAGraph":
         # Warm up on a side stream (allocator pools, lazy inits), undo what it wrote, then record. The warm-up
         # writes only the slot this step will overwrite anyway; the mask's slot is 0 either way from here on.
         slot = self.slot.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                self.slot.copy_(slot)
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self.slot.copy_(slot)
+                    self._static_step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.slot.copy_(slot)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
                 self._static_step()
-        torch.cuda.current_stream().wait_stream(side)
-        self.slot.copy_(slot)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._static_step()
-        self.slot.copy_(slot)  # recording does not run the kernels; this is the state the first replay needs
-        return graph
+            return graph
+        finally:  # recording runs no kernel; a failed capture falls back to eager steps: same starting state
+            self.slot.copy_(slot)
