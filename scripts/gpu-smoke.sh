@@ -56,7 +56,8 @@ if [ "$DRY" = 0 ] && [ "${GPU_BENCHMARKS:-1}" = 1 ]; then
     | tee "$RUN/train-throughput-gpu.txt"
   # CUDA graphs (llmtts/infer/graphed_decode.py): replay == eager step, and batch-1 speed without them.
   "$PY" -m pip install -q "pytest>=8" >/dev/null 2>&1 || true
-  "$PY" -m pytest -q -p no:cacheprovider tests/infer/test_graphed_decode.py 2>&1 | tee "$RUN/graphed-decode-tests.txt"
+  "$PY" -m pytest -q -p no:cacheprovider tests/infer/test_graphed_decode.py 2>&1 | tee "$RUN/graphed-decode-tests.txt" \
+    || echo "gpu-smoke: graphed decode tests FAILED (see $RUN/graphed-decode-tests.txt)"
   LLMTTS_CUDA_GRAPHS=0 "$PY" benchmarks/inference.py --device cuda --dtypes bf16 --quick --tokens 512 \
     --naive-tokens 32 --json "$RUN/inference-gpu-eager.json" | tee "$RUN/inference-gpu-eager.txt"
 fi

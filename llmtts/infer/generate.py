@@ -67,10 +67,11 @@ class _Forward:
     ``DynamicCache`` then single-token steps (through ``fast_decode.StaticDecoder`` when ``fast`` and the model
     supports it), or, with ``use_cache=False``, the whole sequence recomputed every step (the reference)."""
 
-    def __init__(self, model, padded: bool, use_cache: bool, fast: bool, max_new: int):
+    def __init__(self, model, padded: bool, use_cache: bool, fast: bool, max_new: int, cuda_graphs: bool = True):
         from transformers import DynamicCache
 
         self.model, self.padded, self.use_cache, self.max_new = model, padded, use_cache, max_new
+        self.cuda_graphs = cuda_graphs
         self.cache = DynamicCache() if use_cache else None
         self.static = None
         if use_cache and fast:
@@ -93,7 +94,7 @@ class _Forward:
             from llmtts.infer.fast_decode import StaticDecoder
             from llmtts.infer.graphed_decode import GraphedDecoder, cuda_graphs_enabled
 
-            kind = GraphedDecoder if cuda_graphs_enabled(ids.device) else StaticDecoder
+            kind = GraphedDecoder if self.cuda_graphs and cuda_graphs_enabled(ids.device) else StaticDecoder
             self.static = kind(self.model, self.cache, attn, ids.shape[1] + self.max_new + 1)
             self.cache = None
         return out.last_hidden_state[:, -1]  # [B, d] post-norm: the state the next token is sampled from
@@ -131,7 +132,7 @@ def _emit(nxt: torch.Tensor, stop_col: int, finished: list[bool], counts: list[i
 def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, audio_offset: int, n_audio: int,
                    max_new_tokens: Sequence[int], sampling: SamplingConfig, generators: Sequence[torch.Generator],
                    min_new_tokens: int = 0, pad_id: int = 0, use_cache: bool = True,
-                   fast: bool = True) -> Iterator[StepOutput]:
+                   fast: bool = True, cuda_graphs: bool = True) -> Iterator[StepOutput]:
     """Yield one ``StepOutput`` per decode step until every row stopped or reached its max length.
 
     ``model`` is a ``Qwen3ForCausalLM``; the vocabulary must put [stop] right before the audio ids
@@ -142,7 +143,9 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     ``min_new_tokens`` masks [stop] for that many steps (benchmarks force a fixed length).
     ``use_cache=False`` recomputes the whole sequence at every step: the naive reference that tests and
     the benchmark compare the cached loop against. ``fast=True`` runs decode steps through
-    ``fast_decode.StaticDecoder`` (same submodules, preallocated cache) when the model is a Qwen3.
+    ``fast_decode.StaticDecoder`` (preallocated cache, ``step_plan``) when the model is a Qwen3; on a GPU through
+    its CUDA-graph form (``graphed_decode``) unless ``cuda_graphs=False`` (e.g. samples during training, where
+    recording a graph per call would only add work).
     """
     full = bool(sampling.full_vocab)
     if not full and stop_id != audio_offset - 1:
@@ -162,7 +165,7 @@ def generate_steps(model, prompts: Sequence[Sequence[int]], *, stop_id: int, aud
     ids, mask = ids.to(device), mask.to(device)
     padded = bool((mask == 0).any())
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    forward = _Forward(model, padded, use_cache, fast, max(max_new_tokens))
+    forward = _Forward(model, padded, use_cache, fast, max(max_new_tokens), cuda_graphs)
     full_ids, full_pos = ids, positions
     finished = [m <= 0 for m in max_new_tokens]
     counts = [0] * B

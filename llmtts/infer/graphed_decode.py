@@ -21,8 +21,11 @@ from llmtts.infer.step_plan import layer_step
 log = logging.getLogger(__name__)
 
 
+_CAPTURE_FAILED = False  # once a capture failed in this process, later generations decode eagerly at once
+
+
 def cuda_graphs_enabled(device: torch.device) -> bool:
-    return device.type == "cuda" and os.environ.get("LLMTTS_CUDA_GRAPHS", "1") != "0"
+    return device.type == "cuda" and os.environ.get("LLMTTS_CUDA_GRAPHS", "1") != "0" and not _CAPTURE_FAILED
 
 
 class StaticShapeDecoder(StaticDecoder):
@@ -80,33 +83,40 @@ class GraphedDecoder(StaticShapeDecoder):
         self.graph = None
 
     def _run(self) -> None:
+        global _CAPTURE_FAILED
         if self.graph is None:
             try:
                 self.graph = self._capture()
-            except RuntimeError as e:  # an op that cannot be recorded on this setup: decode eagerly instead
-                log.warning("CUDA graph capture failed, decoding without graphs: %s", str(e).splitlines()[0])
-                self.graph = False
+            except Exception as e:  # anything that cannot be recorded on this setup: decode eagerly instead
+                log.warning("CUDA graph capture failed, decoding without graphs from now on: %s",
+                            str(e).splitlines()[0])
+                _CAPTURE_FAILED, self.graph = True, False
         if self.graph is False:
             self._static_step()
         else:
-            self.graph.replay()
+            with torch.cuda.device(self.out.device):
+                self.graph.replay()
 
     def _capture(self) -> "torch.cuda.CUDAGraph":
         # Warm up on a side stream (allocator pools, lazy inits), undo what it wrote, then record. The warm-up
         # writes only the slot this step will overwrite anyway; the mask's slot is 0 either way from here on.
-        slot = self.slot.clone()
+        # Everything on the model's device (streams and graphs belong to the *current* device otherwise: a model
+        # on cuda:1 would record an empty graph); "thread_local" keeps other threads' CUDA calls (a data loader,
+        # a server thread) out of the recording.
+        slot, dev = self.slot.clone(), self.out.device
         try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self.slot.copy_(slot)
+            with torch.cuda.device(dev):
+                side = torch.cuda.Stream(dev)
+                side.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        self.slot.copy_(slot)
+                        self._static_step()
+                torch.cuda.current_stream(dev).wait_stream(side)
+                self.slot.copy_(slot)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=torch.cuda.Stream(dev), capture_error_mode="thread_local"):
                     self._static_step()
-            torch.cuda.current_stream().wait_stream(side)
-            self.slot.copy_(slot)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._static_step()
-            return graph
+                return graph
         finally:  # recording runs no kernel; a failed capture falls back to eager steps: same starting state
             self.slot.copy_(slot)

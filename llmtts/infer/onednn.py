@@ -45,8 +45,11 @@ class OneDNNLinear(nn.Linear):
         return linear(x, self.weight, self.bias)
 
     def decode_fn(self):
-        """``forward`` for fp32 CPU inputs as a closure (``step_plan``): the oneDNN op itself."""
+        """``forward`` as a closure (``step_plan``): the oneDNN op itself for an fp32 CPU weight (whose decode
+        inputs are fp32 too), ``forward`` otherwise."""
         w, b, op = self.weight, self.bias, torch.ops.mkldnn._linear_pointwise
+        if w.device.type != "cpu" or w.dtype != torch.float32 or not onednn_linear_available():
+            return self.forward
         return lambda x: op(x, w, b, "none", [], "")
 
 

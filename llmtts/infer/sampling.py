@@ -90,7 +90,8 @@ def top_p_sorted(logits: torch.Tensor, top_p: float) -> torch.Tensor:
 
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """``top_p_sorted`` without sorting the whole row where one side decides it (same ids kept, up to float
-    rounding of the masses at the boundary): when the ``TOP_P_HEAD`` best ids of every row hold ``top_p`` of the
+    rounding of the masses at the boundary and which of several tied logits counts as first — the same
+    distribution either way): when the ``TOP_P_HEAD`` best ids of every row hold ``top_p`` of the
     mass, every id after them is dropped and only they need ordering; when the ``TOP_P_TAIL`` worst ids hold more
     than ``1 - top_p``, every id before them is kept, and an id among them is dropped when it and the ids after it
     hold at most ``1 - top_p``. Otherwise (or for a short row) the whole row is sorted."""

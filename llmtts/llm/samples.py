@@ -109,7 +109,8 @@ class TrainingSampler:
             out = generate(model, prompts, stop_id=self.vocab.stop, audio_offset=self.vocab.audio_offset,
                            n_audio=self.vocab.n_audio, sampling=SamplingConfig(temperature=self.cfg.temperature),
                            max_new_tokens=[self.cfg.max_tokens] * len(prompts), pad_id=self.vocab.pad,
-                           generators=[torch.Generator().manual_seed(self.cfg.seed + i) for i in range(len(prompts))])
+                           generators=[torch.Generator().manual_seed(self.cfg.seed + i) for i in range(len(prompts))],
+                           cuda_graphs=False)  # a graph recorded per round would only add work
         finally:
             model.train(was_training)
         edits = words = 0

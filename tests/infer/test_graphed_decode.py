@@ -58,6 +58,20 @@ def test_static_shape_step_refuses_to_run_past_its_cache():
         static.step(tok, last_pos + 16)
 
 
+def test_a_failed_capture_decodes_eagerly_from_the_same_state(monkeypatch):
+    """Where recording fails (here: no CUDA at all), the graphed decoder warns, gives the sliced step's states
+    from the same cache position, and later generations no longer try."""
+    import llmtts.infer.graphed_decode as gd
+
+    model, _, _ = tiny_llm()
+    monkeypatch.setattr(gd, "_CAPTURE_FAILED", False)
+    ref, graphed, last_pos = two_decoders(model, GraphedDecoder)
+    for a, b in run_both(ref, graphed, last_pos, steps=4):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+    assert graphed.graph is False and gd._CAPTURE_FAILED
+    assert not gd.cuda_graphs_enabled(torch.device("cuda"))
+
+
 @pytest.mark.host_may_skip
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (scripts/gpu-smoke.sh runs this)")
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
@@ -68,4 +82,4 @@ def test_cuda_graph_replays_equal_the_eager_step(dtype):
     tol = 1e-5 if dtype == "fp32" else 2e-2
     for a, b in run_both(ref, graphed, last_pos, device="cuda"):
         torch.testing.assert_close(b, a, atol=tol, rtol=tol)
-    assert graphed.graph is not None
+    assert isinstance(graphed.graph, torch.cuda.CUDAGraph)

@@ -71,7 +71,7 @@ class Scaled(nn.Module):
 @pytest.mark.parametrize("kind", ["linear", "onednn", "int8", "int4", "adapter"])
 def test_product_fn_computes_the_modules_forward(kind):
     torch.manual_seed(0)
-    mod = nn.Linear(64, 96, bias=kind not in ("int4",))
+    mod = nn.Linear(64, 96)
     mod = {"linear": lambda m: m, "onednn": use_onednn_linears_, "int8": Int8Linear,
            "int4": lambda m: Int4Linear(m, 32), "adapter": Scaled}[kind](mod)
     for rows in (1, 3, 64):  # decode rows, a small batch, a prefill-sized block
@@ -83,7 +83,7 @@ def last_state_generic(model, ids: torch.Tensor) -> torch.Tensor:
     return model.model(input_ids=ids, use_cache=False).last_hidden_state[:, -1]
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "int8", "int4"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8", "int4"])
 def test_static_steps_equal_the_generic_forward(dtype):
     """Prefill 7 ids, then 5 planned steps: each step's state equals the generic forward over the whole sequence
     (no cache) at its last position, with non-trivial norm weights (q and k heads scaled differently)."""
@@ -96,7 +96,8 @@ def test_static_steps_equal_the_generic_forward(dtype):
     with torch.inference_mode():
         out = model.model(input_ids=ids[:, :P], use_cache=True, cache=DynamicCache())
         static = StaticDecoder(model, out.cache, None, ids.shape[1] + 1)
-        tol = 1e-5 if dtype == "fp32" else 2e-2  # quantised: the generic path's products round differently
+        # bf16 / quantised: rounded products (and bf16's rotary rounded once in a product instead of three times)
+        tol = 1e-5 if dtype == "fp32" else 5e-2 if dtype == "bf16" else 2e-2
         for t in range(P, ids.shape[1]):
             got = static.step(ids[:, t: t + 1], torch.full((2, 1), t))
             torch.testing.assert_close(got, last_state_generic(model, ids[:, : t + 1]), atol=tol, rtol=tol)
