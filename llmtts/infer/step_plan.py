@@ -1,4 +1,4 @@
-"""A Qwen3 decode step as plain tensor calls: each layer's weights and products gathered once (``plan_decode``).
+"""A Qwen3 decode step as plain tensor calls: each layer's weights and products gathered once (``DecodePlan``).
 
 Why: at one token per step on a CPU, a step of soprano-80m int8 spent ~14 ms of which ~6.4 ms were weight
 products; the rest was per-call overhead of ~60 small ops per layer (module calls, reshapes, casts, two
