@@ -109,14 +109,40 @@ class HiddenDecoder(nn.Module):
             raise ValueError(f"decoder expects hidden states [B, T, {self.cfg.hidden_size}], got {tuple(hidden.shape)}")
         if self.output_samples(hidden.shape[1]) == 0:
             return hidden.new_zeros(hidden.shape[0], 0, dtype=torch.float32)
+        return self.head(self.backbone(self._frames(hidden)))
+
+    def _frames(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[B, T, d]`` states -> ``[B, d, F]`` frames (the upsampling; ``edges`` decides the count)."""
         w = next(self.backbone.parameters())
         x = hidden.to(w.dtype).transpose(1, 2)  # [B, d, T]
         if self.cfg.edges == "soprano":
-            x = nn.functional.interpolate(x, size=self.cfg.upsample * (x.shape[-1] - 1) + 1, mode="linear",
-                                          align_corners=True)
-        else:
-            x = nn.functional.interpolate(x, scale_factor=self.cfg.upsample, mode="linear", align_corners=False)
-        return self.head(self.backbone(x))
+            return nn.functional.interpolate(x, size=self.cfg.upsample * (x.shape[-1] - 1) + 1, mode="linear",
+                                             align_corners=True)
+        return nn.functional.interpolate(x, scale_factor=self.cfg.upsample, mode="linear", align_corners=False)
+
+    def forward_many(self, hiddens: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Several sentences' states (``[T_i, d]`` each, any lengths) in one backbone call: each is upsampled on
+        its own, the frames are padded to a common length with every convolution seeing zeros past a sentence's
+        end (``VocosBackbone(lengths=)``), and each sentence's frames go through the head alone — so each output
+        equals ``forward`` of that sentence alone (up to the batched kernels' rounding). One call instead of
+        ``len(hiddens)`` pays on a GPU; on a CPU the backbone is compute-bound and padding only adds work."""
+        for h in hiddens:
+            if h.dim() != 2 or h.shape[-1] != self.cfg.hidden_size:
+                raise ValueError(f"decoder expects states [T, {self.cfg.hidden_size}] per sentence, got {tuple(h.shape)}")
+        out: list[torch.Tensor | None] = [None] * len(hiddens)
+        live = [i for i, h in enumerate(hiddens) if self.output_samples(h.shape[0]) > 0]
+        for i in set(range(len(hiddens))) - set(live):
+            out[i] = hiddens[i].new_zeros(0, dtype=torch.float32)
+        if live:
+            frames = [self._frames(hiddens[i][None])[0] for i in live]  # [d, F_i]
+            lengths = torch.tensor([f.shape[-1] for f in frames])
+            x = frames[0].new_zeros(len(live), frames[0].shape[0], int(lengths.max()))
+            for b, f in enumerate(frames):
+                x[b, :, : f.shape[-1]] = f
+            feats = self.backbone(x, lengths=lengths)  # [B, F, dim]
+            for b, i in enumerate(live):
+                out[i] = self.head(feats[b: b + 1, : int(lengths[b])])[0]
+        return out
 
 
 def shard_precision(hidden: torch.Tensor) -> torch.Tensor:

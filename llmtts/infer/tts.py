@@ -132,6 +132,7 @@ class TTS:
         self.options = options or SynthesisOptions()
         self._check_pair()
         self.last_stats: dict = {}
+        self._batch_decode: bool | None = None  # None: by device (``batch_decode``)
 
     # --- loading ----------------------------------------------------------------------------------
     @classmethod
@@ -294,6 +295,28 @@ class TTS:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.decoder_bf16):
             return self.decoder(hidden.to(dev)[None])[0].float().cpu().numpy()
 
+    @torch.inference_mode()
+    def decode_many(self, hiddens: list[torch.Tensor]) -> list[np.ndarray]:
+        """``decode`` of several sentences in one decoder call (``HiddenDecoder.forward_many``): each output equals
+        ``decode`` of that sentence alone, up to the batched kernels' rounding."""
+        dev = next(self.decoder.parameters()).device
+        if self.decoder.cfg.edges != "soprano":
+            hiddens = [shard_precision(h) for h in hiddens]
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.decoder_bf16):
+            return [w.float().cpu().numpy() for w in self.decoder.forward_many([h.to(dev) for h in hiddens])]
+
+    @property
+    def batch_decode(self) -> bool:
+        """``synthesize_batch`` decodes each batch's sentences in one call: on a GPU (many small calls leave it
+        idle); on a CPU the decoder is compute-bound, so one call per sentence (no padding) is as fast. Settable."""
+        if self._batch_decode is None:
+            return next(self.decoder.parameters()).device.type != "cpu"
+        return self._batch_decode
+
+    @batch_decode.setter
+    def batch_decode(self, on: bool) -> None:
+        self._batch_decode = on
+
     def _decoder_stream(self):
         """For a causal decoder: ``decode`` done incrementally (``llmtts.decoder.stream``), one per sentence, as
         ``(states, final) -> samples`` for ``StreamDecoder``; None for other decoders (they decode windows)."""
@@ -322,9 +345,14 @@ class TTS:
         flat = [p for ps in prepared for p in ps]
         seeds = [_sentence_seed(o.seed, j) for ps in prepared for j in range(len(ps))]
         hidden, _ = self._generate(flat, seeds, o)
+        if self.batch_decode:
+            flat_wavs = [w for b in range(0, len(hidden), o.batch_size)
+                         for w in self.decode_many(hidden[b: b + o.batch_size])]
+        else:
+            flat_wavs = [self.decode(h) for h in hidden]
         out, k = [], 0
         for ps in prepared:
-            wavs = [self.decode(hidden[k + j]) for j in range(len(ps))]
+            wavs = flat_wavs[k: k + len(ps)]
             k += len(ps)
             out.append((np.concatenate(wavs).astype(np.float32), self.sample_rate))
         return out

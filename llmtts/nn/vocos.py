@@ -74,9 +74,11 @@ class ConvNeXtBlock(nn.Module):
         self.pwconv2 = nn.Linear(intermediate_dim, dim)
         self.gamma = nn.Parameter(torch.full((dim,), layer_scale_init)) if layer_scale_init > 0 else None
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: dict | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask [B, 1, F]`` (1 = a real frame): frames past a row's end are zeroed before the convolution, so a
+        padded batch row sees the zeros its own unpadded forward would pad with."""
         residual = x
-        x = self.dwconv(x, state).transpose(1, 2)  # [B, F, C]
+        x = self.dwconv(x if mask is None else x * mask, state).transpose(1, 2)  # [B, F, C]
         x = self.pwconv2(self.act(self.pwconv1(self.norm(x))))
         if self.gamma is not None:
             x = x * self.gamma
@@ -111,14 +113,21 @@ class VocosBackbone(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
-        """``state``: see ``LengthKeepingConv1d`` (causal backbones decode a stream piece by piece with it)."""
+    def forward(self, x: torch.Tensor, state: dict | None = None, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``state``: see ``LengthKeepingConv1d`` (causal backbones decode a stream piece by piece with it).
+        ``lengths [B]``: rows padded at the end to a common frame count; every convolution then sees zeros past a
+        row's own length, so each row's first ``lengths[b]`` frames equal its unpadded forward (the frames past
+        it are garbage)."""
         if x.dim() != 3 or x.shape[1] != self.input_dim:
             raise ValueError(f"VocosBackbone expects [B, {self.input_dim}, F], got {tuple(x.shape)}")
+        mask = None
+        if lengths is not None:
+            mask = (torch.arange(x.shape[-1], device=x.device)[None] < lengths[:, None].to(x.device))[:, None]
+            x = x * mask
         x = self.embed(x, state)
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
-            x = block(x, state)
+            x = block(x, state, mask)
         return self.final_norm(x.transpose(1, 2))
 
 

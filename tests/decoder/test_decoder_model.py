@@ -109,3 +109,24 @@ def test_load_errors_are_one_line_user_errors(tmp_path):
     (tmp_path / "bad" / "config.json").write_text('{"model": {"hidden_size": 16, "upsample": 3}}')
     with pytest.raises(UserError, match="config.json"):
         load_decoder(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("kw", [{}, dict(edges="soprano"), dict(conv_lookahead=0), dict(conv_lookahead=1)])
+def test_sentences_of_any_lengths_decode_together_as_each_alone(kw):
+    """One padded backbone call for several sentences (lengths 1..33, incl. ones with no output under Soprano's
+    edges) gives each sentence exactly its own decode: every convolution sees zeros past a sentence's end."""
+    torch.manual_seed(0)
+    m = HiddenDecoder(tiny_cfg(**kw)).eval()
+    with torch.no_grad():  # layer scales start near 0, which would hide the convolutions' edges
+        for block in m.backbone.blocks:
+            block.gamma.fill_(1.0)
+    hiddens = [torch.randn(T, 16) for T in (7, 1, 33, 2, 12)]
+    with torch.no_grad():
+        together = m.forward_many(hiddens)
+        for h, y in zip(hiddens, together):
+            alone = m(h[None])[0]
+            assert y.shape == alone.shape == (m.output_samples(h.shape[0]),)
+            peak = alone.abs().max().item() if alone.numel() else 1.0
+            torch.testing.assert_close(y, alone, atol=1e-5 * max(peak, 1e-3), rtol=0)
+    with pytest.raises(ValueError, match="per sentence"):
+        m.forward_many([torch.randn(1, 4, 16)])

@@ -50,6 +50,20 @@ def test_batch_equals_one_by_one(tts, seed):
         assert_within(wav, alone, max(fp16_flip_bound(tts.decoder, h) for h in states), text)
 
 
+def test_decoding_a_batch_in_one_call_equals_one_call_per_sentence(tts, monkeypatch):
+    """``batch_decode`` (the GPU default): the batch's sentences, of different lengths, go through the decoder
+    together and each text's audio equals the per-sentence decode (same states; batched kernels' rounding only)."""
+    texts = [TEXT, "short.", "Another sentence, somewhat longer than the short one, with a comma."]
+    assert tts.batch_decode is False  # a CPU decoder: one call per sentence by default
+    apart = tts.synthesize_batch(texts, seed=5, max_tokens=16, batch_size=4)
+    monkeypatch.setattr(tts, "_batch_decode", True)
+    together = tts.synthesize_batch(texts, seed=5, max_tokens=16, batch_size=4)
+    assert tts.last_stats["sentences"] > len(texts)  # sentences of several lengths shared a decoder call
+    for (a, _), (b, _) in zip(apart, together):
+        assert a.shape == b.shape and len(a) > 0
+        assert_within(b, a, FP32_DECODER_REL * max(np.abs(a).max(), 1e-3), "batch decode")
+
+
 def test_stream_equals_offline(tts):
     """Streaming generates the same batches as synthesize (same tokens, bit-identical states); only the decoder's
     windows differ, so the audio differs by the decoder's fp32 rounding at other shapes."""
