@@ -21,10 +21,17 @@ import torch
 from llmtts.audio import LogMel, load_audio
 
 
+def llm_of(run: Path) -> Path:
+    """The LLM the run's own evaluation used: ``llm/best`` where the recipe keeps its best validation checkpoint
+    (``llm_checkpoint: best``, e.g. cpu-small: its last steps over-fit), else ``llm``."""
+    best = run / "llm" / "best"
+    return best if (best / "export").is_dir() or (best / "config.json").is_file() else run / "llm"
+
+
 def run_eval(run: Path, out: Path, dtype: str, n_train: int, n_unseen: int) -> dict:
     from llmtts.cli import main
 
-    args = ["eval", "tts", "--llm-path", str(run / "llm"), "--decoder-path", str(run / "decoder_gan"),
+    args = ["eval", "tts", "--llm-path", str(llm_of(run)), "--decoder-path", str(run / "decoder_gan"),
             "--out", str(out / dtype), "--set", f"train:{n_train}={run / 'shards/audio/train'}",
             "--set-name", "unseen", "--max-utterances", str(n_unseen), "--reference-dir", str(run / "eval/references"),
             "--greedy", "--seed", "0", "--dtype", dtype]
