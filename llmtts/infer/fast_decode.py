@@ -33,14 +33,14 @@ def supports_fast_decode(model) -> bool:
 class StaticDecoder:
     def __init__(self, model, cache, attention_mask: torch.Tensor | None, max_len: int):
         """``cache``: the DynamicCache after the prefill; ``attention_mask [B, P]`` (None = no padding)."""
-        self.m, self.plan = model.model, DecodePlan(model)
+        self.plan = DecodePlan(model)
         layer0 = cache.layers[0]
         B, kv, P, hd = layer0.keys.shape
         self.B, self.P = B, P
         self.len = P
         dtype, device = layer0.keys.dtype, layer0.keys.device
-        self.k = [torch.empty(B, kv, max_len, hd, dtype=dtype, device=device) for _ in self.m.layers]
-        self.v = [torch.empty(B, kv, max_len, hd, dtype=dtype, device=device) for _ in self.m.layers]
+        self.k = [torch.empty(B, kv, max_len, hd, dtype=dtype, device=device) for _ in cache.layers]
+        self.v = [torch.empty(B, kv, max_len, hd, dtype=dtype, device=device) for _ in cache.layers]
         for i, layer in enumerate(cache.layers):
             self.k[i][:, :, :P] = layer.keys
             self.v[i][:, :, :P] = layer.values
@@ -67,13 +67,10 @@ class StaticDecoder:
 
 @dataclass
 class FusedProjections:
-    """A layer's q/k/v as one product and the MLP's gate/up as another (None: that group did not stack), with the
-    split sizes of their outputs."""
+    """A layer's q/k/v as one product and the MLP's gate/up as another (None: that group did not stack)."""
 
     qkv: nn.Module | None
-    qkv_sizes: tuple[int, int, int]
     gate_up: nn.Module | None
-    gate_up_sizes: tuple[int, int]
 
 
 def concat_linears(mods: list[nn.Module]) -> nn.Module | None:
@@ -112,12 +109,10 @@ def fuse_projections_(model) -> int:
     done = 0
     for layer in model.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
-        parts = (attn.q_proj, attn.k_proj, attn.v_proj)
-        qkv = concat_linears(list(parts))
+        qkv = concat_linears([attn.q_proj, attn.k_proj, attn.v_proj])
         gate_up = concat_linears([mlp.gate_proj, mlp.up_proj])
         if qkv is None and gate_up is None:
             continue
-        layer.__dict__[FUSED_ATTR] = FusedProjections(qkv, tuple(p.out_features for p in parts), gate_up,
-                                                      (mlp.gate_proj.out_features, mlp.up_proj.out_features))
+        layer.__dict__[FUSED_ATTR] = FusedProjections(qkv, gate_up)
         done += 1
     return done
