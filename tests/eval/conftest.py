@@ -96,7 +96,7 @@ def audio_shards(tmp_path_factory, piper_refs):
 
 @pytest.fixture(scope="session")
 def unseen_texts():
-    return {"new_0000": "A yellow kite drifted slowly over the quiet harbour."}
+    return {"new_0000": "A yellow kite drifted slowly over the quiet harbor."}
 
 
 @pytest.fixture(scope="session")

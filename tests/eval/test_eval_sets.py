@@ -70,8 +70,10 @@ def test_eval_tts_scores_train_and_unseen_side_by_side(tiny_exports, audio_shard
     for name, expected in (("train", train_texts), ("unseen", unseen_texts)):
         s = rep["sets"][name]
         assert s["num_utterances"] == s["num_references"] == len(expected)
-        # the ceiling: the judge understands the references (Piper speech) of each set
-        assert s["ref_wer"] is not None and s["ref_wer"] < 0.3
+        # the ceiling: the judge understands the references (Piper speech) of each set. The unseen set is one
+        # 9-word sentence, so each misheard word is 0.11 and the count varies between CPUs ("drifted" heard as
+        # "driven" on one host, two more words on another): 0.5 still fails a judge that hears nothing (~1.0).
+        assert s["ref_wer"] is not None and s["ref_wer"] < 0.5
         assert 0 <= s["wer"] and s["x_real_time"] > 0 and s["max_length_share"] is not None
         rows = [u for u in rep["utterances"] if u["set"] == name]
         assert {u["id"]: u["text"] for u in rows} == expected
