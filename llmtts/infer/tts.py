@@ -317,9 +317,10 @@ class TTS:
     def batch_decode(self, on: bool) -> None:
         self._batch_decode = on
 
-    def _decoder_stream(self):
+    def incremental_decoder(self):
         """For a causal decoder: ``decode`` done incrementally (``llmtts.decoder.stream``), one per sentence, as
-        ``(states, final) -> samples`` for ``StreamDecoder``; None for other decoders (they decode windows)."""
+        ``(states, final) -> samples`` for ``StreamDecoder``; None for other decoders (they decode windows).
+        ``TTS.stream`` and the server's streamed requests take one per sentence."""
         from llmtts.decoder.stream import DecoderStream, can_stream
 
         if not can_stream(self.decoder):
@@ -392,7 +393,7 @@ class TTS:
         """Chunks of ``n`` sentences generated together (``steps`` from ``generate_steps``), in sentence order:
         row ``cur`` is played; other rows' chunks wait in ``ready`` until every row before them has ended."""
         decs = [StreamDecoder(self.decode, self.decoder.context, self.samples_per_token, first_chunk, max_chunk, lookahead,
-                              incremental=self._decoder_stream()) for _ in range(n)]
+                              incremental=self.incremental_decoder()) for _ in range(n)]
         ready: list[list[np.ndarray]] = [[] for _ in range(n)]
         ended = [False] * n
         cur = 0

@@ -12,7 +12,8 @@ Why a request's audio does not depend on the batch: sentence ``j`` of a job samp
 ``_sentence_seed(seed, j)`` (the same seeds ``TTS.synthesize`` / ``TTS.stream`` use), one uniform per step, with
 the job's own temperature / top-p and its own repetition history; the batched step only adds masked positions.
 Streamed jobs cut chunks as ``StreamDecoder`` does for ``TTS.stream``, the others decode each sentence whole (as
-``TTS.synthesize``); a round's decoder windows of equal length are decoded in one call.
+``TTS.synthesize``); a round's decoder windows of equal length are decoded in one call. With a causal decoder a
+streamed sentence decodes incrementally instead, as ``TTS.stream`` does: each state once, no window recomputed.
 """
 from __future__ import annotations
 
@@ -63,6 +64,23 @@ class Job:
         return None
 
 
+class IncrementalRowDecoder(StreamDecoder):
+    """``StreamDecoder`` over a causal decoder's incremental state (``TTS.incremental_decoder``): its chunks come
+    out decoded, as ``(samples, None)``, each state through the decoder once (windows would recompute the left
+    context per chunk). Rows decode alone: their states arrive at different steps."""
+
+    def __init__(self, tts, first_chunk: int, max_chunk: int):
+        super().__init__(tts.decode, tts.decoder.context, tts.samples_per_token, first_chunk, max_chunk,
+                         incremental=tts.incremental_decoder())
+
+    def push(self, hidden: torch.Tensor) -> list[tuple]:
+        return [(wav, None) for wav in super().push(hidden)]
+
+    def flush(self) -> tuple | None:
+        wav = super().flush()
+        return None if wav is None else (wav, None)
+
+
 class DeferredStreamDecoder(StreamDecoder):
     """``StreamDecoder`` whose chunks come out undecoded, as ``(states window, (crop start, crop end))``: the
     scheduler decodes every row's chunks of a round together (windows of one length in one decoder call)."""
@@ -94,13 +112,14 @@ class Scheduler:
         self.tts, self.max_batch, self.max_queue, self.metrics = tts, max_batch, max_queue, metrics
         self.first_chunk, self.max_chunk = first_chunk, max_chunk
         self.batch = SlotBatch(tts.llm, max_batch)
+        self.incremental = tts.incremental_decoder() is not None  # a causal decoder: streams carry its state
         v = tts.vocab
         self.stop_id = v.stop
         self._heads: dict[bool, tuple] = {}
         self.pending: deque[Job] = deque()  # new jobs, arrival order (bounded by max_queue)
         self.running: list[Job] = []  # admitted jobs with sentences still waiting for a row, arrival order
         self.rows: list[_Row] = []
-        self._out: list[tuple] = []  # this round's (job, sentence, states window | None, crop | None), in order
+        self._out: list[tuple] = []  # this round's (job, sentence, states window | samples | None, crop | None), in order
         self.cv = threading.Condition()
         self._stop = False
         self.failed: str | None = None
@@ -183,10 +202,12 @@ class Scheduler:
         per window) — then hand them out in the order they were made; sentence ends follow their last chunk."""
         out, self._out = self._out, []
         by_len: dict[int, list[int]] = {}
-        for k, (_, _, window, _) in enumerate(out):
-            if window is not None:
-                by_len.setdefault(window.shape[0], []).append(k)
         wavs: dict[int, np.ndarray] = {}
+        for k, (_, _, window, _) in enumerate(out):
+            if isinstance(window, np.ndarray):  # decoded already (IncrementalRowDecoder)
+                wavs[k] = window
+            elif window is not None:
+                by_len.setdefault(window.shape[0], []).append(k)
         for ks in by_len.values():
             if len(ks) == 1:
                 wavs[ks[0]] = self.tts.decode(out[ks[0]][2])
@@ -243,7 +264,9 @@ class Scheduler:
         prompt = job.prompts[j]
         max_new = o.max_new_tokens(len(prompt))
         dec = None
-        if job.stream:
+        if job.stream and self.incremental:
+            dec = IncrementalRowDecoder(self.tts, self.first_chunk, self.max_chunk)
+        elif job.stream:
             dec = DeferredStreamDecoder(self.tts.decoder.context, self.tts.samples_per_token,
                                         self.first_chunk, self.max_chunk)
         row = _Row(job, j, torch.Generator().manual_seed(_sentence_seed(o.seed, j)), max_new, dec)

@@ -121,3 +121,44 @@ def test_expired_job_ends_with_timeout_and_the_next_one_runs(serve_tts):
         sched.stop()
     assert got[("end", "late")] == ("error", "timeout") and "late" not in got
     assert got[("end", "ok")][0] == "done"
+
+
+def test_a_causal_decoder_streams_each_state_once_beside_whole_requests(serve_tts):
+    """With a causal decoder, streamed requests decode incrementally (as ``TTS.stream``): every frame through the
+    decoder's stack once, no left context recomputed per chunk; whole requests batched beside them are unchanged."""
+    from dataclasses import replace
+
+    import torch
+
+    from llmtts import TTS
+    from llmtts.decoder.model import HiddenDecoder
+
+    torch.manual_seed(0)
+    dec = HiddenDecoder(replace(serve_tts.decoder.cfg, conv_lookahead=0)).eval()
+    for b in dec.backbone.blocks:
+        b.gamma.data.fill_(1.0)  # strong residuals: the left context matters, so recomputing it would show
+    tts = TTS(serve_tts.llm, serve_tts.vocab, serve_tts.frontend, dec)
+    texts, seeds = [TEXTS[0], TEXTS[3], TEXTS[1]], [31, 32, 33]
+    frames: list[int] = []
+    hook = dec.backbone.embed.register_forward_hook(lambda m, i, o: frames.append(o.shape[-1]))
+    try:
+        alone = [tts.synthesize(t, seed=s)[0] for t, s in zip(texts, seeds)]
+        offline = sum(frames)
+        frames.clear()
+        sched = Scheduler(tts, max_batch=3, max_queue=4, first_chunk=1, max_chunk=4)
+        out: queue.Queue = queue.Queue()
+        for i, (t, s) in enumerate(zip(texts, seeds)):
+            assert sched.submit(_job(tts, t, i < 2, out, i, seed=s))  # two streamed, one whole
+        sched.start()
+        try:
+            got = _collect(out, len(texts))
+        finally:
+            sched.stop()
+    finally:
+        hook.remove()
+    assert len(got[0]) > 4 and len(got[1]) > 4 and len(got[2]) == 1  # small chunks vs one whole sentence
+    for i in range(len(texts)):
+        assert got[("end", i)][0] == "done"
+        assert_audio_close(np.concatenate(got[i]), alone[i])
+    assert sum(frames) == offline  # windows would decode their left context again for every chunk
+    assert sched.incremental
