@@ -216,6 +216,15 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
     for summary in ev["sets"].values():
         assert 0.0 <= summary["wer"] and summary["ref_wer"] is not None and summary["max_length_share"] in (0.0, 1.0, 0.5)
     assert "WER train " in out and "WER unseen " in out  # the pipeline's closing lines
+    # the ladder (the pipeline passes its codec): every reference also judged through the codec and as the decoder's
+    # rendering of the LLM's teacher-forced states for its codes
+    for name, summary in ev["sets"].items():
+        assert summary["codec_wer"] is not None and summary["teacher_forced_wer"] is not None
+        assert 0.0 <= summary["teacher_forced_top1"] <= 1.0 and summary["teacher_forced_nll"] > 0.0
+        assert f"where the words go ({name}): references " in out
+    for u in ev["utterances"]:
+        assert u["tf_tokens"] > 0 and sf.info(root / "eval" / "tts" / u["tf_wav"]).frames == u["tf_tokens"] * spt
+        assert sf.info(root / "eval" / "tts" / u["codec_wav"]).frames > 0 and isinstance(u["codec_hypothesis"], str)
 
     # every stage chained: token and hidden shards, exports
     assert json.loads((root / "shards" / "tokens" / "index.json").read_text())["kind"] == "tokens"
@@ -228,6 +237,7 @@ def test_tiny_pipeline_end_to_end_and_rerun_does_no_training(tmp_path, capsys):
     assert re.findall(r"<h3>(codec|llm|decoder_recon|decoder_gan)</h3>", page) == \
         ["codec", "llm", "decoder_recon", "decoder_gan"]
     assert "eval/codec/codec_eval.json" in page
+    assert "<td>LLM top-1 accuracy on the reference codes</td>" in page  # the ladder's rows
     # the pipeline's sample; per-sentence rows (synthesis + reference) for 2 train + 1 unseen sentences; and
     # reference, codec reconstruction and synthesis of each evaluated utterance
     assert len(re.findall(r"<audio ", page)) == 1 + 3 * 2 + 3 * 3 and "<em>not available</em>" not in page

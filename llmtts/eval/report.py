@@ -264,6 +264,10 @@ _SUMMARY_ROWS = (
     ("utterances", lambda s: s.get("num_utterances")),
     ("WER", lambda s: s.get("wer")),
     ("ceiling: judge WER on the references", lambda s: s.get("ref_wer")),
+    # the ladder (llmtts.eval.ladder): where the words are lost between the references and the synthesis
+    ("judge WER on the references through the codec", lambda s: s.get("codec_wer")),
+    ("judge WER on the decoder's rendering of the LLM's teacher-forced states", lambda s: s.get("teacher_forced_wer")),
+    ("LLM top-1 accuracy on the reference codes", lambda s: s.get("teacher_forced_top1")),
     ("CER", lambda s: s.get("cer")),
     ("judge CER on the references", lambda s: s.get("ref_cer")),
     ("runaway share (hit the max-length guard)", lambda s: s.get("max_length_share")),
@@ -362,6 +366,8 @@ def _audio_rows(evals: list[Path]) -> list[tuple[str, dict[str, Path]]]:
             codec = base / u["codec_wav"] if u.get("codec_wav") else base / "codec" / f"{u.get('id')}.wav"
             if codec.is_file():
                 kinds["codec reconstruction"] = codec
+            if u.get("tf_wav") and (base / u["tf_wav"]).is_file():
+                kinds["decoder on teacher-forced states"] = base / u["tf_wav"]
             kinds["synthesis"] = base / u["wav"]
             label = f"{name}/{u.get('id')}" if len(sets) > 1 else str(u.get("id"))
             rows.append((f"{label} ({u['speaker']})" if u.get("speaker") else label, kinds))

@@ -11,7 +11,9 @@ its stop token).
 
 Outputs in OUT: ``tts_eval.json`` (per-set summaries + per utterance), and per set NAME: ``NAME/synth/ID.wav``,
 ``NAME/ref/ID.wav`` (copies of the references, so the report is self-contained), ``NAME/codec/ID.wav``
-(references through the codec, with ``--codec-path``).
+(references through the codec, with ``--codec-path``) and ``NAME/teacher_forced/ID.wav`` (the decoder on the
+LLM's states for the references' own codes, with ``--codec-path`` and a model). Both are judged too: the
+"where the words are lost" ladder of ``llmtts.eval.ladder``.
 
 A multi-speaker model is judged per speaker (``speakers=[...]``): every text is said by each speaker
 (``NAME/synth/SPEAKER/ID.wav``, rows carry ``speaker``), and each set's summary gains ``speakers: {SPEAKER:
@@ -154,6 +156,14 @@ class UtteranceResult:
     ref_cer: Optional[float] = None
     ref_duration_s: Optional[float] = None
     codec_wav: Optional[str] = None
+    codec_hypothesis: Optional[str] = None
+    codec_wer: Optional[float] = None
+    tf_wav: Optional[str] = None  # teacher-forced: the decoder on the LLM's states for the reference's codes
+    tf_hypothesis: Optional[str] = None
+    tf_wer: Optional[float] = None
+    tf_tokens: Optional[int] = None
+    tf_top1: Optional[float] = None  # the LLM's top-1 accuracy on the reference's codes
+    tf_nll: Optional[float] = None  # their mean negative log-likelihood (nats)
     error: Optional[str] = None  # the synthesiser refused the text (scored as empty audio)
     speaker: Optional[str] = None  # the speaker asked for (per-speaker evaluation only)
 
@@ -164,6 +174,10 @@ class _Totals:
     def __init__(self):
         self.w, self.c, self.rw, self.rc = ErrorCounts(), ErrorCounts(), ErrorCounts(), ErrorCounts()
         self.n_ref = 0
+        # the ladder (``llmtts.eval.ladder``): codec resynthesis and teacher-forced decoding of the references
+        self.cw, self.cc, self.tw, self.tc = ErrorCounts(), ErrorCounts(), ErrorCounts(), ErrorCounts()
+        self.n_codec = self.n_tf = self.tf_tokens = 0
+        self.tf_correct = self.tf_nll_sum = 0.0
 
 
 def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int,
@@ -180,7 +194,7 @@ def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int,
 
 def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_dir: Path, out_dir: Path,
                      judge: Transcriber, totals: _Totals, same_audio: bool,
-                     reconstruct) -> tuple[ErrorCounts, ErrorCounts] | None:
+                     reconstruct, teacher_force=None) -> tuple[ErrorCounts, ErrorCounts] | None:
     """The judge on the reference recording of ``utt`` (its ceiling), filled into ``res``; returns its
     (word, char) error counts, None without a reference."""
     ref_path = find_reference(ref_root, utt.id)
@@ -193,11 +207,21 @@ def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_d
         save_wav(ref_out, ref_wav, ref_sr)
     # scoring the references themselves: one transcription serves both columns
     rhyp = res.hypothesis if same_audio else judge.transcribe(ref_wav, ref_sr)
-    if reconstruct is not None:  # for the report's players: reference vs codec vs synthesis
+    if reconstruct is not None:  # reference vs codec vs synthesis, in the report's players and by the judge
         rec, rec_sr = reconstruct(ref_wav, ref_sr)
-        codec_out = set_dir / "codec" / f"{utt.id}.wav"
-        save_wav(codec_out, rec, rec_sr)
-        res.codec_wav = codec_out.relative_to(out_dir).as_posix()
+        res.codec_wav, res.codec_hypothesis, res.codec_wer = _judge_rung(
+            rec, rec_sr, set_dir / "codec" / f"{utt.id}.wav", out_dir, utt.text, judge, totals.cw, totals.cc)
+        totals.n_codec += 1
+    if teacher_force is not None:
+        tf = teacher_force(utt.text, ref_wav, ref_sr, utt.speaker)
+        res.tf_wav, res.tf_hypothesis, res.tf_wer = _judge_rung(
+            tf.wav, tf.sample_rate, set_dir / "teacher_forced" / f"{utt.id}.wav", out_dir, utt.text, judge,
+            totals.tw, totals.tc)
+        res.tf_tokens, res.tf_top1, res.tf_nll = tf.tokens, tf.top1, tf.nll
+        totals.n_tf += 1
+        totals.tf_tokens += tf.tokens
+        totals.tf_correct += tf.top1 * tf.tokens
+        totals.tf_nll_sum += tf.nll * tf.tokens
     rwc, rcc = word_counts(utt.text, rhyp), char_counts(utt.text, rhyp)
     totals.rw.add(rwc)
     totals.rc.add(rcc)
@@ -205,6 +229,18 @@ def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_d
     res.ref_wav, res.ref_hypothesis = ref_out.relative_to(out_dir).as_posix(), rhyp
     res.ref_wer, res.ref_cer, res.ref_duration_s = rwc.rate, rcc.rate, ref_wav.size / ref_sr
     return rwc, rcc
+
+
+def _judge_rung(wav: np.ndarray, sr: int, path: Path, out_dir: Path, text: str, judge: Transcriber,
+                words: ErrorCounts, chars: ErrorCounts) -> tuple[str, str, float]:
+    """Save one rendition of a reference and judge it: (wav path relative to OUT, transcript, WER); its error
+    counts are added to ``words`` / ``chars`` (the set's corpus-level rates)."""
+    save_wav(path, wav, sr)
+    hyp = judge.transcribe(wav, sr)
+    wc = word_counts(text, hyp)
+    words.add(wc)
+    chars.add(char_counts(text, hyp))
+    return path.relative_to(out_dir).as_posix(), hyp, wc.rate
 
 
 def speaker_dirs(speakers: list[str]) -> dict[str, str]:
@@ -219,7 +255,8 @@ def speaker_dirs(speakers: list[str]) -> dict[str, str]:
     return out
 
 
-_REF_FIELDS = ("ref_wav", "ref_hypothesis", "ref_wer", "ref_cer", "ref_duration_s", "codec_wav")
+_REF_FIELDS = ("ref_wav", "ref_hypothesis", "ref_wer", "ref_cer", "ref_duration_s", "codec_wav", "codec_hypothesis",
+               "codec_wer", "tf_wav", "tf_hypothesis", "tf_wer", "tf_tokens", "tf_top1", "tf_nll")
 
 
 def _synth_row(synthesize: Synthesizer, utt: Utterance, speaker: str | None, synth_dir: Path, out_dir: Path,
@@ -244,8 +281,9 @@ def _synth_row(synthesize: Synthesizer, utt: Utterance, speaker: str | None, syn
 def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, out_dir: str | Path,
               reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
               progress: Callable[[int, int], None] | None = None,
-              speakers: list[str] | None = None) -> tuple[dict, list[dict]]:
+              speakers: list[str] | None = None, teacher_force=None) -> tuple[dict, list[dict]]:
     """Synthesise, transcribe and score one set; wavs go to ``OUT/NAME/``. Returns (summary, rows).
+    ``reconstruct`` / ``teacher_force``: the ladder's renditions of each reference (``llmtts.eval.ladder``).
     ``speakers``: every text is said by each of them (``synthesize(text, speaker=NAME)``); the summary then
     holds ``speakers: {NAME: summary}`` beside the overall numbers, which pool all speakers."""
     out_dir = Path(out_dir)
@@ -274,7 +312,8 @@ def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, ou
                 for f in _REF_FIELDS:
                     setattr(res, f, getattr(first, f))
             elif ref_root is not None:
-                ref = _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct)
+                ref = _score_reference(res, utt, ref_root, set_dir, out_dir, judge, totals, same_audio, reconstruct,
+                                       teacher_force)
                 if ref is not None and utt.speaker in per_voice and speakers:  # a speaker's ceiling: its own clips
                     own = per_voice[utt.speaker][1]
                     own.rw.add(ref[0])
@@ -300,8 +339,8 @@ def _speaker_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Tota
     """One speaker's share of a set. Its ceiling (``ref_wer``): the judge on the references that speaker recorded
     (null when the set does not say who speaks its references)."""
     s = _set_summary(eval_set, results, t, timed, "")
-    for k in ("source", "ref_dir"):
-        del s[k]
+    for k in ("source", "ref_dir", *(k for k in s if k.startswith(("codec_", "teacher_forced_")))):
+        del s[k]  # the ladder renders each reference once, as its own speaker: it is in the set's summary
     s["synth_dir"] = synth_dir
     return s
 
@@ -332,13 +371,22 @@ def _set_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, 
         "source": eval_set.source,
         "synth_dir": f"{set_dir}/synth",
         "ref_dir": f"{set_dir}/ref" if t.n_ref else None,
+        # the ladder (llmtts.eval.ladder): the references through the codec, and the decoder on the LLM's
+        # teacher-forced states for their codes (token-weighted top-1 / NLL of the LLM on those codes)
+        "codec_wer": t.cw.rate if t.n_codec else None,
+        "codec_cer": t.cc.rate if t.n_codec else None,
+        "teacher_forced_wer": t.tw.rate if t.n_tf else None,
+        "teacher_forced_cer": t.tc.rate if t.n_tf else None,
+        "teacher_forced_top1": t.tf_correct / t.tf_tokens if t.tf_tokens else None,
+        "teacher_forced_nll": t.tf_nll_sum / t.tf_tokens if t.tf_tokens else None,
     }
 
 
 def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSet], judge: Transcriber,
                   out_dir: str | Path, model_info: dict | None = None,
                   reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
-                  progress: Callable[[int, int], None] | None = None, speakers: list[str] | None = None) -> dict:
+                  progress: Callable[[int, int], None] | None = None, speakers: list[str] | None = None,
+                  teacher_force=None) -> dict:
     """Score every set (``synth_for(set)`` gives its synthesiser); write and return ``tts_eval.json``:
     ``{"version": 2, "sets": {NAME: summary}, "utterances": [row with "set": NAME ...], ...}``.
     ``speakers``: judge each of them on every set (``score_set``); listed as ``"speakers"`` ([] if none)."""
@@ -348,7 +396,8 @@ def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSe
         raise UserError(f"evaluation sets must be given and have distinct names, got {names}")
     summaries, rows = {}, []
     for s in sets:
-        summaries[s.name], set_rows = score_set(synth_for(s), s, judge, out_dir, reconstruct, progress, speakers)
+        summaries[s.name], set_rows = score_set(synth_for(s), s, judge, out_dir, reconstruct, progress, speakers,
+                                                teacher_force)
         rows.extend(set_rows)
     report = {
         "version": 2,
@@ -398,6 +447,13 @@ def summary_lines(report_path: str | Path) -> list[str]:
                      f"{s.get('num_utterances')} utterances"
                      + (f", runaway {runaway:.0%}" if runaway is not None else "")
                      + f": wavs {path.parent / s.get('synth_dir', name + '/synth')}{refs}")
+        if s.get("codec_wer") is not None or s.get("teacher_forced_wer") is not None:
+            top1 = s.get("teacher_forced_top1")
+            lines.append(f"  where the words go ({name}): references {_rate(s.get('ref_wer'))}, through the codec "
+                         f"{_rate(s.get('codec_wer'))}, decoder on teacher-forced states "
+                         f"{_rate(s.get('teacher_forced_wer'))}"
+                         + (f" (LLM top-1 {top1:.3f} on their codes)" if top1 is not None else "")
+                         + f", generated {_rate(s.get('wer'))}")
         for spk, v in (s.get("speakers") or {}).items():
             lines.append(f"  WER {name} {spk} {_rate(v.get('wer'))} (ceiling {_rate(v.get('ref_wer'))}), "
                          f"CER {_rate(v.get('cer'))}, "
@@ -448,6 +504,7 @@ def tts_synthesizer(llm_path: str, decoder_path: str, seed: int = 0, device: str
         return SynthOutput(np.asarray(wav, dtype=np.float32), int(sr), None if n_tok is None else int(n_tok),
                            None if runaway is None else bool(runaway))
 
+    synth.tts = tts  # type: ignore[attr-defined]  # the ladder's teacher-forced pass uses the same model
     return synth, {"llm_path": str(llm_path), "decoder_path": str(decoder_path), "seed": seed, "dtype": dtype,
                    "sample_rate": tts.sample_rate, "samples_per_token": tts.samples_per_token,
                    "sampling": asdict(used.sampling), "max_tokens": used.max_tokens,
