@@ -134,7 +134,7 @@ def run_tts_eval(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
     from llmtts.eval.asr import ASRJudge
     from llmtts.eval.sets import load_sets
-    from llmtts.eval.tts_eval import codec_reconstructor, evaluate_sets, summary_lines
+    from llmtts.eval.tts_eval import evaluate_sets, summary_lines
     from llmtts.infer.cli import sampling_options
 
     _check_args(args)
@@ -152,14 +152,16 @@ def run_tts_eval(args: argparse.Namespace) -> int:
     if args.codec_path:
         if all(s.reference_dir is None for s in sets):
             raise UserError("--codec-path needs a set with references (it reconstructs the reference audio)")
-        reconstruct = codec_reconstructor(args.codec_path, device=args.device)
+        from llmtts.eval.ladder import ReferenceCodec
+
+        reconstruct = ReferenceCodec(args.codec_path, device=args.device)
     judge = ASRJudge(args.asr)
     synth_for, info = _synth_for(args, sampling)
     teacher_force = None
     if reconstruct is not None and args.llm_path:  # the ladder's teacher-forced rung (llmtts.eval.ladder)
         from llmtts.eval.ladder import teacher_forcer
 
-        teacher_force = teacher_forcer(synth_for(sets[0]).tts, args.codec_path, device=args.device)
+        teacher_force = teacher_forcer(synth_for(sets[0]).tts, reconstruct)
     report = evaluate_sets(synth_for, sets, judge, out, model_info=info, reconstruct=reconstruct, speakers=speakers,
                            teacher_force=teacher_force)
     print(json.dumps({"sets": {name: _printed(s) for name, s in report["sets"].items()}}))

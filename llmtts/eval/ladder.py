@@ -33,9 +33,6 @@ class TeacherForced:
     nll: float  # their mean negative log-likelihood under the LLM (nats)
 
 
-TeacherForcer = Callable[[str, np.ndarray, int, "str | None"], TeacherForced]
-
-
 @torch.inference_mode()
 def teacher_forced_states(tts, text: str, codes: np.ndarray, speaker: str | None = None
                           ) -> tuple[torch.Tensor, float, float]:
@@ -59,24 +56,51 @@ def teacher_forced_states(tts, text: str, codes: np.ndarray, speaker: str | None
     return hidden[0, pos], top1, nll
 
 
-def teacher_forcer(tts, codec_path: str, device: str = "cpu") -> TeacherForcer:
-    """``(text, recording, sample rate, speaker) -> TeacherForced`` for ``tts`` (an ``llmtts.TTS``) and the codec
+class ReferenceCodec:
+    """The codec the LLM was trained on, loaded once. Each reference is encoded once (``encode``); its codes serve
+    both rungs: the codec's own resynthesis (``decode``) and the LLM's teacher-forced pass (``teacher_forcer``)."""
+
+    def __init__(self, codec_path: str, device: str = "cpu"):
+        from llmtts.codec.export import load_codec
+
+        self.path, self.device = codec_path, device
+        self.codec = load_codec(codec_path, device=device)
+        self.sample_rate, self.samples_per_token = self.codec.sample_rate, self.codec.samples_per_token
+
+    @torch.inference_mode()
+    def encode(self, wav: np.ndarray, sr: int) -> tuple[torch.Tensor, int]:
+        """``(codes [1, T], samples at the codec's rate)`` of a recording."""
+        from llmtts.audio import resample
+
+        x = resample(wav, sr, self.sample_rate)
+        return self.codec.encode(torch.from_numpy(x)[None].to(self.device)), x.size
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor, n_samples: int) -> tuple[np.ndarray, int]:
+        """The codec's own rendering of ``codes``, trimmed to the recording's length, at the codec's rate."""
+        return self.codec.decode(codes)[0, :n_samples].float().cpu().numpy(), self.sample_rate
+
+    def __call__(self, wav: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
+        """The recording through the codec (encode, decode): what the LLM's targets sound like."""
+        return self.decode(*self.encode(wav, sr))
+
+
+TeacherForcer = Callable[[str, torch.Tensor, "str | None"], TeacherForced]
+
+
+def teacher_forcer(tts, codec: ReferenceCodec) -> TeacherForcer:
+    """``(text, codes from codec.encode, speaker) -> TeacherForced`` for ``tts`` (an ``llmtts.TTS``) and the codec
     whose tokens its LLM was trained on."""
-    from llmtts.audio import resample
-    from llmtts.codec.export import load_codec
     from llmtts.errors import UserError
 
-    codec = load_codec(codec_path, device=device)
     if codec.sample_rate != tts.sample_rate or codec.samples_per_token != tts.samples_per_token:
-        raise UserError(f"--codec-path {codec_path}: {codec.sample_rate} Hz, {codec.samples_per_token} samples per "
+        raise UserError(f"--codec-path {codec.path}: {codec.sample_rate} Hz, {codec.samples_per_token} samples per "
                         f"token, but the decoder makes {tts.sample_rate} Hz, {tts.samples_per_token}: not the codec "
                         "this model was trained on")
 
-    @torch.inference_mode()
-    def run(text: str, wav: np.ndarray, sr: int, speaker: str | None = None) -> TeacherForced:
-        x = torch.from_numpy(resample(wav, sr, codec.sample_rate))[None].to(device)
-        codes = codec.encode(x)[0].cpu().numpy()
-        states, top1, nll = teacher_forced_states(tts, text, codes, speaker)
-        return TeacherForced(tts.decode(states), tts.sample_rate, int(codes.size), top1, nll)
+    def run(text: str, codes: torch.Tensor, speaker: str | None = None) -> TeacherForced:
+        c = codes[0].cpu().numpy()
+        states, top1, nll = teacher_forced_states(tts, text, c, speaker)
+        return TeacherForced(tts.decode(states), tts.sample_rate, int(c.size), top1, nll)
 
     return run

@@ -30,7 +30,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from llmtts.audio import load_audio, save_wav
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 from llmtts.eval.wer import char_counts, word_counts, ErrorCounts
+
+if TYPE_CHECKING:  # the ladder needs torch; plain scoring (e.g. --audio-dir) does not
+    from llmtts.eval.ladder import ReferenceCodec
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +197,7 @@ def _synthesize_one(synthesize: Synthesizer, utt: Utterance, fallback_sr: int,
 
 def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_dir: Path, out_dir: Path,
                      judge: Transcriber, totals: _Totals, same_audio: bool,
-                     reconstruct, teacher_force=None) -> tuple[ErrorCounts, ErrorCounts] | None:
+                     reconstruct: ReferenceCodec | None, teacher_force=None) -> tuple[ErrorCounts, ErrorCounts] | None:
     """The judge on the reference recording of ``utt`` (its ceiling), filled into ``res``; returns its
     (word, char) error counts, None without a reference."""
     ref_path = find_reference(ref_root, utt.id)
@@ -208,12 +211,13 @@ def _score_reference(res: UtteranceResult, utt: Utterance, ref_root: Path, set_d
     # scoring the references themselves: one transcription serves both columns
     rhyp = res.hypothesis if same_audio else judge.transcribe(ref_wav, ref_sr)
     if reconstruct is not None:  # reference vs codec vs synthesis, in the report's players and by the judge
-        rec, rec_sr = reconstruct(ref_wav, ref_sr)
+        codes, n_samples = reconstruct.encode(ref_wav, ref_sr)  # once: the teacher-forced rung reads them too
+        rec, rec_sr = reconstruct.decode(codes, n_samples)
         res.codec_wav, res.codec_hypothesis, res.codec_wer = _judge_rung(
             rec, rec_sr, set_dir / "codec" / f"{utt.id}.wav", out_dir, utt.text, judge, totals.cw, totals.cc)
         totals.n_codec += 1
     if teacher_force is not None:
-        tf = teacher_force(utt.text, ref_wav, ref_sr, utt.speaker)
+        tf = teacher_force(utt.text, codes, utt.speaker)
         res.tf_wav, res.tf_hypothesis, res.tf_wer = _judge_rung(
             tf.wav, tf.sample_rate, set_dir / "teacher_forced" / f"{utt.id}.wav", out_dir, utt.text, judge,
             totals.tw, totals.tc)
@@ -279,7 +283,7 @@ def _synth_row(synthesize: Synthesizer, utt: Utterance, speaker: str | None, syn
 
 
 def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, out_dir: str | Path,
-              reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+              reconstruct: ReferenceCodec | None = None,
               progress: Callable[[int, int], None] | None = None,
               speakers: list[str] | None = None, teacher_force=None) -> tuple[dict, list[dict]]:
     """Synthesise, transcribe and score one set; wavs go to ``OUT/NAME/``. Returns (summary, rows).
@@ -384,7 +388,7 @@ def _set_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, 
 
 def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSet], judge: Transcriber,
                   out_dir: str | Path, model_info: dict | None = None,
-                  reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                  reconstruct: ReferenceCodec | None = None,
                   progress: Callable[[int, int], None] | None = None, speakers: list[str] | None = None,
                   teacher_force=None) -> dict:
     """Score every set (``synth_for(set)`` gives its synthesiser); write and return ``tts_eval.json``:
@@ -414,7 +418,7 @@ def evaluate_sets(synth_for: Callable[[EvalSet], Synthesizer], sets: list[EvalSe
 
 def evaluate_tts(synthesize: Synthesizer, utterances: list[Utterance], judge: Transcriber, out_dir: str | Path,
                  reference_dir: str | Path | None = None, model_info: dict | None = None,
-                 reconstruct: Callable[[np.ndarray, int], tuple[np.ndarray, int]] | None = None,
+                 reconstruct: ReferenceCodec | None = None,
                  progress: Callable[[int, int], None] | None = None, name: str = "eval",
                  speakers: list[str] | None = None) -> dict:
     """One set: ``evaluate_sets`` for ``EvalSet(name, utterances, reference_dir)``."""
@@ -529,23 +533,3 @@ def file_synthesizer(audio_dir: str | Path) -> Synthesizer:
     synth.timed = False  # type: ignore[attr-defined]
     synth.source_dir = root.resolve()  # type: ignore[attr-defined]
     return synth
-
-
-def codec_reconstructor(codec_path: str, device: str = "cpu") -> Callable[[np.ndarray, int], tuple[np.ndarray, int]]:
-    """Reference audio -> codec tokens -> audio (at the codec's rate, trimmed to the input length): what the
-    LLM's targets sound like, the ceiling of the whole TTS model."""
-    import torch
-
-    from llmtts.audio import resample
-    from llmtts.codec.export import load_codec
-
-    codec = load_codec(codec_path, device=device)
-
-    @torch.inference_mode()
-    def reconstruct(wav: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
-        x = resample(wav, sr, codec.sample_rate)
-        t = torch.from_numpy(x)[None].to(device)
-        y = codec.decode(codec.encode(t))[0, : x.size]
-        return y.float().cpu().numpy(), codec.sample_rate
-
-    return reconstruct

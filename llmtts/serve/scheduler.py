@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from llmtts.decoder.stream import can_stream
 from llmtts.infer.generate import output_head
 from llmtts.infer.sampling import apply_repetition_penalty, sample_next
 from llmtts.infer.stream import StreamDecoder
@@ -112,7 +113,7 @@ class Scheduler:
         self.tts, self.max_batch, self.max_queue, self.metrics = tts, max_batch, max_queue, metrics
         self.first_chunk, self.max_chunk = first_chunk, max_chunk
         self.batch = SlotBatch(tts.llm, max_batch)
-        self.incremental = tts.incremental_decoder() is not None  # a causal decoder: streams carry its state
+        self.incremental = can_stream(tts.decoder)  # a causal decoder: streams carry its state
         v = tts.vocab
         self.stop_id = v.stop
         self._heads: dict[bool, tuple] = {}

@@ -37,6 +37,16 @@ class ScriptedJudge:
         return "the quick brown fox jumps over the dog"
 
 
+class IdentityCodec:
+    """A "codec" whose reconstruction is the reference itself (the ladder's ``ReferenceCodec`` interface)."""
+
+    def encode(self, wav, sr):
+        return (wav, sr), wav.size
+
+    def decode(self, codes, n_samples):
+        return codes
+
+
 def tone_refs(root):
     """An LJSpeech-layout directory of two short tones (real wav files the report embeds and draws)."""
     import numpy as np
@@ -68,7 +78,7 @@ def test_report_has_every_section_with_embedded_media(tmp_path):
     tts_dir = run / "eval" / "tts"
     # an identity "codec": the reference itself as its reconstruction; one is then lost (the page says so)
     evaluate_tts(file_synthesizer(refs), read_texts(refs / "metadata.csv"), ScriptedJudge(), tts_dir,
-                 reference_dir=refs, reconstruct=lambda wav, sr: (wav, sr))
+                 reference_dir=refs, reconstruct=IdentityCodec())
     (tts_dir / "eval" / "codec" / "ref_0001.wav").unlink()
     (run / "synth").mkdir()
     shutil.copy(refs / "wavs" / "ref_0001.wav", run / "synth" / "sample.wav")

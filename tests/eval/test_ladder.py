@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from llmtts.errors import UserError
-from llmtts.eval.ladder import teacher_forced_states, teacher_forcer
+from llmtts.eval.ladder import ReferenceCodec, teacher_forced_states, teacher_forcer
 
 TEXT = "Hello there, this is a test."
 
@@ -54,4 +54,4 @@ def test_teacher_forcer_refuses_a_codec_of_another_rate(tts, tmp_path):
     assert cfg.samples_per_token != tts.samples_per_token  # the tiny test decoder: 256 samples per token
     export_codec(CodecModel(cfg), tmp_path / "codec")
     with pytest.raises(UserError, match="not the codec this model was trained on"):
-        teacher_forcer(tts, str(tmp_path / "codec"))
+        teacher_forcer(tts, ReferenceCodec(str(tmp_path / "codec")))

@@ -84,13 +84,13 @@ def test_codec_reconstructions_saved_at_codec_rate(judge, piper_refs, piper_synt
     from llmtts.codec.config import CodecModelConfig
     from llmtts.codec.export import export_codec
     from llmtts.codec.model import CodecModel
-    from llmtts.eval.tts_eval import codec_reconstructor
+    from llmtts.eval.ladder import ReferenceCodec
 
     from pathlib import Path
 
     model_cfg = yaml.safe_load((Path(__file__).parents[2] / "configs/codec/tiny.yaml").read_text())["model"]
     export_codec(CodecModel(CodecModelConfig(**model_cfg)).eval(), tmp_path / "codec" / "export")
-    rec = codec_reconstructor(str(tmp_path / "codec"))
+    rec = ReferenceCodec(str(tmp_path / "codec"))
     utts = read_texts(piper_refs / "metadata.csv")[:1]
     evaluate_tts(piper_synth, utts, judge, tmp_path / "ev", reference_dir=piper_refs, reconstruct=rec)
     out = sf.info(tmp_path / "ev" / "eval" / "codec" / f"{utts[0].id}.wav")
