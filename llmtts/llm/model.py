@@ -24,12 +24,18 @@ class LLMModelConfig:
     max_position_embeddings: int = 4096
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
+    # Dropout on the attention probabilities while training (Qwen3's only dropout; stock transformers, so exports
+    # stay plain Qwen3). A regulariser for small models on little data; inference never applies it. Unlike the
+    # shape fields above it also applies when fine-tuning from --init-from (set_attention_dropout).
+    attention_dropout: float = 0.0
     # "sdpa" (default; FlexAttention has no CPU backward), "eager", "flash_attention_2" ...
     attn_implementation: str = "sdpa"
 
     def __post_init__(self) -> None:
         if self.num_attention_heads % max(self.num_key_value_heads, 1):
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if not 0.0 <= self.attention_dropout < 1.0:
+            raise ValueError(f"attention_dropout must be in [0, 1), got {self.attention_dropout}")
 
 
 def qwen3_config(cfg: LLMModelConfig, vocab_size: int) -> Qwen3Config:
@@ -46,6 +52,7 @@ def qwen3_config(cfg: LLMModelConfig, vocab_size: int) -> Qwen3Config:
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=cfg.tie_word_embeddings,
         initializer_range=cfg.initializer_range,
+        attention_dropout=cfg.attention_dropout,
         # Training must run without a KV cache: transformers 5 builds the packed (block-diagonal)
         # mask only when no cache exists. Inference passes use_cache=True explicitly.
         use_cache=False,
@@ -55,6 +62,14 @@ def qwen3_config(cfg: LLMModelConfig, vocab_size: int) -> Qwen3Config:
     )
     hf._attn_implementation = cfg.attn_implementation
     return hf
+
+
+def set_attention_dropout(model: Qwen3ForCausalLM, p: float) -> None:
+    """Train ``model`` (e.g. one loaded by ``--init-from``) with attention dropout ``p``: each attention module
+    copied the rate from the config when it was built, so both are set."""
+    model.config.attention_dropout = p
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = p
 
 
 def build_model(cfg: LLMModelConfig, vocab_size: int, device: str | torch.device | None = None) -> Qwen3ForCausalLM:

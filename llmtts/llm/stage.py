@@ -18,7 +18,7 @@ from llmtts.llm.data import (LMCollate, SampleToSegment, check_single_codebook, 
                              segment_length)
 from llmtts.llm.export import save_export
 from llmtts.llm.loss import lm_loss
-from llmtts.llm.model import build_model
+from llmtts.llm.model import build_model, set_attention_dropout
 from llmtts.llm.packing import LMBatch
 from llmtts.llm.tokenizer import build_frontend
 from llmtts.llm.vocab import Vocab, round_up
@@ -147,6 +147,7 @@ class LLMStage(Stage):
 
             model, self.init_report = init_from(self.cfg.init_from, self.vocab, self.vocab.size,
                                                 self.cfg.model.attn_implementation)
+            set_attention_dropout(model, self.cfg.model.attention_dropout)
         else:
             model = build_model(self.cfg.model, self.vocab.size)
         model.config.use_cache = False  # packed rows need the no-cache mask path

@@ -38,3 +38,33 @@ def test_init_from_plain_hf_dir_keeps_body_and_resizes(tmp_path, vocab):
     torch.testing.assert_close(model.model.layers[1].self_attn.q_proj.weight, src.model.layers[1].self_attn.q_proj.weight)
     out = model(torch.tensor([[vocab.stop, vocab.text_start, vocab.speech_start]]))
     assert out.logits.shape[-1] == vocab.size and torch.isfinite(out.logits).all()
+
+
+def test_attention_dropout_regularises_training_only(tmp_path, vocab):
+    """model.attention_dropout drops attention weights in training mode only, from scratch and after --init-from
+    (where the source's own config would otherwise keep its rate)."""
+    import pytest
+    import torch
+
+    from llmtts.llm.init import init_from
+    from llmtts.llm.model import set_attention_dropout
+
+    shape = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, head_dim=32)
+    torch.manual_seed(0)
+    plain = build_model(LLMModelConfig(**shape), vocab_size=vocab.size)
+    drop = build_model(LLMModelConfig(**shape, attention_dropout=0.5), vocab_size=vocab.size)
+    drop.load_state_dict(plain.state_dict())
+    ids = torch.arange(4, 36)[None] % vocab.size
+    drop.train()
+    a, b = drop(ids).logits, drop(ids).logits
+    assert not torch.allclose(a, b)  # a fresh mask per forward
+    drop.eval(), plain.eval()
+    torch.testing.assert_close(drop(ids).logits, plain(ids).logits)  # inference: no dropout at all
+
+    plain.save_pretrained(str(tmp_path / "src"))
+    loaded, _ = init_from(tmp_path / "src", vocab, vocab.size)
+    set_attention_dropout(loaded.train(), 0.5)
+    assert not torch.allclose(loaded(ids).logits, loaded(ids).logits)
+    with pytest.raises(ValueError, match="attention_dropout"):
+        LLMModelConfig(attention_dropout=1.0)
