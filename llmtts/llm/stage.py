@@ -151,6 +151,7 @@ class LLMStage(Stage):
         else:
             model = build_model(self.cfg.model, self.vocab.size)
         model.config.use_cache = False  # packed rows need the no-cache mask path
+        model.train()  # from_pretrained (--init-from) returns eval mode, where attention dropout never applies
         if self._hf_config is None:
             self._hf_config = copy.deepcopy(model.config)
             freeze(model, self.cfg)

@@ -68,3 +68,23 @@ def test_attention_dropout_regularises_training_only(tmp_path, vocab):
     assert not torch.allclose(loaded(ids).logits, loaded(ids).logits)
     with pytest.raises(ValueError, match="attention_dropout"):
         LLMModelConfig(attention_dropout=1.0)
+
+
+def test_the_stage_trains_an_init_from_model_in_training_mode_with_the_configured_dropout(tiny_model, tmp_path):
+    """``from_pretrained`` hands back a model in eval mode: the stage must switch it to training mode and give it
+    the config's attention dropout, or a fine-tune would silently train without the regulariser."""
+    from pathlib import Path
+
+    from llmtts.config import load_config
+    from llmtts.llm.config import LLMConfig
+    from llmtts.llm.stage import LLMStage
+    from token_shards import make_token_shards
+
+    shards = make_token_shards(tmp_path / "tok", n_train=4, n_val=0)
+    tiny_model.save_pretrained(tmp_path / "src")
+    tiny = Path(__file__).parents[2] / "configs" / "llm" / "tiny.yaml"
+    for start in (["from_scratch=true"], [f"init_from={tmp_path / 'src'}"]):
+        cfg = load_config(LLMConfig, tiny, overrides=[*start, "model.attention_dropout=0.2", "log.tensorboard=false"])
+        model = LLMStage(cfg, tmp_path / f"run{len(start[0])}", shards).build_models()["model"]
+        assert model.training, start
+        assert {layer.self_attn.attention_dropout for layer in model.model.layers} == {0.2}, start
