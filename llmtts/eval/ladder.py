@@ -80,10 +80,6 @@ class ReferenceCodec:
         """The codec's own rendering of ``codes``, trimmed to the recording's length, at the codec's rate."""
         return self.codec.decode(codes)[0, :n_samples].float().cpu().numpy(), self.sample_rate
 
-    def __call__(self, wav: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
-        """The recording through the codec (encode, decode): what the LLM's targets sound like."""
-        return self.decode(*self.encode(wav, sr))
-
 
 TeacherForcer = Callable[[str, torch.Tensor, "str | None"], TeacherForced]
 
