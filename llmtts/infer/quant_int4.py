@@ -13,12 +13,28 @@ CPU only: the CUDA kernel wants another packing.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 DEFAULT_GROUP_SIZE = 64  # 32 / 64 / 128 decoded equally fast here; smaller groups are more accurate
 _N_MULTIPLE = 16  # the packing wants the output rows in multiples of 16 (padded with zero rows)
-_PACK_BLOCK_N = 32  # ... and interleaves them in blocks of 32 rows
+
+
+@functools.cache
+def packing_block_rows() -> int | None:
+    """The number of output rows the CPU packing interleaves as one block, probed on this process's kernels: packed
+    parts of whole blocks can be stacked into one packed matrix, parts of fewer rows cannot. The block depends on
+    the ISA torch dispatches to (32 rows under AVX2, 64 under AVX-512, measured), so it is probed, never assumed.
+    None: no size up to 256 stacks (fused int4 products are then never built)."""
+    g = torch.Generator().manual_seed(0)
+    pack = torch.ops.aten._convert_weight_to_int4pack_for_cpu
+    for rows in (16, 32, 64, 128, 256):
+        a, b = (torch.randint(0, 16, (rows, 64), generator=g, dtype=torch.int32) for _ in range(2))
+        if torch.equal(torch.cat([pack(a, 1), pack(b, 1)]), pack(torch.cat([a, b]), 1)):
+            return rows
+    return None
 
 
 def quantize_groups(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -74,12 +90,14 @@ class Int4Linear(nn.Module):
     @classmethod
     def concat(cls, mods: list["Int4Linear"]) -> "Int4Linear | None":
         """One layer computing the outputs of all ``mods`` (rows stacked, e.g. q, k and v): the CPU packing works
-        in blocks of 32 output rows, so packed parts of whole blocks stack (checked against packing the stacked
-        codes in tests); each of ``mods`` is re-pointed at its rows of the new packed weight (the per-group scales,
-        ~3 % of the bytes, are copied). None when they do not stack (a part not a multiple of 32 rows, another
-        group or input size, bias on some only)."""
-        if (len({(m.in_features, m.group_size) for m in mods}) != 1 or len({m.bias is None for m in mods}) != 1
-                or any(m.out_features % _PACK_BLOCK_N or m.weight_int4.shape[0] != m.out_features for m in mods)):
+        in blocks of output rows (``packing_block_rows``: 32 or 64 by ISA), so packed parts of whole blocks stack;
+        each of ``mods`` is re-pointed at its rows of the new packed weight (the per-group scales, ~3 % of the
+        bytes, are copied). None when they do not stack (a part not a whole number of blocks, another group or
+        input size, bias on some only)."""
+        block = packing_block_rows()
+        if (block is None or len({(m.in_features, m.group_size) for m in mods}) != 1
+                or len({m.bias is None for m in mods}) != 1
+                or any(m.out_features % block or m.weight_int4.shape[0] != m.out_features for m in mods)):
             return None
         fused = cls.__new__(cls)
         nn.Module.__init__(fused)

@@ -13,12 +13,13 @@ from llmtts.infer.fast_decode import FUSED_ATTR, concat_linears, fuse_projection
 from llmtts.infer.generate import generate
 from llmtts.infer.onednn import OneDNNLinear, linear, use_onednn_linears_
 from llmtts.infer.quant import INT8_DEQUANT_MIN_ROWS, Int8Linear, cpu_has_fast_bf16
-from llmtts.infer.quant_int4 import Int4Linear
+from llmtts.infer.quant_int4 import Int4Linear, packing_block_rows
 from llmtts.infer.sampling import SamplingConfig
 from llmtts.infer.tts import cast_llm
 
 
-SIZES = (32, 64, 96)  # whole 32-row blocks: int4's packing stacks only those
+SIZES = (32, 64, 96)
+BLOCK = packing_block_rows()  # int4's packing stacks whole blocks only (32 rows under AVX2, 64 under AVX-512)
 
 
 def three_linears(bias: bool = True, sizes=SIZES) -> list[nn.Linear]:
@@ -32,7 +33,8 @@ def storage_of(t: torch.Tensor) -> int:
 
 @pytest.mark.parametrize("kind", ["fp32", "onednn", "int8", "int4"])
 def test_concat_linears_computes_the_parts_and_shares_their_memory(kind):
-    mods = three_linears(bias=kind != "int4")
+    sizes = tuple(BLOCK * k for k in (1, 2, 3)) if kind == "int4" else SIZES
+    mods = three_linears(bias=kind != "int4", sizes=sizes)
     if kind == "onednn":
         mods = [use_onednn_linears_(m) for m in mods]
     if kind == "int8":
@@ -42,9 +44,9 @@ def test_concat_linears_computes_the_parts_and_shares_their_memory(kind):
     x = torch.randn(5, 64)
     before = [m(x) for m in mods]
     fused = concat_linears(mods)
-    assert fused is not None and fused.out_features == sum(SIZES)
+    assert fused is not None and fused.out_features == sum(sizes)
     whole = fused(x)
-    for part, ref, m in zip(whole.split(SIZES, -1), before, mods):
+    for part, ref, m in zip(whole.split(sizes, -1), before, mods):
         torch.testing.assert_close(part, ref, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=1e-5)  # the parts still work on their own
     # No second copy: each part's weight now lives inside the fused weight's storage.
@@ -58,8 +60,22 @@ def test_linears_that_do_not_stack_are_left_alone():
     assert concat_linears([nn.Linear(64, 32), nn.Linear(32, 32)]) is None
     assert concat_linears([nn.Linear(64, 32), Int8Linear(nn.Linear(64, 32))]) is None
     assert concat_linears([nn.Identity(), nn.Identity()]) is None
-    # int4 parts of 16 rows (padded packing blocks) would interleave wrongly: refused.
-    assert concat_linears([Int4Linear(m, 32) for m in three_linears(False, (32, 16, 48))]) is None
+    # int4 parts that are not whole packing blocks would interleave wrongly: refused.
+    assert concat_linears([Int4Linear(m, 32) for m in three_linears(False, (BLOCK, BLOCK // 2, BLOCK))]) is None
+
+
+def test_int4_packing_block_is_what_stacks_on_this_cpu():
+    """The probed block is the smallest row count whose packed parts stack into the packing of the stacked codes
+    (another input width and three parts than the probe uses), and half of it does not stack."""
+    pack = torch.ops.aten._convert_weight_to_int4pack_for_cpu
+    g = torch.Generator().manual_seed(1)
+    assert BLOCK is not None
+
+    def stacks(rows: int) -> bool:
+        parts = [torch.randint(0, 16, (rows, 128), generator=g, dtype=torch.int32) for _ in range(3)]
+        return torch.equal(torch.cat([pack(p, 1) for p in parts]), pack(torch.cat(parts), 1))
+    assert stacks(BLOCK) and stacks(2 * BLOCK)
+    assert BLOCK == 16 or not stacks(BLOCK // 2)
 
 
 def test_onednn_linear_matches_f_linear_and_keeps_the_state_dict():
