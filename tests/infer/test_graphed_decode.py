@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from infer_helpers import tiny_llm
+from infer_helpers import BF16_STATE_REL, tiny_llm
 from llmtts.infer.fast_decode import StaticDecoder
 from llmtts.infer.generate import _left_pad
 from llmtts.infer.graphed_decode import GraphedDecoder, StaticShapeDecoder
@@ -36,15 +36,23 @@ def run_both(ref, other, last_pos, steps=10, device="cpu"):
         yield ref.step(tok, pos), other.step(tok, pos)
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
 def test_static_shape_step_equals_the_sliced_step(dtype):
     """Attending over the whole cache under the mask (padding and the future at -inf) gives the states the sliced
-    step gives, step after step, for a left-padded batch."""
+    step gives, step after step, for a left-padded batch. The two attentions sum in another order: fp32 states
+    agree to ~1e-7; bf16 states (bf16, and int8 where bf16 is native: AVX-512 BF16 / AMX) may then round to the
+    neighbouring bf16 value, so they are held to ``BF16_STATE_REL`` of each row's scale (one flip of 2^-6 was seen
+    on an AVX-512 host, none under AVX2)."""
     model, _, _ = tiny_llm()
     model = cast_llm(model, dtype)
     ref, static, last_pos = two_decoders(model, StaticShapeDecoder)
     for a, b in run_both(ref, static, last_pos):
-        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+        assert a.dtype == b.dtype
+        if a.dtype == torch.float32:
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+        else:
+            worst = float(((b - a).abs().float() / a.abs().float().amax(1, keepdim=True)).max())
+            assert worst <= BF16_STATE_REL, f"{dtype}: states differ by {worst:.3g} of their scale"
     assert int(static.slot) == ref.len == static.len
 
 

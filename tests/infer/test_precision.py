@@ -13,14 +13,11 @@ import torch
 
 from llmtts import TTS
 
-from infer_helpers import BF16_DECODER_REL, FP32_DECODER_REL, assert_within, generated
+from infer_helpers import BF16_DECODER_REL, BF16_STATE_REL, FP32_DECODER_REL, assert_within, generated
 
 # Three sentences: with batch_size=2 the stream runs a batch of two, then one.
 TEXT = "Hello, my name is Soma Siddhartha. I paid $3.50 on May 1st! Did it work? Another short one, with a comma."
 TEXTS = [TEXT, "short.", "Another sentence, somewhat longer than the short one, with a comma."]
-# A bf16 state carries 8 significant bits (2^-8 relative per rounding); a batched and a one-row forward differ
-# by ~2 such roundings (0.8 % measured); 4 leaves room for other CPUs' kernels.
-BF16_STATE_REL = 2.0 ** -6
 
 
 def record_generation(monkeypatch) -> list:
