@@ -12,6 +12,7 @@ batches as ``synthesize`` and so the same tokens at every precision: docs/infere
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import random
@@ -26,6 +27,7 @@ import torch
 from llmtts.decoder.export import load_decoder
 from llmtts.decoder.model import HiddenDecoder, shard_precision
 from llmtts.errors import UserError
+from llmtts.infer.canary import CANARY_TEXT, KERNEL_REL_BOUND, canary_enabled, check_cast
 from llmtts.infer.generate import generate, generate_steps
 from llmtts.infer.sampling import SamplingConfig
 from llmtts.infer.stream import StreamDecoder
@@ -132,6 +134,7 @@ class TTS:
         self.options = options or SynthesisOptions()
         self._check_pair()
         self.last_stats: dict = {}
+        self.canary = None  # the kernel canary's result (``check_against``), when it ran
         self._batch_decode: bool | None = None  # None: by device (``batch_decode``)
 
     # --- loading ----------------------------------------------------------------------------------
@@ -152,7 +155,21 @@ class TTS:
         options = options_from_inference(load_inference(llm_path))  # a bad inference.json fails before loading
         decoder, meta = load_decoder(decoder_path, device=device)
         llm, vocab, frontend = load_llm(llm_path, device=device)
-        return cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype, options=options)
+        reference = copy.deepcopy(llm) if canary_enabled(dtype) else None
+        tts = cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype, options=options)
+        if reference is not None:
+            tts.check_against(reference)
+        return tts
+
+    def check_against(self, reference) -> None:
+        """The kernel canary (``canary.py``): this model's reduced-precision path against ``reference``, its fp32
+        original, on a fixed sentence; a one-line ``UserError`` when the kernels or the format disagree.
+        The result is kept in ``self.canary``."""
+        prompt = self.prepare(CANARY_TEXT)[0]
+        self.canary = check_cast(reference, self.llm, self.dtype, prompt, self.vocab)
+        if self.canary is not None:
+            log.info("kernel canary %s: states %.3f from the format's fp32 emulation (bound %.2f), greedy agreement "
+                     "%.0f%%", self.dtype, self.canary.kernel_rel, KERNEL_REL_BOUND, 100 * self.canary.agreement)
 
     def _check_pair(self) -> None:
         d_llm = self.llm.config.hidden_size
