@@ -56,8 +56,14 @@ if [ "$DRY" = 0 ] && [ "${GPU_BENCHMARKS:-1}" = 1 ]; then
     | tee "$RUN/train-throughput-gpu.txt"
   # CUDA graphs (llmtts/infer/graphed_decode.py): replay == eager step, and batch-1 speed without them.
   "$PY" -m pip install -q "pytest>=8" >/dev/null 2>&1 || true
+  # A failing test fails the script (after the last benchmark has run, so its figures are still collected).
+  tests_ok=1
   "$PY" -m pytest -q -p no:cacheprovider tests/infer/test_graphed_decode.py 2>&1 | tee "$RUN/graphed-decode-tests.txt" \
-    || echo "gpu-smoke: graphed decode tests FAILED (see $RUN/graphed-decode-tests.txt)"
+    || tests_ok=0
   LLMTTS_CUDA_GRAPHS=0 "$PY" benchmarks/inference.py --device cuda --dtypes bf16 --quick --tokens 512 \
     --naive-tokens 32 --json "$RUN/inference-gpu-eager.json" | tee "$RUN/inference-gpu-eager.txt"
+  if [ "$tests_ok" = 0 ]; then
+    echo "gpu-smoke: graphed decode tests FAILED (see $RUN/graphed-decode-tests.txt)" >&2
+    exit 1
+  fi
 fi
