@@ -37,6 +37,33 @@ TEXTS = ["the quick brown fox jumps over the lazy dog while the band plays on.",
 DEFAULT_VENV = ROOT / ".cache" / "soprano-venv"  # git-ignored; created by the installer when missing
 
 
+# A format is reported only when the judge hears it as well as fp32 on a trained model: its WER on each set at most
+# this much above fp32's (about one word in 20; two training seeds of the cpu-small recipe differ by 0.03).
+MAX_WER_INCREASE = 0.05
+
+
+def judge_refusals(quality: str, bound: float, dtypes) -> dict[str, str]:
+    """``{dtype: why}`` for the formats whose judge WER in ``quality`` (quant_quality.py's summary.json) is worse
+    than fp32's by more than ``bound`` on some set, or that it never judged (a speed without a quality check of
+    the same format is not reported)."""
+    if not quality:
+        return {}
+    table = json.loads(Path(quality).read_text())
+    out = {}
+    for d in dtypes:
+        if d == "fp32":
+            continue
+        if d not in table:
+            out[d] = f"no judge WER for {d} in {quality}"
+            continue
+        worse = {s: r["wer"] - table["fp32"][s]["wer"] for s, r in table[d].items()}
+        bad = {s: w for s, w in worse.items() if w > bound}
+        if bad:
+            out[d] = "judge WER above fp32's by " + ", ".join(f"{w:.3f} ({s})" for s, w in bad.items()) + \
+                f" > {bound} in {quality}"
+    return out
+
+
 def cpu_name() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -150,16 +177,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtypes", default="fp32,int8,int4")
     ap.add_argument("--json", default="", help="also write the raw results here")
+    ap.add_argument("--quality", default="", help="benchmarks/quant_quality.py's summary.json for a trained model: "
+                    "formats whose judge WER there exceeds fp32's by more than --max-wer-increase are not reported")
+    ap.add_argument("--max-wer-increase", type=float, default=MAX_WER_INCREASE)
     args = ap.parse_args()
     logging.getLogger("llmtts.infer.tts").setLevel(logging.ERROR)  # forced lengths: no runaway warnings
     torch.set_num_threads(args.threads)
     python = ensure_soprano(args.soprano_python, Path(args.venv))
+    from llmtts.errors import UserError
     from llmtts.infer.tts import TTS
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, ours_dir = build_checkpoint(Path(tmp))
         soprano = Soprano(python, model_dir, args.threads)
-        systems = {d: TTS.load(ours_dir / "llm", ours_dir / "decoder", dtype=d) for d in args.dtypes.split(",")}
+        systems, refused = {}, {}
+        for d in args.dtypes.split(","):
+            try:  # the kernel canary runs at load: a format broken on this CPU is refused, never timed
+                systems[d] = TTS.load(ours_dir / "llm", ours_dir / "decoder", dtype=d)
+            except UserError as e:
+                refused[d] = str(e)
+        refused.update(judge_refusals(args.quality, args.max_wer_increase, systems))
+        for d, why in refused.items():
+            systems.pop(d, None)
+            print(f"{d:8} not reported: {why}", flush=True)
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} threads (soprano worker: {soprano.info['threads']}), "
           f"torch {torch.__version__}; soprano-tts 0.2.0 vs llmtts on one random Soprano-1.1-80M-shaped checkpoint, "
           f"{args.tokens} tokens/sentence, {len(TEXTS)} texts x {args.reps} rounds; load average "

@@ -168,8 +168,8 @@ class TTS:
         prompt = self.prepare(CANARY_TEXT)[0]
         self.canary = check_cast(reference, self.llm, self.dtype, prompt, self.vocab)
         if self.canary is not None:
-            log.info("kernel canary %s: states %.3f from the format's fp32 emulation (bound %.2f), greedy agreement "
-                     "%.0f%%", self.dtype, self.canary.kernel_rel, KERNEL_REL_BOUND, 100 * self.canary.agreement)
+            log.info("kernel canary %s: states %.3f from the format's fp32 emulation (bound %.2f), picks within "
+                     "1 nat of fp32's at %.0f%% of steps", self.dtype, self.canary.kernel_rel, KERNEL_REL_BOUND, 100 * self.canary.agreement)
 
     def _check_pair(self) -> None:
         d_llm = self.llm.config.hidden_size
