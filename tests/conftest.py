@@ -45,13 +45,23 @@ def pytest_collection_modifyitems(session, config, items):
         raise pytest.UsageError(f"{len(missing)} test file(s) yielded no tests (not collected?): {', '.join(missing)}")
 
 
+# CI services announce themselves by these variables (CI=1, CI=true, GITHUB_ACTIONS=true, ...): any of them set to a
+# value other than "", 0, false or no is a CI run, whose skips fail.
+CI_VARIABLES = ("CI", "GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "CIRCLECI", "TRAVIS", "JENKINS_URL", "TF_BUILD",
+                "TEAMCITY_VERSION", "CONTINUOUS_INTEGRATION")
+
+
+def under_ci() -> bool:
+    return any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no") for v in CI_VARIABLES)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under ``CI=true`` a skip is a failure: a missing extra, sample or tool must not hide a regression as a
     quiet "s". Tests whose skip depends on the host, not on the install, opt out with ``@pytest.mark.host_may_skip``."""
     outcome = yield
     rep = outcome.get_result()
-    if (rep.skipped and os.environ.get("CI", "").lower() == "true" and not hasattr(rep, "wasxfail")
+    if (rep.skipped and under_ci() and not hasattr(rep, "wasxfail")
             and item.get_closest_marker("host_may_skip") is None):
         reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome, rep.longrepr = "failed", f"skipped under CI=true (install what it needs): {reason}"
@@ -62,6 +72,6 @@ def pytest_make_collect_report(collector):
     """The same for a whole module skipped at import (``pytest.importorskip`` at module level)."""
     outcome = yield
     rep = outcome.get_result()
-    if rep.skipped and os.environ.get("CI", "").lower() == "true":
+    if rep.skipped and under_ci():
         reason = rep.longrepr[-1] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
         rep.outcome, rep.longrepr = "failed", f"{collector.nodeid} skipped under CI=true (install what it needs): {reason}"

@@ -14,9 +14,13 @@ from __future__ import annotations
 import json
 import re
 import sys
-import tomllib
 from importlib.metadata import PackageNotFoundError, packages_distributions, requires
 from pathlib import Path
+
+try:  # Python >= 3.11; on 3.10 the dev extra installs tomli (the same API)
+    import tomllib
+except ModuleNotFoundError:
+    import tomli as tomllib
 
 from packaging.requirements import Requirement
 

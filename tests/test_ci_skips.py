@@ -1,6 +1,9 @@
-"""Under CI=true a skipped test or module fails the run (tests/conftest.py); host-dependent skips may opt out."""
+"""Under CI (CI=true, CI=1, GITHUB_ACTIONS=true, ...) a skipped test or module fails the run (tests/conftest.py); host-dependent skips may opt out."""
+import importlib.util
 import shutil
 from pathlib import Path
+
+import pytest
 
 pytest_plugins = ["pytester"]
 
@@ -16,20 +19,32 @@ def test_needs_a_device_node():
 '''
 
 
-def _run(pytester, monkeypatch, ci: str, name: str):
+def ci_variables() -> tuple[str, ...]:
+    spec = importlib.util.spec_from_file_location("suite_conftest", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CI_VARIABLES
+
+
+def _run(pytester, monkeypatch, ci: str, name: str, variable: str = "CI"):
     shutil.copy(Path(__file__).with_name("conftest.py"), pytester.path / "conftest.py")
     pytester.makeini("[pytest]\nmarkers =\n    host_may_skip: x\n")
     pytester.makepyfile(test_cases=CASES, test_module="import pytest\npytest.importorskip('no_such_module_xyz')\n"
                                                          "def test_x():\n    pass\n")
-    monkeypatch.setenv("CI", ci)
+    for v in ci_variables():  # the run's own CI variables must not leak into the inner run
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv(variable, ci)
     return pytester.runpytest_inprocess("-p", "no:cacheprovider", name)
 
 
-def test_skips_fail_under_ci(pytester, monkeypatch):
-    _run(pytester, monkeypatch, "true", "test_cases.py").assert_outcomes(failed=1, skipped=1)
-    _run(pytester, monkeypatch, "true", "test_module.py").assert_outcomes(errors=1)
+@pytest.mark.parametrize("variable,value", [("CI", "true"), ("CI", "1"), ("CI", "TRUE"), ("CI", "yes"),
+                                            ("GITHUB_ACTIONS", "true"), ("GITLAB_CI", "true")])
+def test_skips_fail_under_ci(pytester, monkeypatch, variable, value):
+    _run(pytester, monkeypatch, value, "test_cases.py", variable).assert_outcomes(failed=1, skipped=1)
+    _run(pytester, monkeypatch, value, "test_module.py", variable).assert_outcomes(errors=1)
 
 
-def test_skips_stay_skips_outside_ci(pytester, monkeypatch):
-    _run(pytester, monkeypatch, "", "test_cases.py").assert_outcomes(skipped=2)
-    _run(pytester, monkeypatch, "", "test_module.py").assert_outcomes(skipped=1)
+@pytest.mark.parametrize("value", ["", "0", "false", "no"])
+def test_skips_stay_skips_outside_ci(pytester, monkeypatch, value):
+    _run(pytester, monkeypatch, value, "test_cases.py").assert_outcomes(skipped=2)
+    _run(pytester, monkeypatch, value, "test_module.py").assert_outcomes(skipped=1)

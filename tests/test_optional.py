@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with Python >= 3.11's tomllib")
+try:  # Python >= 3.11; on 3.10 the dev extra installs tomli (the same API)
+    import tomllib
+except ModuleNotFoundError:
+    import tomli as tomllib
 
 from llmtts.optional import _VIA, EXTRAS, MissingExtra, missing_extra, require
 
