@@ -71,13 +71,17 @@ def judge_refusals(quality: str, bound: float, dtypes) -> dict[str, str]:
 
 
 def cpu_name() -> str:
+    """The CPU's model name and the kernel family this process runs (every published speed names both)."""
+    from llmtts.infer.canary import cpu_kernel_family
+
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, subprocess.CalledProcessError, StopIteration):
         import platform
 
-        return platform.processor() or platform.machine()
+        name = platform.processor() or platform.machine()
+    return f"{name} [{cpu_kernel_family()}]"
 
 
 def ensure_soprano(python: str | None, venv: Path) -> str:
