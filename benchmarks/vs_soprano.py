@@ -144,6 +144,46 @@ def forced(tokens: int) -> dict:
     return dict(seed=0, max_tokens=tokens, min_tokens=tokens, tokens_per_text_id=1000.0, max_chars=1000)
 
 
+def read_bandwidth_gbs(threads: int, mb: int = 512, reps: int = 5) -> float:
+    """This machine's memory read bandwidth as torch sees it: the best of ``reps`` sums over ``mb`` MB (far past the
+    caches), with the benchmark's thread count."""
+    torch.set_num_threads(threads)
+    x = torch.ones(mb * 2**20 // 4)
+    best = min(timed_s(lambda: float(x.sum())) for _ in range(reps))
+    return mb * 2**20 / best / 1e9
+
+
+def timed_s(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def decode_bytes(llm) -> int:
+    """Bytes of LLM weights one decode step reads: every projection and the output head as stored for decoding (int8
+    codes + scales, packed int4 + group scales, fp32 / bf16 weights), the norms; not the embedding table (one row
+    per token) nor int8's bf16 prefill copy (decode steps never read it)."""
+    from torch import nn
+
+    from llmtts.infer.quant import Int8Linear
+    from llmtts.infer.quant_int4 import Int4Linear
+
+    def size(*ts) -> int:
+        return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+    total = 0
+    for m in llm.modules():
+        if isinstance(m, Int8Linear):
+            total += size(m.weight_int8, m.scale, m.bias)
+        elif isinstance(m, Int4Linear):
+            total += size(m.weight_int4, m.scales_and_zeros, m.bias)
+        elif isinstance(m, nn.Linear):
+            total += size(m.weight, m.bias)
+        elif not isinstance(m, nn.Embedding) and not list(m.children()):
+            total += size(*m.parameters(recurse=False))
+    return total
+
+
 def ours_offline(tts, text: str, tokens: int) -> dict:
     t = time.perf_counter()
     wav, _ = tts.synthesize(text, **forced(tokens))
@@ -253,6 +293,17 @@ def main() -> None:
         print(f"{n:8} {row['x_rt']:6.2f}x RT  {row['ms_per_token']:6.1f} ms/token  {row['vs_soprano']:5.2f}x soprano"
               f"  first chunk {row['first_chunk_ms']:5.0f} ms (exact)  | sums: {row['x_rt_of_sums']:.2f}x RT",
               flush=True)
+    # Batch-1 decoding reads every weight once per token: the distance to that floor is a number, not a guess.
+    bw = read_bandwidth_gbs(args.threads)
+    results["read_bandwidth_gbs"] = bw
+    print(f"memory read bandwidth {bw:.1f} GB/s (torch sum over 512 MB, {args.threads} threads); per token, batch 1:")
+    for n, tts in systems.items():
+        b = decode_bytes(tts.llm)
+        floor = b / (bw * 1e9) * 1000
+        ms = results["systems"][n]["ms_per_token"]
+        results["systems"][n].update(decode_bytes=b, floor_ms_per_token=floor)
+        print(f"  {n:6} reads {b / 1e6:6.1f} MB of weights: floor {floor:5.1f} ms/token, measured {ms:5.1f} "
+              f"(x{ms / floor:.1f} the floor; the rest is compute, the decoder, sampling)")
     print(f"medians over {len(walls['soprano'])} sentences; vs soprano = median of per-sentence wall ratios; first "
           f"chunk = median of {args.stream_reps}")
     print(f"load average now {os.getloadavg()[0]:.1f}")

@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the model has more than one, else its one voice (what the pipeline passes)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: %(default)s)")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4"],
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4", "auto"],
                    help="LLM weight format (see synthesize; default: %(default)s)")
     add_sampling_args(p)
     p.set_defaults(func=run_tts_eval)

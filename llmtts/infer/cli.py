@@ -29,9 +29,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="sentences generated together (default 8)")
     p.add_argument("--speaker", default=None, help="speaker name (multi-speaker models)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4"],
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4", "auto"],
                    help="fp32 (exact) | bf16 | int8 | int4: LLM weights (int8/int4 = weight-only, int4 CPU only) "
-                        "and, for the others, a bf16 decoder; fewer bytes per token, slightly different audio")
+                        "and, for the others, a bf16 decoder; fewer bytes per token, slightly different audio. "
+                        "auto: each measured on this CPU, the fastest that the kernel canary clears")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     p.set_defaults(func=run)
 

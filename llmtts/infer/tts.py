@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # LLM weight formats. Decoding one token reads every weight once, so on a CPU fewer bytes per weight is
 # the main speed lever; bf16 / int8 states differ from fp32 by a few 1e-2 relative (documented trade-off).
 DTYPES = ("fp32", "bf16", "int8", "int4")
+LOAD_DTYPES = DTYPES + ("auto",)  # auto: the fastest format the kernel canary clears on this CPU (dtype_choice.py)
 
 
 def cast_llm(llm, dtype: str):
@@ -135,6 +136,7 @@ class TTS:
         self._check_pair()
         self.last_stats: dict = {}
         self.canary = None  # the kernel canary's result (``check_against``), when it ran
+        self.format_table = None  # with ``load(dtype="auto")``: every candidate format, measured (dtype_choice.py)
         self._batch_decode: bool | None = None  # None: by device (``batch_decode``)
 
     # --- loading ----------------------------------------------------------------------------------
@@ -142,23 +144,32 @@ class TTS:
     def load(cls, llm_path: str | Path, decoder_path: str | Path, device: str = "cpu", dtype: str = "fp32") -> "TTS":
         """``llm_path``/``decoder_path``: run directories or their ``export/``. ``dtype``: LLM weights,
         ``fp32``, ``bf16``, ``int8`` or ``int4`` (weight-only, CPU; fewer bytes read per token: CPU decoding is
-        bandwidth bound).
+        bandwidth bound), or ``auto`` (each measured on this CPU, the fastest the canary clears: ``dtype_choice``).
         The LLM export's ``inference.json`` (the recipe's sampling defaults), if any, becomes ``self.options``."""
         from llmtts.llm import load_llm
         from llmtts.llm.export import load_inference
 
-        if dtype not in DTYPES:
-            raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        if dtype not in LOAD_DTYPES:
+            raise UserError(f"dtype must be one of {list(LOAD_DTYPES)}, got {dtype!r}")
         if not Path(llm_path).exists():
             raise UserError(f"LLM path {llm_path}: no such run or export directory")
         check_device(device)
         options = options_from_inference(load_inference(llm_path))  # a bad inference.json fails before loading
         decoder, meta = load_decoder(decoder_path, device=device)
         llm, vocab, frontend = load_llm(llm_path, device=device)
+        table = None
+        if dtype == "auto":  # measured here, for this model: the fastest format the canary clears
+            from llmtts.infer.dtype_choice import describe, measure_formats, pick
+
+            probe = cls(llm, vocab, frontend, decoder, meta, options=options)
+            table = measure_formats(llm, probe.prepare(CANARY_TEXT)[0], vocab)
+            dtype = pick(table)
+            log.info("--dtype auto chose %s on this CPU:\n  %s", dtype, "\n  ".join(describe(table)))
         reference = copy.deepcopy(llm) if canary_enabled(dtype) else None
         tts = cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype, options=options)
         if reference is not None:
             tts.check_against(reference)
+        tts.format_table = table
         return tts
 
     def check_against(self, reference) -> None:

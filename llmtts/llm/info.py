@@ -1,5 +1,6 @@
 """``llmtts info MODEL``: what an LLM export holds (architecture, vocabulary, front end, speakers), read from its
-JSON files only: no weights are loaded, so it answers instantly for any model size."""
+JSON files only: no weights are loaded, so it answers instantly for any model size. ``--formats`` loads them and
+measures every weight format on this CPU (seconds)."""
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,25 @@ def model_info(model: str | Path) -> dict:
             "speakers": list(vocab.speakers)}
 
 
+def format_table(model: str | Path, device: str = "cpu") -> dict:
+    """Every weight format of this model measured on this machine (``dtype_choice``): what ``--dtype auto`` picks."""
+    from llmtts.infer.canary import CANARY_TEXT, cpu_kernel_family
+    from llmtts.infer.dtype_choice import describe, measure_formats, pick
+    from llmtts.llm import load_llm
+    from llmtts.llm.hidden import prompt_ids
+
+    llm, vocab, frontend = load_llm(model, device=device)
+    speaker = vocab.speakers[0] if vocab.speakers else None
+    prompt = prompt_ids(vocab, frontend, frontend.normalize(CANARY_TEXT), speaker=speaker, normalized=True)
+    rows = measure_formats(llm, prompt, vocab)
+    return {"cpu": cpu_kernel_family(), "auto": pick(rows), "lines": describe(rows),
+            "formats": [r.__dict__ for r in rows]}
+
+
 def _main(args: argparse.Namespace) -> int:
     info = model_info(args.model)
+    if args.formats:
+        info["formats"] = format_table(args.model)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -50,10 +68,18 @@ def _main(args: argparse.Namespace) -> int:
           f"normalizer {info['normalizer']})")
     print(f"speakers:   {', '.join(spk) if spk else 'none (single-speaker model)'}"
           + (f"  ({len(spk)}; pick one with --speaker NAME)" if spk else ""))
+    if args.formats:
+        f = info["formats"]
+        print(f"formats:    measured here ({f['cpu']}), batch 1; --dtype auto picks {f['auto']}")
+        for line in f["lines"]:
+            print(f"  {line}")
     return 0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="an llm run directory or its export/ directory")
     parser.add_argument("--json", action="store_true", help="print the facts as JSON")
+    parser.add_argument("--formats", action="store_true",
+                        help="also load the weights and measure every format on this CPU (kernel canary + ms/token): "
+                             "what --dtype auto picks here")
     parser.set_defaults(func=_main)

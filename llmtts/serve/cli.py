@@ -18,7 +18,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port, printed at start)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8"], help="LLM weights (see synthesize)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "int8", "int4", "auto"],
+                   help="LLM weights (see synthesize)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for generation (0 = torch default)")
     p.add_argument("--max-batch", type=int, default=8, help="requests generated together (rows per decode step)")
     p.add_argument("--max-queue", type=int, default=64, help="requests waiting for a row; more get 429")
