@@ -29,7 +29,7 @@ TIMED_STEPS = 16
 class FormatRow:
     dtype: str
     ms_per_token: float | None  # None: not timed (refused)
-    usable: bool
+    usable: bool  # the canary cleared it (no refusal, no warning): auto may pick it
     note: str  # the canary's verdict
 
 
@@ -86,5 +86,5 @@ def pick(rows: list[FormatRow]) -> str:
 def describe(rows: list[FormatRow]) -> list[str]:
     best = pick(rows)
     return [f"{r.dtype:5} " + (f"{r.ms_per_token:7.1f} ms/token" if r.ms_per_token is not None else "   not timed  ")
-            + f"  {'usable' if r.usable else 'refused'}  {r.note}" + ("  <- auto" if r.dtype == best else "")
+            + f"  {'usable' if r.usable else 'excluded'}  {r.note}" + ("  <- auto" if r.dtype == best else "")
             for r in rows]
