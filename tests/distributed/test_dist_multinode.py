@@ -7,6 +7,7 @@ fail (not hang) and leave a run that ``--resume auto`` continues.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -185,7 +186,8 @@ def test_two_nodes_train_checkpoint_and_resume_on_one_node(shards, tmp_path):
     assert "resumed at step 6" in out
     assert complete_steps(run)[-2:] == [6, 9]  # older ones pruned by trainer.keep_last
     assert (run / "export" / "model.safetensors").is_file()
-    assert all(v == v for v in train_losses(run).values())
+    losses = train_losses(run)
+    assert sorted(losses) == list(range(1, 10)) and all(math.isfinite(v) for v in losses.values()), losses
 
 
 def kill_node(agent: subprocess.Popen, trace: Path) -> None:
