@@ -65,8 +65,8 @@ def test_a_token_influences_only_its_receptive_field(num_layers, lookahead):
     touched = (diff > 0).nonzero().flatten()
     # Token j reaches the outputs of tokens that have it in their context: j - right .. j + left.
     assert touched.min() >= j - right and touched.max() <= j + left
-    # The bound is tight to within one token on each side.
-    assert touched.min() <= j - right + 1 and touched.max() >= j + left - 1
+    # The bound is exact: the first and the last token it reaches are the context's ends.
+    assert touched.min() == j - right and touched.max() == j + left, (touched.min(), touched.max(), j, left, right)
 
 
 def test_causal_convolutions_leave_one_token_of_right_context_and_load_the_same_weights():
