@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 import yaml
 from safetensors.torch import load_file
 
@@ -109,10 +110,23 @@ def test_bad_inputs_are_user_errors(tmp_path):
         fit(tmp_path / "r", "trainer.max_steps=2", "model.hidden=16")
 
 
-def test_activation_checkpointing_switch_keeps_the_math(tmp_path):
-    fit(tmp_path / "a", "trainer.max_steps=3")
-    fit(tmp_path / "b", "trainer.max_steps=3", "trainer.activation_checkpointing=true")
+def test_activation_checkpointing_switch_keeps_the_math(tmp_path, monkeypatch):
+    """Same losses with and without it, and the switch is not ignored: each block's forward runs again in
+    backward (the recomputation), so the blocks' activation functions run once more per block per training step."""
+    calls = {"n": 0}
+    gelu = nn.GELU.forward
+
+    def counting(self, x):
+        calls["n"] += 1
+        return gelu(self, x)
+    monkeypatch.setattr(nn.GELU, "forward", counting)
+    fit(tmp_path / "a", "trainer.max_steps=3", "trainer.eval_every=0")
+    plain, calls["n"] = calls["n"], 0
+    fit(tmp_path / "b", "trainer.max_steps=3", "trainer.eval_every=0", "trainer.activation_checkpointing=true")
     assert [r["loss"] for r in rows(tmp_path / "a")] == [r["loss"] for r in rows(tmp_path / "b")]
+    # 3 training steps x the toy's blocks: one recomputation each (forwards outside training are not recomputed).
+    layers = load_config(ToyConfig, None, FAST).model.layers
+    assert plain > 0 and calls["n"] == plain + 3 * layers, (plain, calls["n"])
 
 
 def test_wandb_offline_lives_in_run_dir(tmp_path, monkeypatch):
