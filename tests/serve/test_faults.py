@@ -70,3 +70,22 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(small_server, serve_tts):
     assert_audio_close(pcm_to_float(b"".join(data)), as_served(serve_tts.synthesize(text, seed=4)[0]))
     with pytest.raises(httpx.TransportError):  # the listener is gone
         httpx.get(small_server.url + "/health", timeout=5)
+
+
+def test_a_request_past_its_timeout_gets_504_over_http(serve_exports):
+    """The server's own 504 (app.py): a whole (non-streamed) request whose generation outlives ``--timeout`` is
+    stopped by the scheduler and answered 504 with code "timeout"; the row is freed for the next request."""
+    srv = ServerProcess(*serve_exports, "--max-batch", "1", "--max-chars", "4000", "--timeout", "3")
+    try:
+        t0 = time.monotonic()
+        r = httpx.post(srv.url + "/v1/audio/speech", json={"input": LONG * 10, "seed": 1, "response_format": "pcm"},
+                       timeout=120)
+        assert r.status_code == 504, (r.status_code, r.text[:200])
+        assert r.json()["error"]["code"] == "timeout" and time.monotonic() - t0 < 60
+        ok = httpx.post(srv.url + "/v1/audio/speech", json={"input": "Hi.", "seed": 2, "response_format": "pcm"},
+                        timeout=120)
+        assert ok.status_code == 200 and len(ok.content) > 0
+        text = httpx.get(srv.url + "/metrics").text
+        assert metric(text, "llmtts_requests_total", status="504") == 1.0
+    finally:
+        srv.kill()
