@@ -72,3 +72,61 @@ def checkpoint_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
 
     walk("", state)
     return flat
+
+
+def _train_steps_logged(run: Path) -> set[int]:
+    """Train steps in metrics.jsonl while a run writes it (the last line may be half-written)."""
+    f, steps = Path(run) / "metrics.jsonl", set()
+    for line in (f.read_text().splitlines() if f.exists() else []):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("split") == "train":
+            steps.add(row["step"])
+    return steps
+
+
+def assert_exact_after_sigkill(argv: Callable[[Path, int], list[str]], tmp: Path, save_every: int, n: int,
+                               weights: str = "export/model.safetensors", timeout: float = 240) -> None:
+    """A real stage SIGKILLed mid-run, wherever it happens to be, then resumed with ``--resume auto``, ends as an
+    uninterrupted run does: the same rows for every step and the same exported weights, bit for bit.
+
+    ``argv(run_dir, max_steps)``: the stage's ``llmtts`` arguments (with ``--resume auto`` and
+    ``trainer.save_every=save_every``). The killed run is a subprocess (its whole process tree is killed, data
+    workers included); it is killed once it has logged a step past its first checkpoint, so the kill lands after
+    work that must be thrown away and redone — mid-step, mid-save or between steps, wherever the run is then. A
+    run that finished before the kill fails the test (it would prove nothing)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import proc_group
+    from llmtts.cli import main
+
+    ref, run = tmp / "uninterrupted", tmp / "killed"
+    assert main(argv(ref, n)) == 0
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
+    proc = proc_group.start([sys.executable, "-m", "llmtts.cli", *argv(run, n)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    first = run / "checkpoints" / f"step_{save_every:08d}" / "COMPLETE"
+    deadline = time.monotonic() + timeout
+    try:
+        while not (first.is_file() and max(_train_steps_logged(run), default=0) > save_every):
+            assert proc.poll() is None, f"the run ended ({proc.returncode}) before the kill:\n{proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "the run never got past its first checkpoint"
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before the kill"
+    finally:
+        proc_group.kill_all(proc)
+        proc.wait()
+    killed_at = max(_train_steps_logged(run))
+    assert save_every < killed_at < n and not (run / "export").exists(), killed_at
+    assert main(argv(run, n)) == 0
+    a, b = rows(ref, "train"), rows(run, "train")
+    assert sorted(b) == sorted(a) == list(range(1, n + 1)), "steps lost or logged twice after the kill"
+    differ = [s for s in a if a[s] != b[s]]
+    assert not differ, f"killed after step {killed_at}: rows differ at steps {differ[:5]}"
+    wa, wb = load_file(str(ref / weights)), load_file(str(run / weights))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), "exported weights differ"

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from llmtts.cli import main as cli_main
-from resume_check import assert_exact_resume, rows
+from resume_check import assert_exact_after_sigkill, assert_exact_resume, rows
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "codec" / "tiny.yaml"
 
@@ -80,3 +80,15 @@ def test_ctrl_c_with_data_workers_checkpoints_and_resumes_exactly(audio_shards, 
     assert sorted(b) == list(range(1, 17)) and all(b[s] == a[s] for s in range(stopped + 1, 17))
     wa, wb = (load_file(str(r / "export" / "model.safetensors")) for r in (ref, run))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_codec_sigkill_mid_run_resumes_bit_exact(audio_shards, tmp_path):
+    """SIGKILLed wherever it is after its first checkpoint (GAN steps included), resumed: bit for bit."""
+    def argv(run: Path, steps: int) -> list[str]:
+        return ["codec", "train", "--config", str(CONFIG), "--input-dir", str(audio_shards), "--save-dir", str(run),
+                "--resume", "auto", f"trainer.max_steps={steps}", "trainer.save_every=3",
+                "trainer.optim.schedule=constant", "trainer.optim.warmup_steps=2", "trainer.log_every=1",
+                "gan.start_step=2", "data.crop_samples=4096", "data.batch_budget=8192", "log.progress=false",
+                "trainer.eval_batches=1", "trainer.eval_every=0"]
+
+    assert_exact_after_sigkill(argv, tmp_path, save_every=3, n=24)

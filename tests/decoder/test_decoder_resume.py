@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmtts.cli import main
-from resume_check import assert_exact_resume
+from resume_check import assert_exact_after_sigkill, assert_exact_resume
 
 from decoder_helpers import TINY_OVERRIDES
 
@@ -47,3 +47,14 @@ def test_decoder_gan_resume_restores_discriminator_and_optimizers_exactly(data, 
     assert ref.keys() == got.keys()
     differ = [k for k in ref if not torch.equal(ref[k], got[k])]
     assert not differ, f"checkpoint tensors differ after the resume: {differ[:5]}"
+
+
+def test_decoder_sigkill_mid_run_resumes_bit_exact(data, tmp_path):
+    """SIGKILLed wherever it is after its first checkpoint, resumed: bit for bit."""
+    def argv(run: Path, steps: int) -> list[str]:
+        return ["decoder", "train", "--input-dir", str(data["hidden"]), "--save-dir", str(run), "--stage", "recon",
+                "--resume", "auto", *TINY_OVERRIDES, "trainer.optim.schedule=constant", "trainer.optim.warmup_steps=2",
+                "recon_crop_tokens=8", "data.max_batch_size=2", "trainer.save_every=3", "trainer.eval_every=0",
+                f"trainer.max_steps={steps}"]
+
+    assert_exact_after_sigkill(argv, tmp_path, save_every=3, n=40)

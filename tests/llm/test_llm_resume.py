@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from llmtts.cli import main
-from resume_check import assert_exact_resume
+from resume_check import assert_exact_after_sigkill, assert_exact_resume
 from token_shards import make_token_shards
 
 TINY = "configs/llm/tiny.yaml"
@@ -27,3 +27,15 @@ def test_llm_resume_is_bit_exact(tmp_path, workers):
     ref = assert_exact_resume(train, tmp_path, k=4, n=8)
     # The two bad samples are counted in every epoch; the count survives the resume (reader stats are saved).
     assert ref[8]["skipped_samples"] > ref[1]["skipped_samples"] >= 1
+
+
+def test_llm_sigkill_mid_run_resumes_bit_exact(tmp_path):
+    """SIGKILLed wherever it is after its first checkpoint, resumed: bit for bit."""
+    shards = make_token_shards(tmp_path / "tok", n_train=8, n_val=2)
+
+    def argv(run: Path, steps: int) -> list[str]:
+        return ["llm", "train", "--input-dir", str(shards), "--save-dir", str(run), "--resume", "auto",
+                "--from-scratch", "--config", TINY, *FAST, "trainer.save_every=3", "trainer.eval_every=0",
+                f"trainer.max_steps={steps}"]
+
+    assert_exact_after_sigkill(argv, tmp_path, save_every=3, n=30)
