@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,19 +75,74 @@ def write_file_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def replace_dir(tmp: str | Path, out_dir: str | Path) -> Path:
-    """Swap a fully written ``tmp`` directory into ``out_dir`` (exports): a reader sees the old or the new
-    directory, never a half-written one; the previous one is kept as ``.old`` until the swap is done."""
-    tmp, out_dir = Path(tmp), Path(out_dir)
-    old = out_dir.with_name(out_dir.name + ".old")
-    if out_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old.exists():
-        shutil.rmtree(old)
-    return out_dir
+# --- the output policy: which folders a command may write, replace or empty --------------------------------------
+# Every command that writes a folder goes through ``check_output_dir`` (directly, or through ``temp_dir_beside`` +
+# ``replace_dir``): it writes only into a folder that is new, empty or provably this project's own output, never
+# into an input or a folder above or inside one, and never through a fixed temporary name a user's file may have.
+
+OUTPUT_MARKER = ".llmtts-output.json"  # written into every output folder before it is put in place
+
+
+def check_output_dir(out: str | Path, inputs=(), flag: str = "--out", recognised=()) -> Path:
+    """The folder a command may write (a symlink to a folder: the folder it points to, the link is kept); one-line
+    ``UserError`` otherwise. May: absent, empty, holding ``OUTPUT_MARKER`` (ours), or holding only names in
+    ``recognised`` (the files this kind of output consists of: an export written before the marker existed).
+    Never: an existing non-folder, an input, a folder above an input (its replacement would delete the input) or
+    inside one."""
+    out = Path(out)
+    real = Path(os.path.realpath(out))
+    if real.exists() and not real.is_dir():
+        raise UserError(f"{flag} {out}: exists and is not a directory")
+    for inp in inputs:
+        if inp is None:
+            continue
+        i = Path(os.path.realpath(inp))
+        if real == i or real in i.parents:
+            raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose a separate output folder")
+        if i in real.parents:
+            raise UserError(f"{flag} {out}: is inside the input {inp}; choose a folder outside it")
+    if real.is_dir() and not (real / OUTPUT_MARKER).is_file():
+        foreign = sorted(p.name for p in real.iterdir() if p.name not in set(recognised))
+        if foreign:
+            raise UserError(f"{flag} {out}: not empty and not written by llmtts (found {foreign[0]!r}, no "
+                            f"{OUTPUT_MARKER}); choose a new or empty folder")
+    return real
+
+
+def claim_output_dir(directory: str | Path, writer: str) -> None:
+    """Mark ``directory`` as this project's output (``check_output_dir`` then lets a later run replace it)."""
+    write_json_atomic(Path(directory) / OUTPUT_MARKER, {"written_by": writer})
+
+
+def temp_dir_beside(out: str | Path) -> Path:
+    """A new, uniquely named hidden folder next to ``out`` (same file system: the swap is a rename); never a fixed
+    ``out.tmp`` that could be a user's folder."""
+    real = Path(os.path.realpath(out))
+    real.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=real.parent, prefix=f".{real.name}.tmp-"))
+
+
+def replace_dir(tmp: str | Path, out_dir: str | Path, *, inputs=(), flag: str = "--out", recognised=(),
+                writer: str = "llmtts") -> Path:
+    """Swap a fully written ``tmp`` (from ``temp_dir_beside``) into ``out_dir`` after ``check_output_dir``: a reader
+    sees the old or the new folder, never a half-written one. ``tmp`` gets the marker first; the previous folder is
+    moved to a unique hidden name and removed after the swap. On a refusal ``tmp`` is removed and ``out_dir`` left
+    as it was."""
+    tmp = Path(tmp)
+    try:
+        real = check_output_dir(out_dir, inputs, flag, recognised)
+    except UserError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    claim_output_dir(tmp, writer)
+    old = None
+    if real.exists():
+        old = Path(tempfile.mkdtemp(dir=real.parent, prefix=f".{real.name}.old-"))
+        os.replace(real, old)  # over an empty folder: allowed
+    os.replace(tmp, real)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return Path(out_dir)
 
 
 def write_text_atomic(path: str | Path, text: str, fsync: bool = False) -> Path:

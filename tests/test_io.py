@@ -10,7 +10,8 @@ import soundfile as sf
 
 from llmtts.audio import save_wav, wav_bytes
 from llmtts.errors import UserError
-from llmtts.io import replace_dir, write_file_atomic, write_json_atomic, write_text_atomic
+from llmtts.io import (OUTPUT_MARKER, check_output_dir, claim_output_dir, replace_dir, temp_dir_beside,
+                       write_file_atomic, write_json_atomic, write_text_atomic)
 
 TONE = (0.3 * np.sin(np.arange(1600) * 0.05)).astype(np.float32)
 
@@ -121,11 +122,57 @@ def test_file_writer_lands_whole_or_not_at_all(tmp_path):
 
 
 def test_replace_dir_swaps_a_directory_and_leaves_no_old_copy(tmp_path):
-    out, new = tmp_path / "export", tmp_path / "export.tmp"
+    out = tmp_path / "export"
     out.mkdir()
     (out / "a").write_text("old")
-    new.mkdir()
+    claim_output_dir(out, "test")  # an earlier output of ours
+    new = temp_dir_beside(out)
     (new / "b").write_text("new")
     assert replace_dir(new, out) == out
-    assert sorted(p.name for p in out.iterdir()) == ["b"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+
+
+def test_replace_dir_refuses_a_foreign_folder_and_keeps_every_byte(tmp_path):
+    """A folder with a file the project did not write (and no marker) is the user's: refused in one line, its
+    content untouched, the temporary folder removed; a sibling named like an old fixed temporary survives."""
+    out, sibling = tmp_path / "mine", tmp_path / "mine.tmp"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    sibling.mkdir()
+    (sibling / "notes").write_text("mine too")
+    new = temp_dir_beside(out)
+    (new / "model.safetensors").write_text("x")
+    with pytest.raises(UserError, match="not written by llmtts") as e:
+        replace_dir(new, out)
+    assert "\n" not in str(e.value) and "thesis.tex" in str(e.value)
+    assert (out / "thesis.tex").read_text() == "years of work" and (sibling / "notes").read_text() == "mine too"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "mine.tmp"]
+    # Only names this kind of output consists of (an export made before the marker existed): replaced.
+    (out / "thesis.tex").unlink()
+    (out / "model.safetensors").write_text("old export")
+    new = temp_dir_beside(out)
+    (new / "model.safetensors").write_text("new export")
+    replace_dir(new, out, recognised=("model.safetensors", "config.json"))
+    assert (out / "model.safetensors").read_text() == "new export"
+
+
+def test_output_is_never_an_input_or_a_folder_holding_one(tmp_path):
+    model = tmp_path / "models" / "soprano"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    for out, why in ((model, "is the input"), (tmp_path / "models", "folder above it"), (tmp_path, "folder above it"),
+                     (model / "sub", "inside the input")):
+        with pytest.raises(UserError, match=why):
+            check_output_dir(out, [model], recognised=("config.json",))
+    assert (model / "config.json").read_text() == "{}"
+
+
+def test_a_symlinked_output_folder_is_written_through_and_the_link_kept(tmp_path):
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    new = temp_dir_beside(link)
+    (new / "a").write_text("new")
+    replace_dir(new, link)
+    assert link.is_symlink() and (real / "a").read_text() == "new" and (link / "a").read_text() == "new"

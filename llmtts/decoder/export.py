@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.config import ConfigError, from_dict
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
-from llmtts.io import replace_dir
+from llmtts.io import check_output_dir, replace_dir, temp_dir_beside
 from llmtts.errors import UserError
 
 
@@ -33,15 +33,20 @@ def write_decoder_files(model: HiddenDecoder, out_dir: str | Path, llm_info: dic
     (out_dir / "config.json").write_text(json.dumps(meta, indent=1))
 
 
-def save_decoder(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | None = None) -> Path:
-    """Write the export atomically (``out_dir.tmp`` renamed over ``out_dir``)."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write_decoder_files(model, tmp, llm_info)
-    return replace_dir(tmp, out_dir)
+EXPORT_NAMES = ("config.json", "model.safetensors")  # a decoder export folder written before the output marker
+
+
+def save_decoder(model: HiddenDecoder, out_dir: str | Path, llm_info: dict | None = None, inputs=()) -> Path:
+    """Write the export into a unique temporary folder, then swap it in through the output policy
+    (``io.replace_dir``: never over a foreign folder or an input)."""
+    check_output_dir(out_dir, inputs, recognised=EXPORT_NAMES)
+    tmp = temp_dir_beside(out_dir)
+    try:
+        write_decoder_files(model, tmp, llm_info)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return replace_dir(tmp, out_dir, inputs=inputs, recognised=EXPORT_NAMES, writer="llmtts decoder export")
 
 
 def resolve_decoder_dir(path: str | Path) -> Path:

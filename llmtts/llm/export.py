@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from llmtts.io import replace_dir
+from llmtts.io import check_output_dir, replace_dir, temp_dir_beside
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
 from llmtts.llm.tokenizer import Frontend
@@ -63,35 +63,46 @@ def check_inference(values: dict, source: str) -> dict:
     return out
 
 
+# What an LLM export folder holds (an export written before the output marker is recognised by these names).
+EXPORT_NAMES = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+                "vocab.json", "frontend.json", INFERENCE_FILE, "tokenizer")
+
+
 def save_export(model, vocab: Vocab, frontend: Frontend, out_dir: str | Path, atomic: bool = True,
-                inference: dict | None = None) -> Path:
-    """Write the export; ``atomic``: into ``out_dir.tmp`` first, then renamed over ``out_dir`` (the
-    trainer already hands stages a temporary directory, so it passes ``atomic=False``). ``inference``: the
+                inference: dict | None = None, inputs=()) -> Path:
+    """Write the export; ``atomic``: into a unique temporary folder beside ``out_dir``, then swapped in through the
+    output policy (``io.replace_dir``: never over a foreign folder or an input, ``inputs``); the trainer already
+    hands stages a temporary directory of its own, so it passes ``atomic=False``. ``inference``: the
     recipe's synthesis defaults (``LLMConfig.inference``; None entries = the inference code's defaults),
     written to ``inference.json`` when any is set; ``llmtts.TTS.load`` uses them unless told otherwise."""
     out_dir = Path(out_dir)
     defaults = check_inference(inference or {}, "LLM config inference")
-    tmp = out_dir.with_name(out_dir.name + ".tmp") if atomic else out_dir
-    if not atomic:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    elif tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True, exist_ok=True)
     if model.get_input_embeddings().weight.shape[0] < vocab.size:
         raise UserError(f"model has {model.get_input_embeddings().weight.shape[0]} embedding rows "
                         f"but the vocabulary needs {vocab.size}")
-    model.config.use_cache = True  # inference default for whoever loads the export
+    if atomic:
+        check_output_dir(out_dir, inputs, recognised=EXPORT_NAMES)  # before any work: refused, nothing written
+        tmp = temp_dir_beside(out_dir)
+    else:
+        tmp = out_dir
+        tmp.mkdir(parents=True, exist_ok=True)
     try:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-    finally:
-        model.config.use_cache = False
-    vocab.save(tmp / "vocab.json")
-    frontend.save(tmp)
-    if defaults:
-        write_json_atomic(tmp / INFERENCE_FILE, defaults)
+        model.config.use_cache = True  # inference default for whoever loads the export
+        try:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+        finally:
+            model.config.use_cache = False
+        vocab.save(tmp / "vocab.json")
+        frontend.save(tmp)
+        if defaults:
+            write_json_atomic(tmp / INFERENCE_FILE, defaults)
+    except BaseException:
+        if atomic:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if not atomic:
         return out_dir
-    return replace_dir(tmp, out_dir)
+    return replace_dir(tmp, out_dir, inputs=inputs, recognised=EXPORT_NAMES, writer="llmtts llm export")
 
 
 def resolve_llm_dir(path: str | Path) -> Path:

@@ -67,3 +67,44 @@ def test_export_refuses_a_model_without_sopranos_tokenizer(imported, tmp_path):
     llm, _ = write_tiny_exports(tmp_path)
     with pytest.raises(UserError, match="its tokenizer is 'chars', not Soprano's"):
         export_soprano(llm, imported / "dec768", tmp_path / "x")
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_export_never_deletes_a_foreign_folder_or_its_own_input(imported, tmp_path, capsys):
+    """``--out`` a folder of the user's, or the folder holding the input model (``--out .`` beside it): one line,
+    exit 2, every byte still there; a sibling named like the old fixed temporary folder is untouched."""
+    root = imported
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    (tmp_path / "mine.tmp").mkdir()
+    (tmp_path / "mine.tmp" / "also").write_text("mine")
+    before = _snapshot(tmp_path), _snapshot(root / "imp")
+    for out in (mine, root / "imp", root):
+        rc = main(["export", "soprano", "--llm-path", str(root / "imp" / "llm"), "--decoder-path",
+                   str(root / "dec768"), "--out", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "\n" not in err and "--out" in err, err
+    assert (_snapshot(tmp_path), _snapshot(root / "imp")) == before
+
+
+def test_import_never_replaces_a_training_run(imported, tmp_path, capsys):
+    """``import soprano --out`` pointed at a pipeline run folder (its llm/ holds checkpoints and metrics) is
+    refused before any work; the run is intact. An earlier import in the same OUT is replaced."""
+    run = tmp_path / "run"
+    (run / "llm" / "checkpoints" / "step_00000100").mkdir(parents=True)
+    (run / "llm" / "metrics.jsonl").write_text('{"step": 100}\n')
+    (run / "llm" / "checkpoints" / "step_00000100" / "COMPLETE").write_text("ok")
+    before = _snapshot(run)
+    rc = main(["import", "soprano", "--model-dir", str(imported / "model"), "--out", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "not written by llmtts" in err, err
+    assert _snapshot(run) == before
+    again = tmp_path / "imp"
+    import_soprano(imported / "model", again)
+    import_soprano(imported / "model", again)  # its own earlier output: replaced
+    assert (again / "llm" / "vocab.json").is_file() and not any(p.name.startswith(".") and "tmp" in p.name
+                                                                 for p in again.iterdir())

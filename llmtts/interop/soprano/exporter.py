@@ -43,12 +43,18 @@ def _original_config(tok_dir: Path) -> dict:
         return {}
 
 
+# A Soprano model folder as this exporter writes it (recognised without the output marker: an older export).
+EXPORT_NAMES = ("config.json", "generation_config.json", "model.safetensors", "decoder.pth", *TOKENIZER_FILES)
+
+
 def export_soprano(llm_path: str | Path, decoder_path: str | Path, out: str | Path) -> Path:
     from llmtts.decoder.export import load_decoder
-    from llmtts.io import replace_dir
+    from llmtts.io import check_output_dir, replace_dir, temp_dir_beside
     from llmtts.llm.export import load_llm
 
     out = Path(out)
+    # Before any work: never over a foreign folder, an input, or a folder holding one (--out . next to the model).
+    check_output_dir(out, [llm_path, decoder_path], recognised=EXPORT_NAMES)
     decoder, _ = load_decoder(decoder_path)
     sd = export_decoder(decoder, f"decoder {decoder_path}")
     model, vocab, frontend = load_llm(llm_path)
@@ -84,14 +90,16 @@ def export_soprano(llm_path: str | Path, decoder_path: str | Path, out: str | Pa
         for key, value in (("eos_token_id", eos), ("pad_token_id", orig.get("pad_token_id")),
                            ("bos_token_id", orig.get("bos_token_id"))):
             setattr(model.generation_config, key, value)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    for name in TOKENIZER_FILES:
-        if name != "config.json" and (tok.path / name).is_file():
-            shutil.copyfile(tok.path / name, tmp / name)
-    torch.save(sd, str(tmp / "decoder.pth"))
-    return replace_dir(tmp, out)
+    tmp = temp_dir_beside(out)
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        for name in TOKENIZER_FILES:
+            if name != "config.json" and (tok.path / name).is_file():
+                shutil.copyfile(tok.path / name, tmp / name)
+        torch.save(sd, str(tmp / "decoder.pth"))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return replace_dir(tmp, out, inputs=[llm_path, decoder_path], recognised=EXPORT_NAMES,
+                       writer="llmtts export soprano")
 

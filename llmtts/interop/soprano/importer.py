@@ -61,18 +61,30 @@ def check_model_dir(model_dir: Path) -> None:
             raise UserError(f"{model_dir}: missing {name} (a Soprano model directory holds {', '.join(REQUIRED)})")
 
 
+# What an import's OUT holds (an earlier import, recognised without the output marker), and its codec folder.
+IMPORT_NAMES = ("llm", "decoder", "codec", "soprano_import.json")
+CODEC_NAMES = ("config.json", "model.safetensors")
+
+
 def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int | None = None,
                    n_audio: int | None = None, encoder: str | Path | None = None) -> dict:
     """Write ``out/llm``, ``out/decoder`` and (with ``encoder``, Soprano-Encoder's ``encoder.pth``) the
     encoder-only codec ``out/codec``; returns the summary also written to ``out/soprano_import.json``."""
+    from llmtts.decoder.export import EXPORT_NAMES as DECODER_EXPORT_NAMES
     from llmtts.decoder.export import save_decoder
-    from llmtts.io import write_json_atomic
+    from llmtts.io import check_output_dir, claim_output_dir, write_json_atomic
+    from llmtts.llm.export import EXPORT_NAMES as LLM_EXPORT_NAMES
     from llmtts.llm.export import save_export
     from llmtts.llm.export import load_model
     from llmtts.llm.tokenizer import Frontend
 
     model_dir, out = Path(model_dir), Path(out)
     check_model_dir(model_dir)
+    # The output policy, before minutes of work: OUT new, empty, an earlier import, or ours; never an input.
+    inputs = [model_dir, encoder]
+    check_output_dir(out, inputs, recognised=IMPORT_NAMES)
+    for sub, names in (("llm", LLM_EXPORT_NAMES), ("decoder", DECODER_EXPORT_NAMES), ("codec", CODEC_NAMES)):
+        check_output_dir(out / sub, inputs, recognised=names)
     # The decoder first: it is cheap to read, and a bad decoder.pth should fail before minutes of LLM work.
     decoder = import_decoder(read_pth(model_dir / "decoder.pth"), str(model_dir / "decoder.pth"))
     codec = import_encoder(read_pth(encoder), str(encoder)) if encoder else None
@@ -96,10 +108,13 @@ def import_soprano(model_dir: str | Path, out: str | Path, audio_first_id: int |
     frontend = Frontend(tokenizer=SopranoTokenizer(model_dir, layout.text_ids, rows), normalizer="soprano")
     frontend.encode("hello world.")  # the prompt template survives Soprano's tokenizer (else a one-line error)
     out.mkdir(parents=True, exist_ok=True)
-    save_export(model, vocab, frontend, out / "llm", inference=SOPRANO_INFERENCE)
+    claim_output_dir(out, "llmtts import soprano")
+    save_export(model, vocab, frontend, out / "llm", inference=SOPRANO_INFERENCE, inputs=inputs)
     llm_info = {"n_audio": vocab.n_audio, "vocab_size": vocab.size, "hidden_size": model.config.hidden_size}
-    save_decoder(decoder, out / "decoder", llm_info=llm_info)
+    save_decoder(decoder, out / "decoder", llm_info=llm_info, inputs=inputs)
     if codec is not None:
+        (out / "codec").mkdir(exist_ok=True)
+        claim_output_dir(out / "codec", "llmtts import soprano")
         save_encoder(codec, out / "codec")
     summary = {"source": str(model_dir.resolve()), "llm": str(out / "llm"), "decoder": str(out / "decoder"),
                "n_audio": vocab.n_audio, "n_text": vocab.n_text, "soprano_rows": layout.rows, "rows": vocab.size,
