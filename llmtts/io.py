@@ -11,6 +11,7 @@ then ``os.replace`` puts it in place. Two exceptions, because a rename would do 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -109,9 +110,65 @@ def check_output_dir(out: str | Path, inputs=(), flag: str = "--out", recognised
     return real
 
 
-def claim_output_dir(directory: str | Path, writer: str) -> None:
-    """Mark ``directory`` as this project's output (``check_output_dir`` then lets a later run replace it)."""
-    write_json_atomic(Path(directory) / OUTPUT_MARKER, {"written_by": writer})
+# Files whose bytes become a model's numbers: a flipped byte there changes the audio silently, so exports record
+# their sha256 in the marker and loaders verify it (JSON files are checked by their parsers, and users edit some).
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def claim_output_dir(directory: str | Path, writer: str, checksums: bool = False) -> None:
+    """Mark ``directory`` as this project's output (``check_output_dir`` then lets a later run replace it);
+    ``checksums``: also record the sha256 of every weight file in it (``verify_output_dir``)."""
+    directory = Path(directory)
+    marker: dict = {"written_by": writer}
+    if checksums:
+        marker["sha256"] = {str(f.relative_to(directory)): sha256_file(f) for f in sorted(directory.rglob("*"))
+                            if f.is_file() and f.suffix in WEIGHT_SUFFIXES}
+    write_json_atomic(directory / OUTPUT_MARKER, marker)
+
+
+_VERIFIED: set = set()  # (folder, files' sizes and mtimes) already verified in this process
+
+
+def verify_output_dir(directory: str | Path) -> bool:
+    """Check the weight files of an export against the sha256 its marker recorded; one-line ``UserError`` naming
+    the file on a mismatch or a missing file. False when the folder records none (an export written before
+    2026-12-07, or by hand): loaded unverified."""
+    directory = Path(directory)
+    try:
+        recorded = json.loads((directory / OUTPUT_MARKER).read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    stats = tuple((rel, *_stat(directory / rel)) for rel in sorted(recorded))
+    key = (os.path.realpath(directory), stats)
+    if key in _VERIFIED:  # one load reads the same export several times (config, inference defaults, weights)
+        return True
+    for rel, digest in recorded.items():
+        f = directory / rel
+        if not f.is_file():
+            raise UserError(f"{f}: listed in the export's checksums but missing; re-export the model")
+        if sha256_file(f) != digest:
+            raise UserError(f"{f}: sha256 differs from the one recorded when it was exported (corrupted or "
+                            "modified); re-export or re-download the model")
+    _VERIFIED.add(key)
+    return True
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return -1, -1
 
 
 def temp_dir_beside(out: str | Path) -> Path:
@@ -134,7 +191,7 @@ def replace_dir(tmp: str | Path, out_dir: str | Path, *, inputs=(), flag: str = 
     except UserError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    claim_output_dir(tmp, writer)
+    claim_output_dir(tmp, writer, checksums=True)
     old = None
     if real.exists():
         old = Path(tempfile.mkdtemp(dir=real.parent, prefix=f".{real.name}.old-"))

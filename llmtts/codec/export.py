@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.codec.config import CodecModelConfig
 from llmtts.codec.model import CodecModel
 from llmtts.errors import UserError
+from llmtts.export_dir import refuse_non_finite
 from llmtts.io import write_file_atomic, write_text_atomic
 
 
@@ -71,7 +72,9 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu") -> CodecMod
         raise UserError(f"{cfg_path}: not a codec config ({exc})") from None
     model = CodecModel(cfg)
     try:
-        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+        state = load_file(str(weights))
+        refuse_non_finite(state, weights)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise UserError(f"{weights}: weights do not fit the config ({str(exc).splitlines()[0]})") from None
     if missing or unexpected:

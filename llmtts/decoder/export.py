@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from llmtts.config import ConfigError, from_dict
 from llmtts.decoder.config import DecoderModelConfig
 from llmtts.decoder.model import HiddenDecoder, receptive_field_tokens
+from llmtts.export_dir import refuse_non_finite, verify_export
 from llmtts.io import check_output_dir, replace_dir, temp_dir_beside
 from llmtts.errors import UserError
 
@@ -59,6 +60,7 @@ def resolve_decoder_dir(path: str | Path) -> Path:
     if not (p / "model.safetensors").is_file() or not (p / "config.json").is_file():
         raise UserError(f"decoder path {p}: not a decoder export (expected model.safetensors + config.json; "
                         "did `llmtts decoder train` finish?)")
+    verify_export(p)
     return p
 
 
@@ -92,6 +94,7 @@ def load_decoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         k = wrong[0]
         raise UserError(f"{d / 'model.safetensors'}: weights do not match config.json ({len(wrong)} shape(s) differ, "
                         f"e.g. {k}: {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} from the config)")
+    refuse_non_finite(state, d / "model.safetensors")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(f"{d / 'model.safetensors'}: weights do not match config.json "

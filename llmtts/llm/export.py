@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from llmtts.export_dir import refuse_non_finite
 from llmtts.io import check_output_dir, replace_dir, temp_dir_beside
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
@@ -140,6 +141,7 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
             attn_implementation=attn_implementation)
     except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
         raise UserError(f"{path}: cannot load the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    refuse_non_finite(model.state_dict(), path)  # also every import (Soprano's LLM loads through here)
     model.config.use_cache = False
     return model
 

@@ -25,7 +25,7 @@ def model_info(model: str | Path) -> dict:
     from llmtts.export_dir import resolve_export
     from llmtts.llm.vocab import Vocab
 
-    export = resolve_export(model)
+    export = resolve_export(model, verify=False)  # JSON only: instant; loading the weights verifies them
     if not (export / "vocab.json").is_file():
         raise UserError(f"{export}: no vocab.json (llmtts info reads LLM exports: an llm run or its export/)")
     vocab = Vocab.load(export / "vocab.json")

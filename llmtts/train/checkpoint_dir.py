@@ -18,7 +18,6 @@ so a crash never leaves a directory that looks complete.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import torch
 from llmtts import io as atomic_io
 from llmtts.distributed import process_group as pg
 from llmtts.errors import UserError
-from llmtts.io import write_text_atomic
+from llmtts.io import sha256_file, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +55,6 @@ def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
         if m and d.is_dir():
             out.append((int(m.group(1)), d))
     return sorted(out)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_complete(ckpt: Path, verify: bool = True) -> str | None:

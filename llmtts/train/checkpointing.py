@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -30,6 +29,7 @@ from llmtts.distributed import process_group as pg
 from llmtts.distributed.strategies import Strategy
 from llmtts.errors import UserError
 from llmtts.train import checkpoint_dir as ckpt_io
+from llmtts.io import replace_dir, temp_dir_beside
 from llmtts.train.context import OptimizerSlot
 from llmtts.train.ema import EMA
 from llmtts.train.stage import Stage
@@ -211,16 +211,15 @@ class Checkpointer:
                 m.load_state_dict(sd, strict=True)
                 m.float().eval()
             final = self.run_dir / dirname
-            tmp = self.run_dir / f".{dirname}_tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            self.stage.export(fresh, tmp)
-            for fname, content in (extra or {}).items():
-                ckpt_io.write_json_atomic(tmp / fname, content)
-            old = self.run_dir / f".{dirname}_old"
-            if final.exists():
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
+            tmp = temp_dir_beside(final)
+            try:
+                self.stage.export(fresh, tmp)
+                for fname, content in (extra or {}).items():
+                    ckpt_io.write_json_atomic(tmp / fname, content)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            # The run folder is this run's (run_folder.check_fresh_start), so is every name in its export.
+            own = [p.name for p in final.iterdir()] if final.is_dir() else []
+            replace_dir(tmp, final, recognised=own, writer=f"llmtts trainer ({dirname})")
         pg.barrier()

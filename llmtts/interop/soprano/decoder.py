@@ -128,6 +128,9 @@ def load_checked(model: nn.Module, mapped: dict[str, torch.Tensor], source: str,
 
 def import_decoder(sd: dict[str, torch.Tensor], source: str) -> HiddenDecoder:
     """Soprano state dict -> our ``HiddenDecoder`` with its weights; every key and shape checked."""
+    from llmtts.export_dir import refuse_non_finite
+
+    refuse_non_finite(sd, source)
     cfg = config_from_state(sd, source)
     model = HiddenDecoder(cfg)
     want = model.state_dict()
