@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import proc_group
 from llmtts.distributed.process_group import _free_port
 from train_runs import kill_tree, train_losses, wait_for
 
@@ -59,10 +60,8 @@ def start_nodes(shards, run, trace, overrides, resume="auto") -> list[subprocess
                "--rdzv-id", "multinode-test",
                # Node 0 hosts the rendezvous store, as the master node does on a cluster.
                "--rdzv-conf", f"is_host={'true' if node == 0 else 'false'}", "-m", "llmtts.cli"] + stage_args(shards, run, resume, overrides)
-        # Own session per agent: "a node" is its process group, killed as one.
-        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env(trace / f"node{node}", f"node{node}"),
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
+        # Own session per agent (proc_group.start): "a node" is its process group, killed with its workers.
+        procs.append(proc_group.start(cmd, cwd=ROOT, env=env(trace / f"node{node}", f"node{node}")))
     return procs
 
 
@@ -140,9 +139,14 @@ def test_two_nodes_train_checkpoint_and_resume_on_one_node(shards, tmp_path):
     run, trace = tmp_path / "run", tmp_path / "trace"
     ov = ["parallel.strategy=ddp", "trainer.max_steps=6", "trainer.save_every=3"]
     nodes = start_nodes(shards, run, trace, ov)
-    for node in nodes:
-        rc, out = finish(node, trace)
-        assert rc == 0, out[-4000:]
+    try:
+        for node in nodes:
+            rc, out = finish(node, trace)
+            assert rc == 0, out[-4000:]
+    finally:  # a failure on node 0 must not leave node 1 training in the background
+        for node in nodes:
+            if node.poll() is None:
+                kill_node(node, trace)
 
     # Ranks: global 0 and 1, one per node, each node's only process has LOCAL_RANK 0.
     recs = rank_records(trace)
@@ -173,11 +177,10 @@ def test_two_nodes_train_checkpoint_and_resume_on_one_node(shards, tmp_path):
     # Resume the same run folder on one node with two processes (local ranks 0 and 1), 3 more steps.
     trace2 = tmp_path / "trace2"
     cmd = [sys.executable, "-m", "llmtts.cli", "launch", "--mode", "local", "--nproc-per-node", "2"]
-    proc = subprocess.Popen(cmd + stage_args(shards, run, "auto", ["parallel.strategy=ddp", "trainer.max_steps=9",
-                                                                    "trainer.save_every=3"]),
-                            cwd=ROOT, env=env(trace2, "one-node"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    rc, out = finish(proc, trace2)
+    with proc_group.group(cmd + stage_args(shards, run, "auto", ["parallel.strategy=ddp", "trainer.max_steps=9",
+                                                                 "trainer.save_every=3"]),
+                          cwd=ROOT, env=env(trace2, "one-node")) as proc:
+        rc, out = finish(proc, trace2)
     assert rc == 0, out[-4000:]
     recs = rank_records(trace2)
     assert sorted(recs) == [0, 1] and sorted(r["local_rank"] for r in recs.values()) == [0, 1]
@@ -221,12 +224,12 @@ def test_killed_node_fails_the_other_without_hang_and_run_resumes(shards, tmp_pa
 
     # --resume auto (one node, two processes) continues from the last complete checkpoint.
     k = saved[-1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "llmtts.cli"]
-        + stage_args(shards, run, "auto", ["parallel.strategy=ddp", f"trainer.max_steps={k + 3}", "trainer.save_every=3"]),
-        cwd=ROOT, env=env(tmp_path / "trace2", "resume"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    rc, out = finish(proc, tmp_path / "trace2")
+    with proc_group.group(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "llmtts.cli"]
+            + stage_args(shards, run, "auto", ["parallel.strategy=ddp", f"trainer.max_steps={k + 3}",
+                                               "trainer.save_every=3"]),
+            cwd=ROOT, env=env(tmp_path / "trace2", "resume")) as proc:
+        rc, out = finish(proc, tmp_path / "trace2")
     assert rc == 0, out[-4000:]
     assert f"resumed at step {k}" in out
     steps = metric_rows(run)

@@ -8,4 +8,4 @@ if __name__ == "__main__":
     if os.environ.get("RANK") == "1":
         print("rank 1: simulated crash", file=sys.stderr, flush=True)
         sys.exit(3)
-    time.sleep(600)
+    time.sleep(3600)  # a hang: only the job's failure handling can end it

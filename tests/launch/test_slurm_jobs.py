@@ -53,7 +53,9 @@ def test_two_task_training_job(slurm_cluster, job_root, tmp_path):
     # Job hygiene: once submitted, editing the config must not change the job.
     deadline = time.time() + 120
     while not list(job_root.glob("*/job.json")) and time.time() < deadline:
+        assert proc.poll() is None, "the launcher ended before it submitted the job"
         time.sleep(0.2)
+    assert list(job_root.glob("*/job.json")), "the job was not submitted within 120 s"
     cfg.write_text(yaml.safe_dump({"trainer": {"max_steps": 999}}))
     out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, out + err
@@ -128,17 +130,14 @@ def test_preempted_job_requeues_and_resumes(slurm_cluster, job_root, tmp_path):
 
 def test_crashing_job_is_reported_failed(slurm_cluster, job_root, tmp_path):
     """Rank 1 crashes while rank 0 would wait forever: the job fails fast and the launcher says so."""
-    t0 = time.time()
+    # Missed, the crash would leave rank 0 sleeping for an hour: the launcher would still be waiting when this
+    # call's timeout (a hang guard, not a speed bound) ends it, and the test fails on that.
     res = subprocess.run(
         launch_cmd(job_root, "--nproc-per-node", "2", "--wait", "--max-requeues", "0",
                    "--set", f"env.PYTHONPATH={Path(__file__).parent}", "--module", "launch_crash_helper"),
         cwd=tmp_path, capture_output=True, text=True, timeout=420)
-    elapsed = time.time() - t0
     assert res.returncode == 1, res.stdout + res.stderr
     assert "FAILED" in res.stderr and "exited with code 3" in res.stderr, res.stderr
-    # Missed, the crash would leave rank 0 sleeping 600 s; half of that leaves a loaded 2-core machine room to
-    # start the job (seconds when idle), without making this a timing test.
-    assert elapsed < 300, f"took {elapsed:.0f}s to notice the failure"
     job_id = json.loads(next(job_root.glob("*/job.json")).read_text())["job_id"]
     state = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "State", "-j", job_id],
                            capture_output=True, text=True).stdout.split()
