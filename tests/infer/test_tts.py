@@ -246,6 +246,9 @@ def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_pa
     shutil.copytree(llm, broken)
     weights = broken / "export" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
+    unverified = tmp_path / "broken_unverified"  # the same, in an export without checksums (older, or hand-made)
+    shutil.copytree(broken, unverified)
+    (unverified / "export" / ".llmtts-output.json").unlink()
     import json
 
     wide = tmp_path / "wide_dec"
@@ -256,7 +259,8 @@ def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_pa
     cases = [(["--out", str(tmp_path / "afile" / "x.wav")], "is a file, not a folder"),
              (["--out", str(tmp_path / "z.wav"), "--decoder-path", str(wide)], "shape(s) differ"),
              (["--out", "/proc/x.wav"], "cannot write there"),
-             (["--out", str(tmp_path / "y.wav"), "--llm-path", str(broken)], "cannot load the model")]
+             (["--out", str(tmp_path / "y.wav"), "--llm-path", str(broken)], "sha256 differs"),
+             (["--out", str(tmp_path / "y.wav"), "--llm-path", str(unverified)], "cannot load the model")]
     for args, message in cases:
         argv = ["synthesize", "--text", "hi", "--llm-path", str(llm), "--decoder-path", str(dec), *args]
         assert main(argv) == 2
