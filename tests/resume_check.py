@@ -74,7 +74,7 @@ def checkpoint_tensors(ckpt: Path) -> dict[str, torch.Tensor]:
     return flat
 
 
-def _train_steps_logged(run: Path) -> set[int]:
+def train_steps_logged(run: Path) -> set[int]:
     """Train steps in metrics.jsonl while a run writes it (the last line may be half-written)."""
     f, steps = Path(run) / "metrics.jsonl", set()
     for line in (f.read_text().splitlines() if f.exists() else []):
@@ -113,7 +113,7 @@ def assert_exact_after_sigkill(argv: Callable[[Path, int], list[str]], tmp: Path
     first = run / "checkpoints" / f"step_{save_every:08d}" / "COMPLETE"
     deadline = time.monotonic() + timeout
     try:
-        while not (first.is_file() and max(_train_steps_logged(run), default=0) > save_every):
+        while not (first.is_file() and max(train_steps_logged(run), default=0) > save_every):
             assert proc.poll() is None, f"the run ended ({proc.returncode}) before the kill:\n{proc.stderr.read()[-3000:]}"
             assert time.monotonic() < deadline, "the run never got past its first checkpoint"
             time.sleep(0.01)
@@ -121,7 +121,7 @@ def assert_exact_after_sigkill(argv: Callable[[Path, int], list[str]], tmp: Path
     finally:
         proc_group.kill_all(proc)
         proc.wait()
-    killed_at = max(_train_steps_logged(run))
+    killed_at = max(train_steps_logged(run))
     assert save_every < killed_at < n and not (run / "export").exists(), killed_at
     assert main(argv(run, n)) == 0
     a, b = rows(ref, "train"), rows(run, "train")

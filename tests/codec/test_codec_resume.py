@@ -13,23 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from llmtts.cli import main as cli_main
-from resume_check import assert_exact_after_sigkill, assert_exact_resume, rows
+from resume_check import assert_exact_after_sigkill, assert_exact_resume, rows, train_steps_logged
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "codec" / "tiny.yaml"
-
-
-def _logged_steps(run: Path) -> set[int]:
-    """Train steps in metrics.jsonl while the run writes it (a line may be half-written)."""
-    steps = set()
-    f = run / "metrics.jsonl"
-    for line in (f.read_text().splitlines() if f.exists() else []):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if row.get("split") == "train":
-            steps.add(row["step"])
-    return steps
 
 
 @pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: worker processes
@@ -61,7 +47,7 @@ def test_ctrl_c_with_data_workers_checkpoints_and_resumes_exactly(audio_shards, 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while 2 not in _logged_steps(run):
+        while 2 not in train_steps_logged(run):
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "the run did not reach step 2"
             time.sleep(0.02)
