@@ -48,3 +48,20 @@ def test_skips_fail_under_ci(pytester, monkeypatch, variable, value):
 def test_skips_stay_skips_outside_ci(pytester, monkeypatch, value):
     _run(pytester, monkeypatch, value, "test_cases.py").assert_outcomes(skipped=2)
     _run(pytester, monkeypatch, value, "test_module.py").assert_outcomes(skipped=1)
+
+
+def test_a_test_file_that_yields_no_test_fails_the_whole_run(pytester, monkeypatch):
+    """The collection guard (tests/conftest.py): with the default test paths, a tests/**/test_*.py that pytest does
+    not collect (a folder in ``norecursedirs``, here ``build``) stops the run with one line naming it."""
+    for v in ci_variables():
+        monkeypatch.delenv(v, raising=False)
+    (pytester.path / "tests" / "build").mkdir(parents=True)
+    shutil.copy(Path(__file__).with_name("conftest.py"), pytester.path / "tests" / "conftest.py")
+    (pytester.path / "tests" / "test_seen.py").write_text("def test_ok():\n    pass\n")
+    (pytester.path / "tests" / "build" / "test_hidden.py").write_text("def test_never_run():\n    pass\n")
+    pytester.makeini("[pytest]\ntestpaths = tests\nmarkers =\n    host_may_skip: x\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "1 test file(s) yielded no tests" in result.stderr.str() and "tests/build/test_hidden.py" in result.stderr.str()
+    (pytester.path / "tests" / "build" / "test_hidden.py").unlink()
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
