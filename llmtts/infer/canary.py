@@ -59,9 +59,15 @@ class CanaryResult:
     agreement: float  # share of steps where the format's pick is within REGRET_NATS of fp32's best
     steps: int
 
-    @property
-    def ok(self) -> bool:
-        return self.kernel_rel <= KERNEL_REL_BOUND and self.agreement >= FORMAT_MIN_AGREEMENT
+
+@dataclass
+class Fp32Reference:
+    """fp32's greedy continuation of the canary prompt and the states it was sampled from: computed once, shared
+    by every format checked against it (``dtype_choice`` checks several)."""
+
+    prompt: list[int]
+    tokens: list[int]  # LLM ids
+    states: torch.Tensor  # [steps, d]: the state each token was picked from
 
 
 @functools.cache
@@ -145,22 +151,24 @@ def decoded_states(model, prompt: list[int], tokens: list[int]) -> torch.Tensor:
     return torch.cat(states).float()
 
 
-def greedy_tokens(model, prompt: list[int], vocab, steps: int) -> list[int]:
-    """fp32's greedy continuation of ``prompt`` (ids in LLM space; [stop] masked so every step counts)."""
+def greedy(model, prompt: list[int], vocab, steps: int) -> Fp32Reference:
+    """``model``'s greedy continuation of ``prompt`` ([stop] masked so every step counts) and its states."""
     from llmtts.infer.generate import generate
     from llmtts.infer.sampling import SamplingConfig
 
     out = generate(model, [prompt], stop_id=vocab.stop, audio_offset=vocab.audio_offset, n_audio=vocab.n_audio,
                    max_new_tokens=[steps], min_new_tokens=steps, generators=[torch.Generator()],
                    sampling=SamplingConfig(temperature=0.0, repetition_penalty=1.0), cuda_graphs=False)
-    return (out.codes[0] + vocab.audio_offset).tolist()
+    return Fp32Reference(list(prompt), (out.codes[0] + vocab.audio_offset).tolist(), out.hidden[0].float())
 
 
 @torch.inference_mode()
-def run_canary(fp32_model, cast_model, dtype: str, prompt: list[int], vocab,
-               steps: int = CANARY_STEPS) -> CanaryResult:
-    """Compare ``cast_model`` (``cast_llm(copy of fp32_model, dtype)``) with ``fp32_model`` on ``prompt``."""
-    tokens = greedy_tokens(fp32_model, prompt, vocab, steps)
+def run_canary(fp32_model, cast_model, dtype: str, prompt: list[int], vocab, steps: int = CANARY_STEPS,
+               reference: Fp32Reference | None = None) -> CanaryResult:
+    """Compare ``cast_model`` (``cast_llm(copy of fp32_model, dtype)``) with ``fp32_model`` on ``prompt``
+    (``reference``: fp32's continuation, when already computed for this prompt)."""
+    reference = reference or greedy(fp32_model, prompt, vocab, steps)
+    tokens, steps = reference.tokens, len(reference.tokens)
     emulated = format_weights_(copy.deepcopy(fp32_model), dtype)
     ref = teacher_forced_states(emulated, prompt + tokens[:-1], steps)
     got = decoded_states(cast_model, prompt, tokens)
@@ -169,9 +177,9 @@ def run_canary(fp32_model, cast_model, dtype: str, prompt: list[int], vocab,
     logits = _head_logits(emulated, ref, lo, hi)
     logits[:, 0] = float("-inf")
     picks = logits.argmax(1)
-    # fp32's log-probabilities at the same positions: how much less likely fp32 finds the format's pick.
-    fp32_logp = torch.log_softmax(_head_logits(fp32_model, teacher_forced_states(fp32_model, prompt + tokens[:-1],
-                                                                                 steps), lo, hi)[:, 1:], -1)
+    # fp32's log-probabilities at the same positions (from the states its own tokens were picked from): how much
+    # less likely fp32 finds the format's pick.
+    fp32_logp = torch.log_softmax(_head_logits(fp32_model, reference.states, lo, hi)[:, 1:], -1)
     regret = fp32_logp.max(1).values - fp32_logp.gather(1, (picks - 1).clamp(min=0)[:, None])[:, 0]
     agreement = float((regret <= REGRET_NATS).float().mean())
     return CanaryResult(dtype, kernel_rel, agreement, steps)

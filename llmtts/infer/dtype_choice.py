@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from llmtts.errors import UserError
+from llmtts.infer.canary import (CANARY_STEPS, FORMAT_WARN_AGREEMENT, KERNEL_REL_BOUND, CanaryResult, greedy,
+                                 run_canary)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ class FormatRow:
     ms_per_token: float | None  # None: not timed (refused)
     usable: bool  # the canary cleared it (no refusal, no warning): auto may pick it
     note: str  # the canary's verdict
+    canary: CanaryResult | None = None  # None for fp32 (the reference itself)
 
 
 def candidates_for(device: torch.device) -> tuple[str, ...]:
@@ -44,33 +47,30 @@ def candidates_for(device: torch.device) -> tuple[str, ...]:
 
 @torch.inference_mode()
 def _ms_per_token(model, prompt: list[int], vocab) -> float:
-    from llmtts.infer.canary import greedy_tokens
-
-    greedy_tokens(model, prompt, vocab, 2)  # warm-up: first-call allocations and kernel selection
+    greedy(model, prompt, vocab, 2)  # warm-up: first-call allocations and kernel selection
     t = time.perf_counter()
-    greedy_tokens(model, prompt, vocab, TIMED_STEPS)
+    greedy(model, prompt, vocab, TIMED_STEPS)
     return (time.perf_counter() - t) / TIMED_STEPS * 1000
 
 
 def measure_formats(fp32_model, prompt: list[int], vocab, dtypes=None) -> list[FormatRow]:
     """One row per candidate format (``candidates_for`` the model's device unless ``dtypes`` is given)."""
-    from llmtts.infer.canary import FORMAT_WARN_AGREEMENT, run_canary
-    from llmtts.infer.canary import KERNEL_REL_BOUND
     from llmtts.infer.tts import cast_llm
 
     device = next(fp32_model.parameters()).device
+    reference = greedy(fp32_model, prompt, vocab, CANARY_STEPS)  # once, for every candidate
     rows = []
     for dtype in dtypes or candidates_for(device):
         if dtype == "int4" and device.type != "cpu":
             rows.append(FormatRow(dtype, None, False, "CPU only"))
             continue
         cast = cast_llm(copy.deepcopy(fp32_model), dtype)
-        note, usable = "reference", True
+        note, usable, r = "reference", True, None
         if dtype != "fp32":
-            r = run_canary(fp32_model, cast, dtype, prompt, vocab)
+            r = run_canary(fp32_model, cast, dtype, prompt, vocab, reference=reference)
             note = f"canary: states {r.kernel_rel:.3f} (bound {KERNEL_REL_BOUND}), fp32-like picks {r.agreement:.0%}"
             usable = r.kernel_rel <= KERNEL_REL_BOUND and r.agreement >= FORMAT_WARN_AGREEMENT
-        rows.append(FormatRow(dtype, _ms_per_token(cast, prompt, vocab) if usable else None, usable, note))
+        rows.append(FormatRow(dtype, _ms_per_token(cast, prompt, vocab) if usable else None, usable, note, r))
         del cast
     return rows
 

@@ -165,10 +165,13 @@ class TTS:
             table = measure_formats(llm, probe.prepare(CANARY_TEXT)[0], vocab)
             dtype = pick(table)
             log.info("--dtype auto chose %s on this CPU:\n  %s", dtype, "\n  ".join(describe(table)))
-        reference = copy.deepcopy(llm) if canary_enabled(dtype) else None
+        # auto's choice was checked by the canary while it was measured (the same cast, the same kernels)
+        reference = copy.deepcopy(llm) if table is None and canary_enabled(dtype) else None
         tts = cls(cast_llm(llm, dtype), vocab, frontend, decoder, meta, dtype=dtype, options=options)
         if reference is not None:
             tts.check_against(reference)
+        if table is not None:
+            tts.canary = next(r.canary for r in table if r.dtype == dtype)
         tts.format_table = table
         return tts
 
