@@ -49,15 +49,27 @@ def assert_audio_close(actual, expected, rel: float = 1e-3) -> None:
     assert worst <= rel * max(peak, 1e-3), f"max |diff| {worst:.3g} > {rel:g} x peak {peak:.3g}"
 
 
-def write_tiny_exports(root):
+def never_stop_(model, vocab) -> None:
+    """Make a tiny model that never samples [stop]: its logit pinned at 0 while the audio logits are spread ~10x
+    wider (top-p keeps only tokens near the largest logit). A random model otherwise stops after a random few
+    dozen tokens, so how long a sentence holds its batch row is chance; with this it runs to ``max_new_tokens``."""
+    with torch.no_grad():
+        model.lm_head.weight[vocab.stop].zero_()
+        model.lm_head.weight[vocab.audio_offset: vocab.audio_offset + vocab.n_audio].mul_(10)
+
+
+def write_tiny_exports(root, inference: dict | None = None, never_stop: bool = False):
     """``(llm dir, decoder dir)`` of random-weight exports under ``root`` (synthesis is noise, but every code
-    path of a real model runs)."""
+    path of a real model runs). ``inference``: the export's synthesis defaults; ``never_stop``: see
+    ``never_stop_``."""
     from llmtts.decoder.export import save_decoder
     from llmtts.decoder.model import HiddenDecoder
     from llmtts.llm.export import save_export
 
     model, vocab, frontend = tiny_llm()
-    save_export(model, vocab, frontend, root / "llm" / "export")
+    if never_stop:
+        never_stop_(model, vocab)
+    save_export(model, vocab, frontend, root / "llm" / "export", inference=inference)
     torch.manual_seed(1)
     save_decoder(HiddenDecoder(tiny_decoder_cfg()), root / "dec" / "export")
     return root / "llm", root / "dec"

@@ -26,6 +26,26 @@ def serve_tts(serve_exports):
     return TTS.load(*serve_exports)
 
 
+# Sentences that never stop early and run ~40 tokens per text id: one sentence of the fault tests holds its batch
+# row for seconds (~3 s for 85 characters on a 2-core machine), so "the row is busy" is a state the test
+# arranges, not a race against a random model's [stop].
+SLOW_INFERENCE = {"tokens_per_text_id": 40.0, "max_tokens": 3500}
+
+
+@pytest.fixture(scope="session")
+def slow_exports(tmp_path_factory):
+    from infer_helpers import write_tiny_exports
+
+    return write_tiny_exports(tmp_path_factory.mktemp("slow_tts"), inference=SLOW_INFERENCE, never_stop=True)
+
+
+@pytest.fixture(scope="session")
+def slow_tts(slow_exports):
+    from llmtts import TTS
+
+    return TTS.load(*slow_exports)
+
+
 @pytest.fixture(scope="session")
 def key_server(serve_exports, tmp_path_factory):
     """A server with an API key, 4 batch rows and small limits, shared by the HTTP and web page tests."""

@@ -1,4 +1,8 @@
-"""Floods, disconnects and SIGTERM against a real server with one batch row and a one-request queue."""
+"""Floods, disconnects, timeouts and SIGTERM against a real server with one batch row and a one-request queue.
+
+The server runs the never-stopping export (``conftest.slow_exports``): a request's sentence holds the row for
+seconds, so the queue is full while the test floods it. With a random model the row came free whenever a
+sentence happened to sample [stop] (a tenth of a second), and the flood raced the queued request for it."""
 from __future__ import annotations
 
 import threading
@@ -10,16 +14,16 @@ import pytest
 from infer_helpers import assert_audio_close
 from serve_helpers import ServerProcess, as_served, metric, pcm_to_float
 
-LONG = "This request keeps the only batch row busy for a long while, sentence after sentence. " * 4
+SENTENCE = "This request keeps the only batch row busy for a long while, sentence after sentence. "
 
 
 pytestmark = pytest.mark.slow  # server start-up dominates (15 s on a loaded 2-core machine)
 
 
 @pytest.fixture(scope="module")
-def small_server(serve_exports):
+def small_server(slow_exports):
     """One server for the file: the flood test leaves it idle, the SIGTERM test (last) stops it."""
-    srv = ServerProcess(*serve_exports, "--max-batch", "1", "--max-queue", "1", "--max-chars", "4000")
+    srv = ServerProcess(*slow_exports, "--max-batch", "1", "--max-queue", "1", "--max-chars", "4000")
     yield srv
     srv.kill()
 
@@ -32,10 +36,10 @@ def _wait_queue(url: str, depth: int, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
-def test_flood_gets_429_and_a_disconnect_frees_the_row(small_server, serve_tts):
+def test_flood_gets_429_and_a_disconnect_frees_the_row(small_server, slow_tts):
     url = small_server.url
     with httpx.Client(timeout=120) as client:
-        long = client.stream("POST", url + "/v1/audio/speech", json={"input": LONG * 10, "stream": True,
+        long = client.stream("POST", url + "/v1/audio/speech", json={"input": SENTENCE * 40, "stream": True,
                                                                       "response_format": "pcm", "seed": 1})
         resp = long.__enter__()
         pieces = resp.iter_bytes()  # kept: a dropped httpx iterator closes the response
@@ -51,15 +55,15 @@ def test_flood_gets_429_and_a_disconnect_frees_the_row(small_server, serve_tts):
         long.__exit__(None, None, None)  # the client goes away mid-stream
     waiter.join(120)
     assert queued["r"].status_code == 200  # the freed row served the queued request
-    assert_audio_close(pcm_to_float(queued["r"].content), as_served(serve_tts.synthesize("Hello there.", seed=2)[0]))
+    assert_audio_close(pcm_to_float(queued["r"].content), as_served(slow_tts.synthesize("Hello there.", seed=2)[0]))
     text = httpx.get(url + "/metrics").text
     assert metric(text, "llmtts_jobs_total", outcome="cancelled") == 1.0  # the long one was stopped, not finished
     assert metric(text, "llmtts_requests_total", status="429") == 1.0
     assert httpx.get(url + "/health").json() == {"status": "ok", "queue": 0, "active": 0, "auth": False}
 
 
-def test_sigterm_drains_in_flight_requests_and_exits_0(small_server, serve_tts):
-    text = LONG
+def test_sigterm_drains_in_flight_requests_and_exits_0(small_server, slow_tts):
+    text = SENTENCE
     with httpx.stream("POST", small_server.url + "/v1/audio/speech", timeout=120,
                       json={"input": text, "stream": True, "response_format": "pcm", "seed": 4}) as r:
         pieces = r.iter_bytes()
@@ -67,18 +71,18 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(small_server, serve_tts):
         small_server.proc.send_signal(15)  # SIGTERM while the stream is in flight
         data += list(pieces)
     assert small_server.proc.wait(60) == 0
-    assert_audio_close(pcm_to_float(b"".join(data)), as_served(serve_tts.synthesize(text, seed=4)[0]))
+    assert_audio_close(pcm_to_float(b"".join(data)), as_served(slow_tts.synthesize(text, seed=4)[0]))
     with pytest.raises(httpx.TransportError):  # the listener is gone
         httpx.get(small_server.url + "/health", timeout=5)
 
 
-def test_a_request_past_its_timeout_gets_504_over_http(serve_exports):
+def test_a_request_past_its_timeout_gets_504_over_http(slow_exports):
     """The server's own 504 (app.py): a whole (non-streamed) request whose generation outlives ``--timeout`` is
     stopped by the scheduler and answered 504 with code "timeout"; the row is freed for the next request."""
-    srv = ServerProcess(*serve_exports, "--max-batch", "1", "--max-chars", "4000", "--timeout", "3")
+    srv = ServerProcess(*slow_exports, "--max-batch", "1", "--max-chars", "4000", "--timeout", "3")
     try:
         t0 = time.monotonic()
-        r = httpx.post(srv.url + "/v1/audio/speech", json={"input": LONG * 10, "seed": 1, "response_format": "pcm"},
+        r = httpx.post(srv.url + "/v1/audio/speech", json={"input": SENTENCE * 40, "seed": 1, "response_format": "pcm"},
                        timeout=120)
         assert r.status_code == 504, (r.status_code, r.text[:200])
         assert r.json()["error"]["code"] == "timeout" and time.monotonic() - t0 < 60
