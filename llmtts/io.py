@@ -84,30 +84,121 @@ def write_file_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
 OUTPUT_MARKER = ".llmtts-output.json"  # written into every output folder before it is put in place
 
 
-def check_output_dir(out: str | Path, inputs=(), flag: str = "--out", recognised=()) -> Path:
+def _is_marker_temp(name: str) -> bool:
+    """The temporary file of a marker another process (a second rank) is writing right now."""
+    return name.startswith(f".{OUTPUT_MARKER}.") and name.endswith(".tmp")
+
+
+def _read_only(path: Path) -> bool:
+    """No write bit for anyone: the user marked it read-only. Root could still write there (``os.access`` says
+    yes), so the bits are read, not the permission: the policy respects the user's mark, not just the kernel."""
+    try:
+        return not path.stat().st_mode & 0o222
+    except OSError:
+        return False
+
+
+def check_output_dir(out: str | Path, inputs=(), flag: str = "--out", recognised=(), legacy=(), hosts=()) -> Path:
     """The folder a command may write (a symlink to a folder: the folder it points to, the link is kept); one-line
-    ``UserError`` otherwise. May: absent, empty, holding ``OUTPUT_MARKER`` (ours), or holding only names in
-    ``recognised`` (the files this kind of output consists of: an export written before the marker existed).
-    Never: an existing non-folder, an input, a folder above an input (its replacement would delete the input) or
-    inside one."""
+    ``UserError`` otherwise. May: absent, empty, holding ``OUTPUT_MARKER`` (ours), holding only names in
+    ``recognised`` (the files this kind of output consists of: an export written before the marker existed), or
+    holding one of the ``legacy`` names (the file a finished run of this command left before the marker existed).
+    Never: an existing non-folder, a read-only folder, an input, a folder above an input (its replacement would
+    delete the input) or inside one. ``hosts``: inputs that may hold outputs inside them (a model's run folder
+    holds its evaluations), still never equal to or below the output."""
+    out = Path(out)
+    real = Path(os.path.realpath(out))
+    if real.exists() and not real.is_dir():
+        raise UserError(f"{flag} {out}: exists and is not a directory")
+    for inp, may_hold in [(i, False) for i in inputs] + [(h, True) for h in hosts]:
+        if inp is None or str(inp) == "" or "://" in str(inp):
+            continue
+        i = Path(os.path.realpath(inp))
+        if real == i or real in i.parents:
+            raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose a separate output folder")
+        if i in real.parents and not may_hold:
+            raise UserError(f"{flag} {out}: is inside the input {inp}; choose a folder outside it")
+    if real.is_dir() and _read_only(real):
+        raise UserError(f"{flag} {out}: the folder is read-only; make it writable or choose another folder")
+    if real.is_dir() and not (real / OUTPUT_MARKER).is_file():
+        names = {p.name for p in real.iterdir() if not _is_marker_temp(p.name)}
+        foreign = sorted(names - set(recognised))
+        if foreign and not names & set(legacy):
+            raise UserError(f"{flag} {out}: not empty and not written by llmtts (found {foreign[0]!r}, no "
+                            f"{OUTPUT_MARKER}); choose a new or empty folder")
+    return real
+
+
+def prepare_output_dir(out: str | Path, *, writer: str, inputs=(), hosts=(), flag: str = "--out", recognised=(),
+                       legacy=()) -> bool:
+    """The output policy for a command about to write the folder ``out``: ``check_output_dir``, then the folder is
+    created, proven writable and marked ours (``OUTPUT_MARKER``, before anything else is written, so a run killed
+    at its first step is still recognised when it resumes). Returns True when this call created the folder (the
+    caller may remove it again if the command wrote nothing). A URL (``s3://``) is left to its writer."""
+    if "://" in str(out):
+        return False
+    real = check_output_dir(out, inputs, flag, recognised, legacy, hosts)
+    created = not real.exists()
+    ensure_writable_dir(real, flag)
+    if not (real / OUTPUT_MARKER).is_file():
+        claim_output_dir(real, writer)
+    return created
+
+
+def drop_if_unused(out: str | Path) -> None:
+    """Remove a folder ``prepare_output_dir`` created when the command left nothing in it but the marker (a bad
+    input found after the check: no empty output folder is left behind)."""
+    real = Path(os.path.realpath(out))
+    try:
+        if {p.name for p in real.iterdir()} == {OUTPUT_MARKER}:
+            (real / OUTPUT_MARKER).unlink()
+            real.rmdir()
+    except OSError:
+        pass
+
+
+def check_output_root(out: str | Path, inputs=(), flag: str = "--out") -> Path:
+    """A folder a command only adds new, uniquely named entries to (never replaces or deletes what is there):
+    not a file, not read-only, not an input or a folder above one."""
     out = Path(out)
     real = Path(os.path.realpath(out))
     if real.exists() and not real.is_dir():
         raise UserError(f"{flag} {out}: exists and is not a directory")
     for inp in inputs:
-        if inp is None:
+        if inp is not None and str(inp) and "://" not in str(inp):
+            i = Path(os.path.realpath(inp))
+            if real == i or real in i.parents:
+                raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose another folder")
+    if real.is_dir() and _read_only(real):
+        raise UserError(f"{flag} {out}: the folder is read-only; make it writable or choose another folder")
+    return out
+
+
+def check_output_file(out: str | Path, inputs=(), flag: str = "--out") -> Path:
+    """The output policy for a file: never a folder, never an input (or a link to one), never in a read-only folder
+    or over a read-only file. A device, FIFO or symlink is written through, never replaced (``write_bytes_atomic``).
+    An existing regular file the user named is replaced: naming one file is the request (folders differ: what a
+    foreign folder holds is not named, so it is never touched)."""
+    if "://" in str(out):
+        return Path(out)
+    out = Path(out)
+    real = Path(os.path.realpath(out))
+    if real.is_dir():
+        raise UserError(f"{flag} {out}: is a directory, expected a file name")
+    for inp in inputs:
+        if inp is None or str(inp) == "" or "://" in str(inp):
             continue
         i = Path(os.path.realpath(inp))
-        if real == i or real in i.parents:
-            raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose a separate output folder")
-        if i in real.parents:
-            raise UserError(f"{flag} {out}: is inside the input {inp}; choose a folder outside it")
-    if real.is_dir() and not (real / OUTPUT_MARKER).is_file():
-        foreign = sorted(p.name for p in real.iterdir() if p.name not in set(recognised))
-        if foreign:
-            raise UserError(f"{flag} {out}: not empty and not written by llmtts (found {foreign[0]!r}, no "
-                            f"{OUTPUT_MARKER}); choose a new or empty folder")
-    return real
+        if real == i:
+            raise UserError(f"{flag} {out}: is the input {inp}; choose another output file")
+    parent = next((p for p in real.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"{flag} {out}: cannot write there ({parent} is a file, not a folder)")
+    if real.is_file() and _read_only(real):
+        raise UserError(f"{flag} {out}: the file is read-only; make it writable or choose another name")
+    if parent is not None and _read_only(parent) and not (real.exists() and not real.is_file()):
+        raise UserError(f"{flag} {out}: its folder {parent} is read-only; choose another place")
+    return out
 
 
 # Files whose bytes become a model's numbers: a flipped byte there changes the audio silently, so exports record

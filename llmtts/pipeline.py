@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+from llmtts.cli_paths import input_path, output_dir
 from llmtts.config import load_config, save_config
 from llmtts.errors import UserError
+from llmtts.io import prepare_output_dir
 
 
 # ----------------------------------------------------------------------------- config
@@ -618,9 +620,9 @@ class _forward_sigterm:
 
 # ----------------------------------------------------------------------------- CLI
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="configs/pipeline/tiny.yaml",
+    input_path(parser, "--config", in_output_ok=True, default="configs/pipeline/tiny.yaml",
                         help="pipeline YAML (default: %(default)s)")
-    parser.add_argument("--run-root", help="override run_root (where every output goes)")
+    output_dir(parser, "--run-root", legacy=("pipeline.json", "pipeline.yaml"), help="override run_root (where every output goes)")
     parser.add_argument("--from", dest="from_step", metavar="STEP",
                         help="re-run from this step on (steps resume from what they find on disk)")
     parser.add_argument("--until", metavar="STEP", help="stop after this step")
@@ -647,7 +649,8 @@ def _main(args: argparse.Namespace) -> int:
             mark = "complete" if runner.is_complete(s) else "to run"
             print(f"{s.name:14s} [{mark}]  {shlex.join(s.argv)}")
         return 0
-    root.mkdir(parents=True, exist_ok=True)
+    # The output policy for the run root the config names (the CLI applied it to --run-root already).
+    prepare_output_dir(root, writer="llmtts pipeline", flag="run_root", legacy=("pipeline.json", "pipeline.yaml"))
     save_config(cfg, root / "pipeline.yaml")
     env = {"OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads)} if cfg.threads > 0 else {}
     runner = Runner(root, steps, env=env)

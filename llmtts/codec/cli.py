@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from llmtts.cli_paths import input_path, output_dir
+
 
 def _train(args: argparse.Namespace) -> int:
     from llmtts.codec.config import CodecConfig
@@ -36,10 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("encode", help="encode audio shards into token shards",
                        description="Audio shards -> token shards (codes.npy + audio at the codec's rate, padded "
                                    "to whole tokens). Parallel over torchrun / SLURM ranks; resumable; deterministic.")
-    e.add_argument("--codec-path", required=True, help="codec run directory or its export/ directory")
-    e.add_argument("--input-dir", required=True, help="audio shard directory (from `llmtts data shards`), "
+    input_path(e, "--codec-path", holds_outputs=True, required=True, help="codec run directory or its export/ directory")
+    input_path(e, "--input-dir", required=True, help="audio shard directory (from `llmtts data shards`), "
                    "or an http(s):// / s3:// URL of one")
-    e.add_argument("--out", required=True, help="output token shard directory, or s3://BUCKET/PREFIX")
+    output_dir(e, "--out", legacy=("index.json",), required=True, help="output token shard directory, or s3://BUCKET/PREFIX")
     e.add_argument("--batch-size", type=int, default=16, help="clips encoded per forward (default 16)")
     e.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda")
     e.add_argument("--no-progress", action="store_true", help="no progress bar")

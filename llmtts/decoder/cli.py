@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from llmtts.cli_paths import input_path
+
 
 def _factory(cfg, args):
     from llmtts.decoder.stage import DecoderStage
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "then --stage gan --init-from RECON_RUN (adds MPD/MRD discriminators).")
     add_train_args(p)
     p.add_argument("--stage", choices=["recon", "gan"], default=None, help="overrides the config's 'stage'")
-    p.add_argument("--init-from", default=None, help="decoder run or export to start from (stage gan: the recon run)")
-    p.add_argument("--llm-path", default=None,
+    input_path(p, "--init-from", default=None, help="decoder run or export to start from (stage gan: the recon run)")
+    input_path(p, "--llm-path", default=None,
                    help="on-the-fly mode: --input-dir holds token shards and this frozen LLM computes the states")
     p.set_defaults(func=_run)

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from llmtts.cli_paths import input_path, output_dir
+
 
 def _run(args: argparse.Namespace) -> int:
     from llmtts.decoder.evaluate import evaluate_decoder
@@ -26,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "`llmtts llm dump-hidden`) and compare with its recording: mel distance, PESQ "
                                    "(wb), STOI, SI-SDR. Score an old and a re-fitted decoder on a fine-tuned LLM's "
                                    "states to see what the re-fit buys. Writes decoder_eval.json, per_clip.jsonl.")
-    p.add_argument("--decoder-path", required=True, help="decoder run directory or its export/ directory")
-    p.add_argument("--input-dir", required=True, help="hidden shard directory (RUN/shards/hidden)")
-    p.add_argument("--out", required=True, help="report directory")
+    input_path(p, "--decoder-path", holds_outputs=True, required=True, help="decoder run directory or its export/ directory")
+    input_path(p, "--input-dir", required=True, help="hidden shard directory (RUN/shards/hidden)")
+    output_dir(p, "--out", legacy=("decoder_eval.json",), required=True, help="report directory")
     p.add_argument("--split", action="append", default=[], help="shard split(s) (default: val)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many clips")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")

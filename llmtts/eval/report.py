@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmtts.cli_paths import input_path, output_file
 from llmtts.errors import UserError
 from llmtts.io import write_text_atomic
 from llmtts.optional import pyplot
@@ -466,8 +467,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", help="a pipeline run root or any directory holding stage run dirs / eval outputs")
-    parser.add_argument("--out", help="HTML file to write (default: RUN_DIR/report.html)")
+    input_path(parser, "run_dir", holds_outputs=True, help="a pipeline run root or any directory holding stage run dirs / eval outputs")
+    output_file(parser, "--out", help="HTML file to write (default: RUN_DIR/report.html)")
     parser.set_defaults(func=_main)
 
 

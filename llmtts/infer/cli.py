@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from llmtts.cli_paths import input_path, output_dir, output_file
 from llmtts.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -14,11 +15,11 @@ log = logging.getLogger(__name__)
 def configure(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", help="the text to speak")
-    src.add_argument("--text-file", help="a UTF-8 file with one text per line (blank lines skipped)")
-    p.add_argument("--llm-path", required=True, help="LLM run directory or its export/")
-    p.add_argument("--decoder-path", required=True, help="decoder run directory or its export/")
-    p.add_argument("--out", help="output wav (with --text)")
-    p.add_argument("--out-dir", help="output directory (with --text-file): 000000.wav, 000001.wav ...")
+    input_path(src, "--text-file", help="a UTF-8 file with one text per line (blank lines skipped)")
+    input_path(p, "--llm-path", holds_outputs=True, required=True, help="LLM run directory or its export/")
+    input_path(p, "--decoder-path", holds_outputs=True, required=True, help="decoder run directory or its export/")
+    output_file(p, "--out", help="output wav (with --text)")
+    output_dir(p, "--out-dir", legacy=("000000.wav",), help="output directory (with --text-file): 000000.wav, 000001.wav ...")
     p.add_argument("--stream", action="store_true",
                    help="generate and decode chunk by chunk (prints first-chunk latency); same audio as offline")
     p.add_argument("--lookahead", type=int, default=None,

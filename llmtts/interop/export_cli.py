@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from llmtts.cli_paths import input_path, output_dir
+
 
 def _run(args) -> int:
     from llmtts.interop.soprano.exporter import export_soprano
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Write config.json + model.safetensors + Soprano's tokenizer + decoder.pth. Needs "
                                    "an LLM imported from Soprano (fine-tuned or not) and a decoder of Soprano's shape; "
                                    "otherwise a one-line error names the setting that differs.")
-    p.add_argument("--llm-path", required=True, help="LLM run or export directory")
-    p.add_argument("--decoder-path", required=True, help="decoder run or export directory")
-    p.add_argument("--out", required=True, help="output directory")
+    input_path(p, "--llm-path", required=True, help="LLM run or export directory")
+    input_path(p, "--decoder-path", required=True, help="decoder run or export directory")
+    output_dir(p, "--out", required=True, help="output directory")
     p.set_defaults(func=_run)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from llmtts.cli_paths import input_path, output_dir
+
 
 def _run(args) -> int:
     from llmtts.interop.soprano.importer import import_soprano
@@ -23,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Turn a local Soprano model directory (config.json, model.safetensors, "
                                    "tokenizer.json, decoder.pth) into this project's exports OUT/llm and OUT/decoder. "
                                    "Nothing is downloaded; .pth files are read with weights_only=True.")
-    p.add_argument("--model-dir", required=True, help="local Soprano model directory")
-    p.add_argument("--out", required=True, help="output directory (gets llm/, decoder/, soprano_import.json)")
-    p.add_argument("--encoder", default=None,
+    input_path(p, "--model-dir", required=True, help="local Soprano model directory")
+    output_dir(p, "--out", legacy=("soprano_import.json",), required=True, help="output directory (gets llm/, decoder/, soprano_import.json)")
+    input_path(p, "--encoder", default=None,
                    help="Soprano-Encoder's encoder.pth: also write OUT/codec, an encoder-only codec export for "
                         "`llmtts codec encode` (Soprano's 8000 codes)")
     p.add_argument("--audio-first-id", type=int, default=None,

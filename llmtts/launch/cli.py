@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from llmtts.cli_paths import input_path, output_dir
 from llmtts.errors import UserError
 
 
@@ -35,8 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--master-addr", default="", metavar="HOST", help="host of node rank 0 (local mode, nnodes > 1)")
     g.add_argument("--master-port", type=int, default=29500, metavar="PORT")
     g = parser.add_argument_group("slurm")
-    g.add_argument("--cluster", default=None, metavar="YAML", help="cluster profile, e.g. slurm/example.yaml")
-    g.add_argument("--job-dir", default=None, metavar="DIR",
+    input_path(g, "--cluster", default=None, metavar="YAML", help="cluster profile, e.g. slurm/example.yaml")
+    output_dir(g, "--job-dir", adds_only=True, default=None, metavar="DIR",
                    help="root of the per-submission job directories (default: the profile's job_root)")
     g.add_argument("--gpus-per-node", type=int, default=None, metavar="N")
     g.add_argument("--cpus-per-task", type=int, default=None, metavar="N")

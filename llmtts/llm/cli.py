@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from llmtts.cli_paths import input_path, output_dir
+
 
 def _train(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
@@ -44,18 +46,18 @@ def register(sub) -> None:
     add_train_args(p, input_required=True)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--from-scratch", action="store_true", help="initialise from the config's model section")
-    g.add_argument("--init-from", default="", metavar="PATH",
+    input_path(g, "--init-from", default="", metavar="PATH",
                    help="start from a local Hugging Face Qwen3 directory (embeddings remapped to our vocabulary)")
-    p.add_argument("--tokenizer", default="", metavar="PATH",
+    input_path(p, "--tokenizer", default="", metavar="PATH",
                    help="local Hugging Face tokenizer directory instead of the character tokenizer")
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dump-hidden", help="write the LLM's hidden state for every audio token (decoder training data)",
                        description="Teacher-forced final-layer (post-norm) hidden states, one vector per audio "
                                    "token, into hidden shards. Parallel over ranks (torchrun/SLURM), resumable.")
-    d.add_argument("--llm-path", required=True, help="LLM run directory or its export/ directory")
-    d.add_argument("--input-dir", required=True, help="token shard directory, or an http(s):// / s3:// URL")
-    d.add_argument("--out", required=True, help="output hidden shard directory, or s3://BUCKET/PREFIX")
+    input_path(d, "--llm-path", holds_outputs=True, required=True, help="LLM run directory or its export/ directory")
+    input_path(d, "--input-dir", required=True, help="token shard directory, or an http(s):// / s3:// URL")
+    output_dir(d, "--out", legacy=("index.json",), required=True, help="output hidden shard directory, or s3://BUCKET/PREFIX")
     d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
                    help="forward precision (auto: bf16 on GPU, fp32 on CPU); stored as --hidden-dtype either way")

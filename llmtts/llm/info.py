@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from llmtts.cli_paths import input_path
 from llmtts.errors import UserError
 
 
@@ -77,7 +78,7 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="an llm run directory or its export/ directory")
+    input_path(parser, "model", help="an llm run directory or its export/ directory")
     parser.add_argument("--json", action="store_true", help="print the facts as JSON")
     parser.add_argument("--formats", action="store_true",
                         help="also load the weights and measure every format on this CPU (kernel canary + ms/token): "

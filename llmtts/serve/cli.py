@@ -6,6 +6,7 @@ import logging
 import signal
 from pathlib import Path
 
+from llmtts.cli_paths import input_path
 from llmtts.errors import UserError
 from llmtts.optional import missing_extra, require
 
@@ -13,8 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--llm-path", required=True, help="LLM run directory or its export/")
-    p.add_argument("--decoder-path", required=True, help="decoder run directory or its export/")
+    input_path(p, "--llm-path", required=True, help="LLM run directory or its export/")
+    input_path(p, "--decoder-path", required=True, help="decoder run directory or its export/")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port, printed at start)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
@@ -28,7 +29,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=None,
                    help="cap on audio tokens per sentence (default: the export's inference.json, else 512)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request, queueing included")
-    p.add_argument("--api-key-file", default=None,
+    input_path(p, "--api-key-file", default=None,
                    help="file whose first line is the API key; clients then send 'Authorization: Bearer KEY'")
     p.add_argument("--model-name", default="llmtts", help="model id listed by /v1/models")
     p.add_argument("--graceful-timeout", type=float, default=None,

@@ -15,18 +15,20 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from llmtts.cli_paths import input_path, output_dir
 from llmtts.config import load_config
 from llmtts.distributed import process_group as pg
 from llmtts.distributed.strategies import build_strategy
 from llmtts.errors import UserError
-from llmtts.train.run_folder import check_fresh_start
+from llmtts.train.run_folder import RUN_FOLDER_NAMES, check_fresh_start
 from llmtts.train.stage import Stage
 
 
 def add_train_args(parser: argparse.ArgumentParser, input_required: bool = False) -> None:
-    parser.add_argument("--config", default=None, help="YAML config (defaults are used for missing keys)")
-    parser.add_argument("--save-dir", required=True, help="run directory (checkpoints, logs, export/)")
-    parser.add_argument("--input-dir", required=input_required, default=None, help="input shard directory, or an http(s):// / s3:// URL of one (docs/data.md)")
+    input_path(parser, "--config", in_output_ok=True, default=None, help="YAML config (defaults are used for missing keys)")
+    output_dir(parser, "--save-dir", legacy=RUN_FOLDER_NAMES, required=True,
+               help="run directory (checkpoints, logs, export/)")
+    input_path(parser, "--input-dir", required=input_required, default=None, help="input shard directory, or an http(s):// / s3:// URL of one (docs/data.md)")
     parser.add_argument("--resume", default="auto",
                         help="auto: newest complete checkpoint in --save-dir (default); none: start over; "
                              "or a checkpoint / run directory")

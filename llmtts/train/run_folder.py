@@ -15,6 +15,8 @@ from llmtts.errors import UserError
 from llmtts.train.checkpoint_dir import list_checkpoints
 
 LOCK_FILE = ".lock"
+# What a run folder written before the output marker holds (llmtts/cli_paths.py: such a folder is still ours).
+RUN_FOLDER_NAMES = ("checkpoints", "metrics.jsonl")
 
 
 class RunLock:
