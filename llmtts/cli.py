@@ -10,7 +10,9 @@ import logging
 import os
 import sys
 
+from llmtts.cli_paths import apply_output_policy, leaf_parser
 from llmtts.errors import UserError
+from llmtts.io import drop_if_unused
 from llmtts.optional import missing_extra
 
 # group -> (help, modules that add subcommands to it)
@@ -86,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = list(getattr(args, "overrides", None) or []) + extra
+    created: list[str] = []
     try:
+        # The output policy (llmtts/cli_paths.py): every declared output path is checked, and its folder made
+        # and marked ours, before the command runs.
+        name = " ".join(x for x in ("llmtts", args.command, getattr(args, "subcommand", None)) if x)
+        created = apply_output_policy(leaf_parser(parser, args), args, writer=name)
         rc = args.func(args)
     except UserError as exc:
         print(f"llmtts: error: {exc}", file=sys.stderr)
@@ -100,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        for folder in created:  # made by the policy and left empty (a bad input): not left behind
+            drop_if_unused(folder)
     return int(rc or 0)
 
 

@@ -619,10 +619,11 @@ class _forward_sigterm:
 
 
 # ----------------------------------------------------------------------------- CLI
+RUN_ROOT_NAMES = ("pipeline.json", "pipeline.yaml")  # what a run root written before the output marker holds
 def configure(parser: argparse.ArgumentParser) -> None:
     input_path(parser, "--config", in_output_ok=True, default="configs/pipeline/tiny.yaml",
                         help="pipeline YAML (default: %(default)s)")
-    output_dir(parser, "--run-root", legacy=("pipeline.json", "pipeline.yaml"), help="override run_root (where every output goes)")
+    output_dir(parser, "--run-root", legacy=RUN_ROOT_NAMES, help="override run_root (where every output goes)")
     parser.add_argument("--from", dest="from_step", metavar="STEP",
                         help="re-run from this step on (steps resume from what they find on disk)")
     parser.add_argument("--until", metavar="STEP", help="stop after this step")
@@ -650,7 +651,7 @@ def _main(args: argparse.Namespace) -> int:
             print(f"{s.name:14s} [{mark}]  {shlex.join(s.argv)}")
         return 0
     # The output policy for the run root the config names (the CLI applied it to --run-root already).
-    prepare_output_dir(root, writer="llmtts pipeline", flag="run_root", legacy=("pipeline.json", "pipeline.yaml"))
+    prepare_output_dir(root, writer="llmtts pipeline", flag="run_root", legacy=RUN_ROOT_NAMES)
     save_config(cfg, root / "pipeline.yaml")
     env = {"OMP_NUM_THREADS": str(cfg.threads), "MKL_NUM_THREADS": str(cfg.threads)} if cfg.threads > 0 else {}
     runner = Runner(root, steps, env=env)

@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from llmtts.cli_paths import input_path, output_dir
 
 
 def _run(args: argparse.Namespace) -> int:
     from llmtts.codec.evaluate import evaluate_codec
-    from llmtts.errors import UserError
 
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():  # before the codec loads
-        raise UserError(f"--out {args.out}: exists and is not a directory")
+    if args.out is None:  # the default folder beside the codec goes through the same output policy as --out
+        from llmtts.codec.evaluate import default_out_dir
+        from llmtts.io import prepare_output_dir
+
+        args.out = str(default_out_dir(args.codec_path))
+        prepare_output_dir(args.out, writer="llmtts eval codec", inputs=[args.input_dir], hosts=[args.codec_path],
+                           legacy=("codec_eval.json",))
     report = evaluate_codec(args.codec_path, args.input_dir, args.out, limit=args.limit,
                             splits=args.split or None, num_plots=args.num_plots, save_audio=args.save_audio,
                             device=args.device)

@@ -16,9 +16,9 @@ from typing import Iterable
 
 from llmtts.data.shards import DONE_SUFFIX, INDEX_NAME, confined, read_index
 from llmtts.errors import UserError
-from llmtts.io import write_json_atomic
+from llmtts.io import OUTPUT_MARKER, write_json_atomic
 
-MARKER = ".llmtts-output.json"
+MARKER = OUTPUT_MARKER
 
 
 def check_out_path(out: str | Path, inputs: Iterable[str | Path] = (), flag: str = "--out") -> Path:
