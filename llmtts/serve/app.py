@@ -17,6 +17,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from llmtts.errors import UserError
 from llmtts.serve import formats
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # OpenAI's stock voices: accepted as "this model's default speaker", so OpenAI clients work unchanged.
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 STATIC = Path(__file__).parent / "static"
+DISCONNECT_POLL_S = 0.5  # how often a whole (non-streamed) request checks that its client is still there
 
 
 @dataclass
@@ -191,15 +193,22 @@ def create_app(tts, cfg: ServeConfig) -> FastAPI:
 
     async def _whole(req, job, queue, request, t0):
         chunks = []
+        checked = time.monotonic()
         try:
             while True:
                 try:
-                    kind, payload = await asyncio.wait_for(queue.get(), 0.5)
+                    kind, payload = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
                 except asyncio.TimeoutError:
+                    kind, payload = None, None
+                # Checked between chunks too: a request whose audio keeps coming would otherwise never notice that
+                # its client left, decode to the end and count as served.
+                if kind is None or time.monotonic() - checked > DISCONNECT_POLL_S:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
                         job.cancel()
                         state.metrics.requests.labels(status="499").inc()
                         return Response(status_code=499)
+                if kind is None:
                     if time.monotonic() > job.deadline + 1.0:  # still queued behind long jobs
                         raise ApiError(504, "generation timeout", type="server_error", code="timeout")
                     continue
@@ -257,8 +266,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"body of {declared} bytes is over this server's limit of {limit}", code="body_too_large")
     got = bytearray()
-    async for piece in request.stream():
-        got += piece
-        if len(got) > limit:
-            raise ApiError(413, f"body is over this server's limit of {limit} bytes", code="body_too_large")
+    try:
+        async for piece in request.stream():
+            got += piece
+            if len(got) > limit:
+                raise ApiError(413, f"body is over this server's limit of {limit} bytes", code="body_too_large")
+    except ClientDisconnect:  # the client left mid-body: nobody reads an answer; one log line, not two tracebacks
+        log.info("client disconnected while sending the request body (%d bytes received)", len(got))
+        raise ApiError(499, "client disconnected", code="client_disconnected") from None
     return bytes(got)

@@ -196,6 +196,7 @@ class Scheduler:
         h = self.batch.step([r.next_id for r in self.rows])
         self._sample(self.rows, h)
         self._retire()
+        self._gauges()  # the last job's row is gone now: the gauge must not read 1 while the server idles
         self._decode_out()
 
     def _decode_out(self) -> None:

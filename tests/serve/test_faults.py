@@ -5,6 +5,8 @@ seconds, so the queue is full while the test floods it. With a random model the 
 sentence happened to sample [stop] (a tenth of a second), and the flood raced the queued request for it."""
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 
@@ -91,5 +93,50 @@ def test_a_request_past_its_timeout_gets_504_over_http(slow_exports):
         assert ok.status_code == 200 and len(ok.content) > 0
         text = httpx.get(srv.url + "/metrics").text
         assert metric(text, "llmtts_requests_total", status="504") == 1.0
+    finally:
+        srv.kill()
+
+
+def _raw_post(url: str, body: bytes, declared: int | None = None) -> None:
+    """A client that sends a request (or only part of its body: ``declared`` > len(body)) and leaves at once."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /v1/audio/speech HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared or len(body)}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head + body)
+        time.sleep(0.3)  # the server has read the request and queued it
+
+
+def _until(check, timeout: float = 60.0):
+    end = time.monotonic() + timeout
+    while not (got := check()):
+        assert time.monotonic() < end, "the server never reached the expected state"
+        time.sleep(0.05)
+    return got
+
+
+def test_clients_that_leave_free_their_rows_quietly(serve_exports):
+    """A whole (non-streamed) request whose client leaves is cancelled, not decoded to the end and counted as
+    served (the server now checks between chunks too, not only after 0.5 s without one); a client that leaves
+    mid-body costs one log line, not two tracebacks (red before: ClientDisconnect escaped to uvicorn); the
+    active-rows gauge returns to 0 when idle (red before: it read 1 after the last job)."""
+    srv = ServerProcess(*serve_exports, "--max-batch", "1", "--max-chars", "4000")
+    try:
+        def ended() -> tuple[float, float]:
+            text = httpx.get(srv.url + "/metrics").text
+            return tuple(metric(text, "llmtts_jobs_total", outcome=o) for o in ("ok", "cancelled"))
+
+        ok0, _ = ended()  # the warm-up job
+        _raw_post(srv.url, json.dumps({"input": SENTENCE * 40, "seed": 1, "response_format": "pcm"}).encode())
+        ok, cancelled = _until(lambda: e if sum(e := ended()) > ok0 else None)
+        assert (ok, cancelled) == (ok0, 1.0)  # stopped, not decoded to the end
+        _raw_post(srv.url, b'{"input": "Hello', declared=400)
+        ok = httpx.post(srv.url + "/v1/audio/speech", json={"input": "Hi there.", "seed": 2, "response_format": "pcm"},
+                        timeout=120)
+        assert ok.status_code == 200
+        _until(lambda: httpx.get(srv.url + "/health").json()["active"] == 0)
+        time.sleep(0.5)  # the scheduler idles now
+        assert metric(httpx.get(srv.url + "/metrics").text, "llmtts_active_rows") == 0.0
+        assert "Traceback" not in srv.output(), srv.output()[-3000:]
     finally:
         srv.kill()
