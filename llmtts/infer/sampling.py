@@ -14,6 +14,11 @@ import torch
 from llmtts.errors import UserError
 
 
+# Above this, sampling is indistinguishable from uniform noise over the codes (logits of a trained model span
+# ~10-30 nats): a value that large is a client's mistake, refused rather than turned into noise.
+MAX_TEMPERATURE = 10.0
+
+
 @dataclass
 class SamplingConfig:
     temperature: float = 0.7
@@ -31,9 +36,9 @@ class SamplingConfig:
     full_vocab: int = 0
 
     def validate(self) -> "SamplingConfig":
-        # "not x >= 0" also refuses NaN; inf would divide every logit to 0 (uniform noise, not a choice).
-        if not 0 <= self.temperature < math.inf:
-            raise UserError(f"temperature must be >= 0 (0 = greedy) and finite, got {self.temperature}")
+        # "not x >= 0" also refuses NaN; a huge temperature divides every logit to ~0 (uniform noise, not a choice).
+        if not 0 <= self.temperature <= MAX_TEMPERATURE:
+            raise UserError(f"temperature must be in [0, {MAX_TEMPERATURE:g}] (0 = greedy), got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
+import socket
 from pathlib import Path
 
 from llmtts.cli_paths import input_path
@@ -43,8 +45,10 @@ def _check(args) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be in 0..65535, got {args.port}")
-    if not args.timeout > 0:
-        raise UserError(f"--timeout must be > 0, got {args.timeout}")
+    if not 0 < args.timeout < math.inf:
+        raise UserError(f"--timeout must be > 0 and finite, got {args.timeout}")
+    if args.graceful_timeout is not None and not 0 <= args.graceful_timeout < math.inf:
+        raise UserError(f"--graceful-timeout must be >= 0 and finite, got {args.graceful_timeout}")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError(f"--max-tokens must be >= 1, got {args.max_tokens}")
     if args.threads < 0:
@@ -55,17 +59,31 @@ def read_api_key(path: str | None) -> str | None:
     if path is None:
         return None
     try:
-        key = Path(path).read_text(encoding="utf-8").strip().splitlines()
+        key = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"--api-key-file {path}: cannot read it ({exc.__class__.__name__})") from None
-    if not key or not key[0].strip():
-        raise UserError(f"--api-key-file {path}: empty (put the key on the first line)")
+    if not key or not key[0].strip():  # the key is the first line, never a later one a comment left there
+        raise UserError(f"--api-key-file {path}: the first line is empty (put the key on the first line)")
     return key[0].strip()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Before the model loads: a port in use is one line, not uvicorn's message and its exit code 3 a minute later.
+    (Another process could still take it in between; uvicorn's own failure is then reported the same way.)"""
+    if port == 0:
+        return
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is not "in use"
+            s.bind((host, port))
+    except OSError as exc:
+        raise UserError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
 def run(args) -> int:
     _check(args)
     api_key = read_api_key(args.api_key_file)
+    check_port_free(args.host, args.port)
     uvicorn = require("uvicorn", "llmtts serve")
     try:
         from llmtts.serve.app import ServeConfig, create_app
@@ -97,7 +115,10 @@ def run(args) -> int:
     # that kills us with -15 after a clean drain. A no-op handler there makes a drained SIGTERM exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run()
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits 3 when it cannot start (the port was taken after our check)
+        pass
     if getattr(server, "started", False) is False:
         raise UserError(f"could not serve on {args.host}:{args.port} (see the log above: port in use?)")
     return 0

@@ -79,7 +79,8 @@ def test_synthesize_cli_uses_export_defaults_unless_told(greedy_export, tmp_path
 
 
 @pytest.mark.parametrize("content,msg", [
-    ('{"temperature": -1}', "temperature must be >= 0"),
+    ('{"temperature": -1}', r"temperature must be in \[0, 10\]"),
+    ('{"temperature": 1e308}', r"temperature must be in \[0, 10\]"),
     ('{"nope": 1}', "unknown key 'nope'"),
     ('{"top_k": 2.5}', "'top_k' must be an integer"),
     ('{"top_p": "high"}', "'top_p' must be a number"),

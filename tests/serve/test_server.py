@@ -112,6 +112,7 @@ BAD = [  # (body bytes or JSON, status, error code)
     ({"input": "hi", "stream_format": "chunks"}, 400, "unsupported_value"),
     ({"input": "hi", "voice": "bob"}, 400, "invalid_value"),
     ({"input": "hi", "temperature": -1}, 400, "invalid_value"),
+    ({"input": "hi", "temperature": 1e308}, 400, "invalid_value"),  # finite, but uniform noise
     ({"input": "hi", "seed": -1}, 400, "invalid_value"),
     ({"input": "?! ... !?"}, 400, "invalid_value"),
     ({"input": "hi " * 2000}, 413, "body_too_large"),
