@@ -28,6 +28,7 @@ from llmtts.cli_paths import input_path, output_dir
 from llmtts.config import load_config, save_config
 from llmtts.errors import UserError
 from llmtts.io import prepare_output_dir
+from llmtts.redact import redact_argv
 
 
 # ----------------------------------------------------------------------------- config
@@ -461,7 +462,7 @@ class Runner:
         self.logs = self.root / "logs"
         self.state: list[dict] = [{"name": s.name, "status": "pending", "wall_s": None, "cpu_s": None,
                                    "log": self._log(i, s).relative_to(self.root).as_posix(),
-                                   "command": shlex.join(s.argv)} for i, s in enumerate(steps)]
+                                   "command": shlex.join(redact_argv(s.argv))} for i, s in enumerate(steps)]
 
     def _log(self, i: int, step: Step) -> Path:
         return self.logs / f"{i:02d}_{step.name}.log"
@@ -515,7 +516,7 @@ class Runner:
             if self.is_complete(step):
                 st["status"] = "skipped (complete)"
                 note = ""
-                if self._recorded_command(step) not in (None, step.argv):
+                if self._recorded_command(step) not in (None, redact_argv(step.argv)):
                     note = f" (its command changed since it ran; `--from {step.name}` re-runs it)"
                 self.echo(f"[{i + 1}/{n}] {step.name}: already complete, skipped{note}")
                 self._save_state()
@@ -534,7 +535,7 @@ class Runner:
         # The step writes straight into its log file (nothing lags behind, nothing is lost if this process
         # dies); SIGINT/SIGTERM to the pipeline are forwarded as SIGTERM, on which the trainer checkpoints.
         with open(logp, "a", encoding="utf-8") as fh:
-            fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(step.argv)}\n")
+            fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(redact_argv(step.argv))}\n")
             fh.flush()
             try:
                 proc = subprocess.Popen(step.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -566,7 +567,7 @@ class Runner:
             raise UserError(f"pipeline step '{step.name}' failed ({why}); full log: {logp}. "
                             f"Fix it and re-run the same command: finished steps are skipped")
         tmp = self._mark(step).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": step.argv, "wall_s": wall, "cpu_s": st["cpu_s"],
+        tmp.write_text(json.dumps({"command": redact_argv(step.argv), "wall_s": wall, "cpu_s": st["cpu_s"],
                                    "finished": time.time()}))
         tmp.replace(self._mark(step))
         st["status"] = "done"
@@ -648,7 +649,7 @@ def _main(args: argparse.Namespace) -> int:
         runner = Runner(root, steps)
         for s in steps:
             mark = "complete" if runner.is_complete(s) else "to run"
-            print(f"{s.name:14s} [{mark}]  {shlex.join(s.argv)}")
+            print(f"{s.name:14s} [{mark}]  {shlex.join(redact_argv(s.argv))}")
         return 0
     # The output policy for the run root the config names (the CLI applied it to --run-root already).
     prepare_output_dir(root, writer="llmtts pipeline", flag="run_root", legacy=RUN_ROOT_NAMES)

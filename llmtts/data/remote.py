@@ -35,6 +35,7 @@ from typing import Callable, Optional
 
 from llmtts.errors import UserError
 from llmtts.optional import require
+from llmtts.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,8 @@ def is_url(path: object) -> bool:
 
 
 def shown(url: str) -> str:
-    """The URL for logs and errors: without ``user:password@`` or a query string (which may hold a token)."""
-    if url.startswith("pipe:"):
-        return url
-    parts = urllib.parse.urlsplit(url)
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
+    """The URL or ``pipe:`` command for logs and errors, credentials masked (``llmtts.redact``)."""
+    return redact(url)
 
 
 def location(path: str | Path) -> str | Path:

@@ -27,6 +27,7 @@ import yaml
 import llmtts
 from llmtts.errors import UserError
 from llmtts.launch.task import option_value, with_option
+from llmtts.redact import redact_argv
 
 PACKAGE_DIR = Path(llmtts.__file__).resolve().parent
 
@@ -81,5 +82,7 @@ def write_launch_record(job_dir: Path, record: dict[str, Any]) -> None:
         return asdict(v) if hasattr(v, "__dataclass_fields__") else v
 
     data = {k: plain(v) for k, v in record.items()}
+    if "argv" in data:  # a record, never read back to run: no secrets in it
+        data["argv"] = redact_argv(data["argv"])
     data.setdefault("git_commit", git_commit(PACKAGE_DIR.parent))
     (job_dir / "launch.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False))

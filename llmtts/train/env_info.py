@@ -8,6 +8,7 @@ import time
 from importlib import metadata
 
 import torch
+from llmtts.redact import redact_argv
 
 _PACKAGES = ("llm-tts-factory", "torch", "transformers", "deepspeed", "webdataset", "numpy", "vector-quantize-pytorch")
 
@@ -33,5 +34,5 @@ def env_info(world_size: int, strategy: str, device: torch.device) -> dict:
         "device": str(device),
         "cuda_devices": devices,
         "cpu_threads": torch.get_num_threads(),
-        "argv": sys.argv,
+        "argv": redact_argv(sys.argv),  # secrets in shard URLs / pipe: commands never reach the record
     }
