@@ -21,8 +21,10 @@ bucket or key raise a one-line ``UserError`` naming the URL.
 """
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -40,6 +42,7 @@ from llmtts.redact import redact
 log = logging.getLogger(__name__)
 
 SCHEMES = ("http://", "https://", "s3://", "pipe:")
+MAX_INDEX_BYTES = 64 << 20  # an index.json of ~300 k shards; anything larger is not an index
 RETRIES = 6            # reopen attempts per failure point before giving up
 BACKOFF_S = 0.1        # first wait; doubles per consecutive retry
 MAX_BACKOFF_S = 8.0
@@ -79,10 +82,22 @@ def join(base: str, *parts: str) -> str:
             raise UserError(f"{base}: a pipe: shard folder needs '{{}}' where the file's relative path goes, "
                             "e.g. 'pipe:gsutil cat gs://bucket/shards/{}'")
         return base.replace("{}", shlex.quote("/".join(p.strip("/") for p in parts)))
-    out = base.rstrip("/")
-    for p in parts:
-        out += "/" + p.lstrip("/")
-    return out
+    # The parts go into the path, before a query (``?token=...``: an access token every file of the folder takes).
+    scheme, netloc, path, query, _ = urllib.parse.urlsplit(base)
+    for p in parts:  # http(s) paths are percent-encoded; an s3:// key is the raw name
+        p = p.lstrip("/")
+        path = path.rstrip("/") + "/" + (urllib.parse.quote(p, safe="/") if scheme.startswith("http") else p)
+    return urllib.parse.urlunsplit((scheme, netloc, path, query, ""))
+
+
+def describe(exc) -> str:
+    """An exception (or a reason object) as one readable phrase: no tuples of objects with memory addresses."""
+    if isinstance(exc, BaseException):
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        text = f"{type(exc).__name__}: {detail}"
+    else:
+        text = str(exc)
+    return re.sub(r"<([\w.]+) object at 0x[0-9a-fA-F]+>", r"\1", text)
 
 
 class _Transient(Exception):
@@ -91,8 +106,17 @@ class _Transient(Exception):
 
 # --- one GET from an offset, per scheme ---------------------------------------------------------
 def _http_get(url: str, start: int):
-    """-> (body, size of the whole object or None, offset the body starts at)."""
-    req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+    """-> (body, size of the whole object or None, offset the body starts at). ``user:password@`` in the URL is
+    sent as HTTP Basic auth (urllib would take it for part of the host name)."""
+    headers = {"Range": f"bytes={start}-"} if start else {}
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc:
+        info, host = parts.netloc.rsplit("@", 1)
+        user, _, password = info.partition(":")
+        token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+        url = urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    req = urllib.request.Request(url, headers=headers)
     try:
         resp = urllib.request.urlopen(req, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as exc:
@@ -100,7 +124,7 @@ def _http_get(url: str, start: int):
             raise _Transient(f"HTTP {exc.code}") from None
         raise UserError(f"{shown(url)}: HTTP {exc.code} {exc.reason} (missing file or no access?)") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise _Transient(str(getattr(exc, "reason", exc))) from None
+        raise _Transient(describe(getattr(exc, "reason", exc))) from None
     length = resp.headers.get("Content-Length")
     if resp.status == 206:  # Content-Range: bytes START-END/SIZE
         total = resp.headers.get("Content-Range", "").rsplit("/", 1)[-1]
@@ -146,7 +170,7 @@ def _s3_get(url: str, start: int):
             raise _Transient(f"S3 {err.get('Code')} (HTTP {status})") from None
         raise UserError(f"{url}: S3 {err.get('Code', 'error')}: {err.get('Message', '')}".rstrip(": ")) from None
     except (BotoCoreError, OSError) as exc:
-        raise _Transient(f"{type(exc).__name__}: {exc}") from None
+        raise _Transient(describe(exc)) from None
     total = resp.get("ContentRange", "").rsplit("/", 1)[-1] if start else str(resp.get("ContentLength", ""))
     return resp["Body"], int(total) if total.isdigit() else None, start
 
@@ -271,7 +295,7 @@ class RemoteFile:
                 self.pos += len(data)
                 return data
             except self._errors as exc:
-                why = str(exc) if isinstance(exc, _Transient) else f"{type(exc).__name__}: {exc}"
+                why = str(exc) if isinstance(exc, _Transient) else describe(exc)
                 self._close_body()
                 self._retry(attempt, why)
                 attempt += 1
@@ -286,10 +310,21 @@ class RemoteFile:
         self.close()
 
 
-def read_bytes(url: str, on_retry: Optional[Callable[[str, str], None]] = None) -> bytes:
-    """The whole object (for ``index.json``; shards are streamed with ``RemoteFile``)."""
+def read_bytes(url: str, on_retry: Optional[Callable[[str, str], None]] = None,
+               limit: int | None = None) -> bytes:
+    """The whole object (for ``index.json``; shards are streamed with ``RemoteFile``), at most ``limit`` bytes
+    (default ``MAX_INDEX_BYTES``): a huge or endless body is refused before it fills the memory."""
+    limit = MAX_INDEX_BYTES if limit is None else limit
     with RemoteFile(url, on_retry=on_retry) as f:
-        return f.read()
+        first = f.read(1)
+        if f.size is not None and f.size > limit:
+            raise UserError(f"{shown(url)}: {f.size} bytes, over the {limit}-byte limit for this file")
+        data = bytearray(first)
+        while len(data) <= limit and (chunk := f.read(min(_CHUNK, limit + 1 - len(data)))):
+            data += chunk
+        if len(data) > limit:
+            raise UserError(f"{shown(url)}: over the {limit}-byte limit for this file")
+        return bytes(data)
 
 
 # --- writing (s3:// only) ----------------------------------------------------------------------
@@ -310,7 +345,7 @@ def _s3_call(url: str, what: str, call: Callable[[], object]):
                     from None
             why = f"S3 {err.get('Code')} (HTTP {status})"
         except (BotoCoreError, OSError) as exc:
-            why = f"{type(exc).__name__}: {exc}"
+            why = describe(exc)
         if attempt == RETRIES:
             raise UserError(f"{url}: S3 {what} gave up after {RETRIES} retries ({why})")
         wait = min(BACKOFF_S * 2 ** attempt, MAX_BACKOFF_S)

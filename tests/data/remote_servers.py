@@ -64,3 +64,29 @@ def upload_to_s3(root, s3_endpoint, monkeypatch):
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         client.upload_file(str(path), bucket, f"tiny/{path.relative_to(root).as_posix()}")
     return f"s3://{bucket}/tiny"
+
+
+class AuthHandler(QuietHandler):
+    """Answers only requests that carry ``?token=T0KEN`` or HTTP Basic ``user:p@ss`` (401 otherwise)."""
+
+    def do_GET(self):
+        import base64
+
+        basic = "Basic " + base64.b64encode(b"user:p@ss").decode()
+        if "token=T0KEN" not in self.path.partition("?")[2] and self.headers.get("Authorization") != basic:
+            self.send_error(401)
+            return
+        super().do_GET()
+
+
+class BloatedIndexHandler(QuietHandler):
+    """Serves an endless ``index.json`` without a Content-Length (a misconfigured or hostile server)."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b" " * 65536)
+        except OSError:
+            pass

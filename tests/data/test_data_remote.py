@@ -6,6 +6,7 @@
 Every URL read must give the same batches, in the same order, as the local copy.
 """
 import itertools
+import socket
 from collections import Counter
 
 import pytest
@@ -16,7 +17,7 @@ from llmtts.errors import UserError
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
-from remote_servers import DroppingHandler, serve, upload_to_s3  # noqa: E402
+from remote_servers import AuthHandler, BloatedIndexHandler, DroppingHandler, serve, upload_to_s3  # noqa: E402
 
 
 @pytest.fixture
@@ -276,3 +277,40 @@ def test_a_file_that_changes_between_retries_is_an_error(http_url, shard_dir):
     path.write_bytes(path.read_bytes() + b"\0" * 512)
     with pytest.raises(UserError, match="changed while being read"):
         f.read(1000)
+
+
+def test_token_and_userinfo_urls_reach_an_authenticating_server(shard_dir):
+    """A folder URL with ``?token=`` gets each file's path before the query; ``user:password@`` is sent as Basic
+    auth (it was taken for part of the host name: a DNS error). Logs and errors show neither."""
+    httpd, base = serve(shard_dir[0], AuthHandler)
+    try:
+        want = batches(shard_dir[0])[0]
+        assert batches(base + "/?token=T0KEN")[0] == want
+        assert batches(base.replace("http://", "http://user:p%40ss@"))[0] == want
+        with pytest.raises(UserError) as err:
+            batches(base.replace("http://", "http://user:wrong@"))
+        assert "401" in str(err.value) and "wrong" not in str(err.value)
+    finally:
+        httpd.shutdown()
+
+
+def test_an_endless_index_is_refused_at_the_limit(shard_dir, monkeypatch):
+    monkeypatch.setattr(remote, "MAX_INDEX_BYTES", 1 << 20)
+    httpd, base = serve(shard_dir[0], BloatedIndexHandler)
+    try:
+        with pytest.raises(UserError, match=r"index\.json: over the 1048576-byte limit"):
+            batches(base)
+    finally:
+        httpd.shutdown()
+
+
+def test_giving_up_names_the_cause_without_object_addresses(monkeypatch):
+    monkeypatch.setattr(remote, "BACKOFF_S", 0.001)
+    monkeypatch.setattr(remote, "RETRIES", 1)
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(UserError) as err:
+        remote.read_bytes(f"http://127.0.0.1:{port}/index.json")
+    msg = str(err.value)
+    assert "gave up after" in msg and "Connection refused" in msg and " at 0x" not in msg and "\n" not in msg, msg
