@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import fields
@@ -135,15 +136,52 @@ def load_model(path: str | Path, dtype: torch.dtype = torch.float32,
     path = Path(path)
     if not (path / "config.json").is_file():
         raise UserError(f"{path}: not a Hugging Face model directory (no config.json)")
+    model_type = _model_type(path / "config.json")
+    if model_type != "qwen3":  # the backbone this project trains, decodes and exports; anything else is refused here
+        raise UserError(f"{path}: model_type {model_type!r} in config.json; the LLM must be a Qwen3 causal LM")
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), local_files_only=True, use_safetensors=True, dtype=dtype,
-            attn_implementation=attn_implementation)
-    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupt weights file
-        raise UserError(f"{path}: cannot load the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        with _quiet_transformers():  # its load report is many lines; the one-line error below says what matters
+            model, info = AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, use_safetensors=True, dtype=dtype,
+                attn_implementation=attn_implementation, output_loading_info=True)
+    except Exception as exc:  # the boundary of a foreign folder: a corrupt file, shapes, a config transformers refuses
+        if isinstance(exc, SafetensorError):
+            exc = ValueError(f"weights file unreadable: {exc}")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if getattr(exc, "__cause__", None) is not None and "validation error" in first.lower():
+            first = str(exc.__cause__).strip().splitlines()[0]
+        if "mismatched" in first or "ignore_mismatched_sizes" in first:
+            first = "config.json does not match the weights' shapes"
+        raise UserError(f"{path}: cannot load the model ({first})") from None
+    # Keys the weights lack would be left at random init, extra ones ignored: either way not the trained model.
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(map(str, info.get(kind) or []))
+        if keys:
+            raise UserError(f"{path}: config.json does not match the weights ({kind.replace('_', ' ')}: "
+                            f"{keys[0]}{f' and {len(keys) - 1} more' if len(keys) > 1 else ''})")
     refuse_non_finite(model.state_dict(), path)  # also every import (Soprano's LLM loads through here)
     model.config.use_cache = False
     return model
+
+
+def _model_type(config_json: Path) -> str:
+    try:
+        cfg = json.loads(config_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{config_json}: not valid JSON ({exc})") from None
+    return str(cfg.get("model_type", "")) if isinstance(cfg, dict) else ""
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def load_llm(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -78,7 +78,7 @@ def test_text_file_output_names_and_audio_unchanged(exports, tts, tmp_path):
     common = ["--llm-path", str(llm), "--decoder-path", str(dec), "--seed", "3", "--max-tokens", "10"]
     assert main(["synthesize", "--text-file", str(tmp_path / "texts.txt"), "--out-dir", str(tmp_path / "o"),
                  "--batch-size", "2", *common]) == 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000000.wav", "000001.wav", "000002.wav"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".llmtts-output.json", "000000.wav", "000001.wav", "000002.wav"]
     assert main(["synthesize", "--text", "second line here.", "--out", str(tmp_path / "one.wav"), *common]) == 0
     states, _ = generated(tts, ["second line here."], 3, max_tokens=10)
     bound = 1 / 32768 + max(fp16_flip_bound(tts.decoder, h) for h in states)

@@ -209,7 +209,7 @@ def test_cli_text_stream_and_batch(exports, tmp_path, capsys):
     assert_within(s, a, 1 / 32768 + FP32_DECODER_REL, "16-bit wavs")  # one LSB of 16-bit audio + decoder rounding
     (tmp_path / "texts.txt").write_text("first line.\n\nsecond line here.\n")
     assert main(["synthesize", "--text-file", str(tmp_path / "texts.txt"), "--out-dir", str(tmp_path / "o"), *common]) == 0
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["000000.wav", "000001.wav"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [".llmtts-output.json", "000000.wav", "000001.wav"]  # marked ours
 
 
 def test_cli_bad_inputs_exit_2_with_one_line(exports, tmp_path, capsys):
@@ -236,8 +236,9 @@ def test_generation_stops_at_the_models_positions(tts, monkeypatch):
 
 
 def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_path, capsys):
-    """Found before synthesis (an --out under a file, in an unwritable folder) or at load (truncated weights, a
-    decoder config that disagrees with its weights)."""
+    """Found before synthesis (an --out under a file, in an unwritable folder) or at load (truncated weights, an
+    LLM or decoder config that disagrees with its weights, a model that is not Qwen3: a traceback, or for Llama
+    silent noise, before)."""
     import shutil
 
     llm, dec = exports
@@ -256,9 +257,23 @@ def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_pa
     cfg = json.loads((wide / "export" / "config.json").read_text())
     cfg["model"]["intermediate_dim"] *= 2  # the config no longer describes the weights
     (wide / "export" / "config.json").write_text(json.dumps(cfg))
+    def llm_with_config(name: str, **changes):  # an LLM folder whose config.json no longer describes its weights
+        d = tmp_path / name
+        shutil.copytree(llm, d)
+        c = json.loads((d / "export" / "config.json").read_text())
+        (d / "export" / "config.json").write_text(json.dumps({**c, **changes}))
+        return str(d)
+
     cases = [(["--out", str(tmp_path / "afile" / "x.wav")], "is a file, not a folder"),
+             (["--out", str(tmp_path / "w.wav"), "--llm-path", llm_with_config("wide_llm", hidden_size=48)],
+              "config.json does not match the weights' shapes"),
+             (["--out", str(tmp_path / "w.wav"), "--llm-path", llm_with_config("deep_llm", num_hidden_layers=3)],
+              "cannot load the model"),
+             (["--out", str(tmp_path / "w.wav"), "--llm-path",
+               llm_with_config("llama", model_type="llama", architectures=["LlamaForCausalLM"])],
+              "model_type 'llama' in config.json; the LLM must be a Qwen3 causal LM"),
              (["--out", str(tmp_path / "z.wav"), "--decoder-path", str(wide)], "shape(s) differ"),
-             (["--out", "/proc/x.wav"], "cannot write there"),
+             (["--out", "/proc/x.wav"], "--out /proc/x.wav: "),  # read-only (policy) or unwritable (probe)
              (["--out", str(tmp_path / "y.wav"), "--llm-path", str(broken)], "sha256 differs"),
              (["--out", str(tmp_path / "y.wav"), "--llm-path", str(unverified)], "cannot load the model")]
     for args, message in cases:
