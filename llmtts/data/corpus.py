@@ -6,7 +6,8 @@
     OUT/corpus.json    settings + totals; written last, so its presence means "complete"
 
 ``sentences="train"`` (default) draws from 90 % of the sentence set; ``"heldout"`` from the other 10 %
-(for evaluation references that the model never heard); ``"all"`` from everything.
+(for evaluation references that the model never heard); ``"all"`` from everything; ``"hard"`` from
+``hard_sentences.txt`` (numbers, names, long sentences; evaluation only, ids ``CATEGORY_NNN``).
 ``text_source="generated"`` replaces the training sentences by ``num_utterances`` distinct generated ones
 (``sentence_gen.py``: thousands of sentences for recipes that must generalise); the built-in held-out
 sentences never occur among them.
@@ -43,7 +44,15 @@ def load_sentences() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
-SENTENCE_SETS = ("train", "heldout", "all")
+def load_hard_sentences() -> list[tuple[str, str]]:
+    """``(category, text)`` of the harder evaluation sentences (``llmtts/data/hard_sentences.txt``: numbers,
+    names, long), in file order; never part of a training corpus."""
+    text = resources.files("llmtts.data").joinpath("hard_sentences.txt").read_text(encoding="utf-8")
+    rows = [line.split("|", 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [(cat.strip(), t.strip()) for cat, t in rows]
+
+
+SENTENCE_SETS = ("train", "heldout", "all", "hard")
 TEXT_SOURCES = ("builtin", "generated")
 
 
@@ -72,7 +81,10 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
             raise UserError("text source 'generated' makes training sentences only; use --sentences train")
         from llmtts.data.sentence_gen import generated_sentences
 
-        sentences = generated_sentences(num_utterances, seed, exclude=load_sentences())
+        sentences = generated_sentences(num_utterances, seed,
+                                        exclude=load_sentences() + [t for _, t in load_hard_sentences()])
+    elif sentence_set == "hard":
+        return _plan_hard(num_utterances, seed, speakers, rate_range)
     else:
         sentences = select_sentences(sentence_set)
     rng = np.random.default_rng(seed)
@@ -87,6 +99,24 @@ def plan_corpus(num_utterances: int, seed: int, speakers: tuple[str, ...], sente
         text = sentences[order[i // per_text]]
         plan.append({"id": f"utt_{i + 1:06d}", "text": text, "normalized_text": normalize_text(text),
                      "speaker": spk, "rate": rate})
+    return plan
+
+
+def _plan_hard(num_utterances: int, seed: int, speakers: tuple[str, ...],
+               rate_range: tuple[float, float]) -> list[dict]:
+    """The hard set in file order, each sentence once, id ``CATEGORY_NNN`` (``llmtts eval tts`` reports WER per
+    category from it); speaker and rate drawn as for the other sets."""
+    rows = load_hard_sentences()
+    if num_utterances > len(rows):
+        raise UserError(f"--num-utterances {num_utterances}: the hard set has {len(rows)} sentences")
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.permutation(len(rows))[:num_utterances].tolist())  # a sample that keeps the file order
+    plan = []
+    for k, i in enumerate(picks):
+        category, text = rows[i]
+        plan.append({"id": f"{category}_{k + 1:03d}", "text": text, "normalized_text": normalize_text(text),
+                     "speaker": speakers[int(rng.integers(len(speakers)))],
+                     "rate": round(float(rng.uniform(*rate_range)), 2)})
     return plan
 
 

@@ -37,7 +37,8 @@ import numpy as np
 from llmtts.audio import load_audio, save_wav
 from llmtts.errors import UserError
 from llmtts.io import write_json_atomic
-from llmtts.eval.wer import char_counts, word_counts, ErrorCounts
+from llmtts.eval.wer import ErrorCounts, char_counts, word_counts
+from llmtts.eval.wer import cer as corpus_cer, wer as corpus_wer
 
 if TYPE_CHECKING:  # the ladder needs torch; plain scoring (e.g. --audio-dir) does not
     from llmtts.eval.ladder import ReferenceCodec
@@ -335,7 +336,29 @@ def score_set(synthesize: Synthesizer, eval_set: EvalSet, judge: Transcriber, ou
     if speakers:
         summary["speakers"] = {v: _speaker_summary(eval_set, rs, t, timed, f"{summary['synth_dir']}/{voices[v]}")
                                for v, (rs, t) in per_voice.items()}
+    if (by_category := category_summary(results)) is not None:
+        summary["categories"] = by_category
     return summary, [asdict(r) for r in results]
+
+
+_CATEGORY_ID = re.compile(r"^(?P<cat>[a-z]+)_\d+$")
+
+
+def category_summary(results: list[UtteranceResult]) -> dict | None:
+    """WER / CER per category when the utterance ids say it (``CATEGORY_NNN``, as ``data corpus --sentences
+    hard`` writes them) and there are at least two; corpus-level rates, the ceiling from the references' rows."""
+    cats = [m["cat"] if (m := _CATEGORY_ID.match(r.id)) else None for r in results]
+    if None in cats or len(set(cats)) < 2:
+        return None
+    out = {}
+    for cat in dict.fromkeys(cats):
+        rows = [r for r, c in zip(results, cats) if c == cat]
+        refs = [r for r in rows if r.ref_hypothesis is not None]
+        out[cat] = {"num_utterances": len(rows),
+                    "wer": corpus_wer([r.text for r in rows], [r.hypothesis for r in rows]),
+                    "cer": corpus_cer([r.text for r in rows], [r.hypothesis for r in rows]),
+                    "ref_wer": corpus_wer([r.text for r in refs], [r.ref_hypothesis for r in refs]) if refs else None}
+    return out
 
 
 def _speaker_summary(eval_set: EvalSet, results: list[UtteranceResult], t: _Totals, timed: bool,
@@ -458,6 +481,9 @@ def summary_lines(report_path: str | Path) -> list[str]:
                          f"{_rate(s.get('teacher_forced_wer'))}"
                          + (f" (LLM top-1 {top1:.3f} on their codes)" if top1 is not None else "")
                          + f", generated {_rate(s.get('wer'))}")
+        for cat, v in (s.get("categories") or {}).items():
+            lines.append(f"  WER {name} {cat} {_rate(v.get('wer'))} (ceiling {_rate(v.get('ref_wer'))}), "
+                         f"CER {_rate(v.get('cer'))}, {v.get('num_utterances')} utterances")
         for spk, v in (s.get("speakers") or {}).items():
             lines.append(f"  WER {name} {spk} {_rate(v.get('wer'))} (ceiling {_rate(v.get('ref_wer'))}), "
                          f"CER {_rate(v.get('cer'))}, "

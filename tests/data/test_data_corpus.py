@@ -4,7 +4,7 @@ import numpy as np
 import soundfile as sf
 
 from llmtts.cli import main
-from llmtts.data.corpus import build_corpus, load_sentences, plan_corpus, select_sentences
+from llmtts.data.corpus import build_corpus, load_hard_sentences, load_sentences, plan_corpus, select_sentences
 from llmtts.data.voices import ESPEAK_VOICES, parse_voices
 
 
@@ -122,3 +122,18 @@ def test_two_voice_corpus_says_each_sentence_in_both_voices(tmp_path, capsys):
     # Same arguments with one worker: byte-identical (the engines are picked per utterance, not per process).
     build_corpus(tmp_path / "one", 4, voice="piper,espeak:en-us+f3", seed=2, progress=False, all_speakers=True)
     assert files(tmp_path / "one") == files(out)
+
+
+def test_hard_sentences_are_unseen_and_planned_with_their_category():
+    hard = load_hard_sentences()
+    cats = {c for c, _ in hard}
+    assert cats == {"numbers", "names", "long"} and len(hard) == len({t for _, t in hard}) >= 30
+    assert not {t.lower() for _, t in hard} & {s.lower() for s in load_sentences()}  # never a training sentence
+    assert all(len(t.split()) >= 15 for c, t in hard if c == "long")
+    plan = plan_corpus(9, 4, ("x",), "hard")
+    assert plan == plan_corpus(9, 4, ("x",), "hard") and len({p["text"] for p in plan}) == 9
+    texts = dict((t, c) for c, t in hard)
+    assert all(p["id"].rsplit("_", 1)[0] == texts[p["text"]] for p in plan)  # the id carries the category
+    assert [p["text"] for p in plan] == [t for _, t in hard if t in {p["text"] for p in plan}]  # file order
+    gen = plan_corpus(300, 0, ("x",), "train", text_source="generated")
+    assert not {p["text"] for p in gen} & set(texts)

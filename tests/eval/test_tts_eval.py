@@ -124,3 +124,22 @@ def test_cli_scores_reference_audio_without_a_model(judge, piper_refs, tmp_path,
     assert [u["id"] for u in saved["utterances"]] == ["ref_0000", "ref_0001"]
     assert main(["eval", "tts", "--reference-dir", str(piper_refs), "--llm-path", str(tmp_path)]) == 2
     assert "go together" in capsys.readouterr().err
+
+
+def test_hard_set_reports_wer_per_category(judge, tmp_path, capsys):
+    """`data corpus --sentences hard` ids carry the category; `eval tts` on those references reports the
+    corpus-level WER of each category beside the set's (here the judge on the references: the ceiling)."""
+
+    refs = tmp_path / "hard"
+    assert main(["data", "corpus", "--out", str(refs), "--num-utterances", "6", "--voice", "espeak",
+                 "--sentences", "hard", "--seed", "1", "--no-progress"]) == 0
+    assert main(["eval", "tts", "--reference-dir", str(refs), "--set-name", "hard", "--out", str(tmp_path / "e")]) == 0
+    report = json.loads((tmp_path / "e" / "tts_eval.json").read_text())
+    cats = report["sets"]["hard"]["categories"]
+    rows = report["utterances"]
+    assert set(cats) <= {"numbers", "names", "long"} and len(cats) >= 2
+    assert sum(c["num_utterances"] for c in cats.values()) == len(rows) == 6
+    for name, c in cats.items():
+        mine = [r for r in rows if r["id"].startswith(name + "_")]
+        assert c["wer"] == pytest.approx(wer([r["text"] for r in mine], [r["hypothesis"] for r in mine]))
+    assert any(line.startswith("  WER hard ") for line in capsys.readouterr().out.splitlines())
