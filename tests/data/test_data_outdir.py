@@ -69,7 +69,7 @@ def test_non_empty_folder_that_is_not_a_shard_folder_is_refused(tmp_path, capsys
     out = tmp_path / "other"
     _tone(out / "train" / "precious.wav")
     assert _shards(manifest, out) == 2
-    _one_line_error(capsys, "not empty", "shard folder")
+    _one_line_error(capsys, "not empty", "not written by llmtts")
     assert (out / "train" / "precious.wav").is_file() and sorted(p.name for p in out.iterdir()) == ["train"]
 
 
@@ -127,7 +127,7 @@ def test_corpus_refuses_a_foreign_folder_and_keeps_its_wavs(tmp_path, capsys):
     _tone(out / "wavs" / "utt_000009.wav")  # same naming scheme, but someone else's corpus (no corpus.json)
     assert main(["data", "corpus", "--out", str(out), "--num-utterances", "1", "--voice", "espeak",
                  "--no-progress"]) == 2
-    _one_line_error(capsys, "not empty", "corpus folder")
+    _one_line_error(capsys, "not empty", "not written by llmtts")
     assert (out / "wavs" / "utt_000009.wav").is_file()
     (tmp_path / "file").write_text("x")
     assert main(["data", "corpus", "--out", str(tmp_path / "file"), "--num-utterances", "1", "--no-progress"]) == 2

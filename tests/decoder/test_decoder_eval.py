@@ -65,7 +65,9 @@ def test_a_decoder_scores_best_on_its_own_resynthesis(data, tmp_path, capsys):
 
 def test_wrong_inputs_are_one_line_errors(data, tmp_path, capsys):
     _decoder(0, tmp_path / "dec")
-    for shards, message in ((data["tokens"], "tokens shards, not hidden shards"), (tmp_path, "no index.json")):
+    (tmp_path / "empty").mkdir()
+    for shards, message in ((data["tokens"], "tokens shards, not hidden shards"),
+                            (tmp_path / "empty", "no index.json")):
         capsys.readouterr()
         assert main(["eval", "decoder", "--decoder-path", str(tmp_path / "dec"), "--input-dir", str(shards),
                      "--out", str(tmp_path / "o")]) != 0
