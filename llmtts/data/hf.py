@@ -87,7 +87,7 @@ def _pick(columns: list[str], wanted: tuple[str, ...]) -> str | None:
 def read_hf(root: Path):
     """Utterances of every split: text from the first of ``TEXT_COLUMNS``, speaker from ``SPEAKER_COLUMNS``
     (else the folder's name), key from ``ID_COLUMNS`` (else ``SPLIT_ROW``). Audio stays unread here."""
-    from llmtts.data.sources import Reject, Utterance, safe_key
+    from llmtts.data.records import Reject, Utterance, safe_key
 
     root = root.resolve()
     utts, rejects = [], []

@@ -7,44 +7,14 @@ opening any audio (that happens in the ingestion workers).
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
+from llmtts.data.records import Reject, Utterance, safe_key  # noqa: F401 (re-exported)
 from llmtts.errors import UserError
 
 FORMATS = ("ljspeech", "libritts", "vctk", "folder", "manifest", "hf")
 # What ingestion's reader (libsndfile) decodes; other formats: convert, or run them through `data prepare`.
 FOLDER_AUDIO = (".wav", ".flac", ".mp3", ".ogg", ".opus")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
-
-
-@dataclass
-class Utterance:
-    key: str  # shard key: letters, digits, '_' and '-'
-    audio: str  # absolute path
-    text: str
-    speaker: str
-    source: str  # audio path relative to the input (as written in the sample's json)
-    # The dataset's own normalised text if it has one (LJSpeech column 3, LibriTTS .normalized.txt);
-    # ingestion still runs llmtts.text over it so every dataset ends with the same alphabet.
-    normalized_text: str | None = None
-
-
-@dataclass
-class Reject:
-    key: str
-    path: str
-    reason: str
-    detail: str = ""
-
-    def to_dict(self) -> dict:
-        return {"id": self.key, "path": self.path, "reason": self.reason, "detail": self.detail}
-
-
-def safe_key(raw: str) -> str:
-    return _UNSAFE.sub("_", raw) or "_"
-
 
 def _rel(path: Path, root: Path) -> str:
     try:

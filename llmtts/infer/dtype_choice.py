@@ -55,7 +55,7 @@ def _ms_per_token(model, prompt: list[int], vocab) -> float:
 
 def measure_formats(fp32_model, prompt: list[int], vocab, dtypes=None) -> list[FormatRow]:
     """One row per candidate format (``candidates_for`` the model's device unless ``dtypes`` is given)."""
-    from llmtts.infer.tts import cast_llm
+    from llmtts.infer.cast import cast_llm
 
     device = next(fp32_model.parameters()).device
     reference = greedy(fp32_model, prompt, vocab, CANARY_STEPS)  # once, for every candidate

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from llmtts.infer.step_plan import DecodePlan, layer_step
+from llmtts.infer.step_plan import FUSED_ATTR, DecodePlan, layer_step
 
-FUSED_ATTR = "_llmtts_fused"  # kept in the layer's __dict__: not a submodule, so not in its state dict
 
 
 def supports_fast_decode(model) -> bool:

@@ -20,6 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+# A layer's fused projections (``fast_decode.fuse_projections``) live in its __dict__ under this name: not a
+# submodule, so not in its state dict. Defined here, where the step reads them (fast_decode imports this module).
+FUSED_ATTR = "_llmtts_fused"
+
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -74,7 +78,6 @@ def _side_by_side(*fns: Fn) -> Fn:
 
 
 def plan_layer(layer, hidden_act: str) -> LayerPlan:
-    from llmtts.infer.fast_decode import FUSED_ATTR
 
     attn, mlp = layer.self_attn, layer.mlp
     fused = layer.__dict__.get(FUSED_ATTR)

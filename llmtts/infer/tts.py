@@ -27,6 +27,7 @@ import torch
 from llmtts.decoder.export import load_decoder
 from llmtts.decoder.model import HiddenDecoder, shard_precision
 from llmtts.errors import UserError
+from llmtts.infer.cast import DTYPES, cast_llm
 from llmtts.infer.canary import CANARY_TEXT, KERNEL_REL_BOUND, canary_enabled, check_cast
 from llmtts.infer.generate import generate, generate_steps
 from llmtts.infer.sampling import SamplingConfig
@@ -37,38 +38,7 @@ log = logging.getLogger(__name__)
 
 # LLM weight formats. Decoding one token reads every weight once, so on a CPU fewer bytes per weight is
 # the main speed lever; bf16 / int8 states differ from fp32 by a few 1e-2 relative (documented trade-off).
-DTYPES = ("fp32", "bf16", "int8", "int4")
 LOAD_DTYPES = DTYPES + ("auto",)  # auto: the fastest format the kernel canary clears on this CPU (dtype_choice.py)
-
-
-def cast_llm(llm, dtype: str):
-    """``fp32`` as is (CPU: oneDNN linears, ``onednn.py``); ``bf16`` weights; ``int8`` / ``int4`` weight-only
-    linears (``quant.py``, ``quant_int4.py``; int4 is CPU only) with bf16 for the rest where bf16 is native (a GPU,
-    an AVX-512 BF16 / AMX CPU) and fp32 elsewhere (emulated bf16 norms and attention cost more than they save).
-    Last, q/k/v and gate/up become one product each for the decode steps (``fast_decode.fuse_projections_``)."""
-    from llmtts.infer.fast_decode import fuse_projections_
-    from llmtts.infer.onednn import use_onednn_linears_
-    from llmtts.infer.quant import cpu_has_fast_bf16
-
-    if dtype not in DTYPES:
-        raise UserError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    cpu = next(llm.parameters()).device.type == "cpu"
-    if dtype == "int8":
-        from llmtts.infer.quant import quantize_int8_
-
-        quantize_int8_(llm)
-    if dtype == "int4":
-        from llmtts.infer.quant_int4 import quantize_int4_
-
-        if not cpu:
-            raise UserError("dtype int4 runs on the CPU only (torch's packed int4 CPU kernel); use int8 or bf16")
-        quantize_int4_(llm)
-    if dtype == "bf16" or (dtype in ("int8", "int4") and (not cpu or cpu_has_fast_bf16())):
-        llm.to(torch.bfloat16)
-    if cpu:
-        use_onednn_linears_(llm)  # the fp32 linears left (all of them at fp32)
-    fuse_projections_(llm)
-    return llm
 
 
 def check_device(device: str) -> None:

@@ -15,17 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from llmtts.errors import UserError
+from llmtts.errors import TokenizeError, UserError  # noqa: F401 (TokenizeError re-exported)
 from llmtts.optional import require
 from llmtts.io import write_text_atomic
 
 # Printable ASCII: what the English normaliser emits (lower case, ASCII). 95 symbols <= Soprano's 188.
 DEFAULT_SYMBOLS: tuple[str, ...] = tuple(" " + string.ascii_lowercase + string.digits + string.punctuation
                                          + string.ascii_uppercase)
-
-
-class TokenizeError(UserError, ValueError):
-    """Text holds something the tokenizer cannot encode; the message names the character."""
 
 
 class CharTokenizer:
@@ -240,9 +236,9 @@ def build_frontend(tokenizer: str = "chars", normalizer: str = "english") -> Fro
     whole front end (tokenizer *and* normaliser) of an LLM export or run, e.g. one imported from Soprano, so a
     fine-tune reads text exactly as the model it starts from."""
     if tokenizer.startswith("frontend:"):
-        from llmtts.llm.export import resolve_llm_dir
+        from llmtts.export_dir import resolve_export  # not llm.export: it imports this module
 
-        return Frontend.load(resolve_llm_dir(tokenizer[len("frontend:"):]) / "frontend.json")
+        return Frontend.load(resolve_export(tokenizer[len("frontend:"):]) / "frontend.json")
     if tokenizer in ("", "chars"):
         tok: CharTokenizer | PhonemeTokenizer | HFTokenizer = CharTokenizer()
     elif tokenizer == "phonemes":

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from llmtts.distributed import process_group as pg
+from llmtts.distributed.strategies.registry import strategy_class
 from llmtts.errors import UserError
 
 
@@ -136,8 +137,6 @@ class Strategy:
 
     def check_resume(self, meta: dict, ckpt: Path) -> None:
         """Refuse (one line) a checkpoint this strategy cannot load; ``meta`` is its ``trainer.json``."""
-        from llmtts.distributed.strategies import strategy_class
-
         saved = strategy_class(meta["strategy"])
         if saved.checkpoint_format != self.checkpoint_format:
             formats = " and ".join(sorted({saved.checkpoint_format, self.checkpoint_format}, reverse=True))

@@ -69,7 +69,7 @@ class SopranoTokenizer:
         return list(self.tok(template, truncation=True, max_length=MAX_PROMPT_IDS)["input_ids"])
 
     def encode(self, text: str) -> list[int]:
-        from llmtts.llm.tokenizer import TokenizeError
+        from llmtts.errors import TokenizeError
 
         ids = self.soprano_prompt_ids(text)
         if ids[:2] != self._head or ids[-1] != self._tail:
