@@ -2,7 +2,9 @@
 so that every reader (``sources``, ``hf``) imports it without importing the others."""
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
@@ -32,4 +34,11 @@ class Reject:
 
 
 def safe_key(raw: str) -> str:
-    return _UNSAFE.sub("_", raw) or "_"
+    """A shard key for ``raw`` (letters, digits, '_' and '-'). Accents are folded to ASCII first; when anything
+    else had to be replaced, 8 hex digits of the name's hash follow, so "café" and "cafè", or "a b" and "a_b", stay
+    two recordings instead of one key (a collision dropped one of them)."""
+    folded = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
+    key = _UNSAFE.sub("_", folded) or "_"
+    if key != raw:
+        key += "-" + hashlib.sha1(raw.encode("utf-8")).hexdigest()[:8]
+    return key

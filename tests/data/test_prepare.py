@@ -3,6 +3,7 @@ cuts must fall in the pauses, transcripts must match the text, and the result mu
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -235,3 +236,17 @@ def test_reads_m4a_through_pyav(tmp_path):
     with pytest.raises(UserError, match="y.m4a"):
         (tmp_path / "y.m4a").write_bytes(b"not audio")
         read_recording(tmp_path / "y.m4a")
+
+
+def test_names_that_differ_only_in_non_ascii_or_punctuation_get_distinct_keys():
+    """`data prepare` and the dataset readers name samples by safe_key: "café" and "cafè" (or "a b" and "a_b")
+    used to collapse to one key, so one recording silently replaced or dropped the other."""
+    from llmtts.data.records import safe_key
+
+    names = ["café", "cafè", "cafe", "a b", "a_b", "Zoë__take 1", "Zoe__take_1", "LJ001-0001", "bob__talk"]
+    keys = [safe_key(n) for n in names]
+    assert len(set(keys)) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys)
+    assert safe_key("LJ001-0001") == "LJ001-0001" and safe_key("bob__talk") == "bob__talk"  # plain names unchanged
+    assert keys == [safe_key(n) for n in names]  # deterministic
+    assert safe_key("café").startswith("cafe-")  # accents folded, readable
