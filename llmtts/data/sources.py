@@ -7,10 +7,13 @@ opening any audio (that happens in the ingestion workers).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from llmtts.data.records import Reject, Utterance, safe_key  # noqa: F401 (re-exported)
 from llmtts.errors import UserError
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("ljspeech", "libritts", "vctk", "folder", "manifest", "hf")
 # What ingestion's reader (libsndfile) decodes; other formats: convert, or run them through `data prepare`.
@@ -41,10 +44,19 @@ def read_speakers(path: Path) -> dict[str, str]:
     dropping it would silently give that utterance the default speaker, and the same bytes always decode
     to the same name, so the speaker stays one consistent label."""
     speakers: dict[str, str] = {}
-    for line in path.read_bytes().decode("utf-8", errors="replace").removeprefix("\ufeff").splitlines():
+    bad = []
+    for n, raw in enumerate(path.read_bytes().removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("utf-8", errors="replace")
+            bad.append(n)
         if "|" in line:
             k, v = line.split("|", 1)
             speakers[k.strip()] = v.strip()
+    if bad:  # not silent: the user sees which names lost characters and how to keep them
+        log.warning("%s: %d line(s) not UTF-8 (first: line %d); their speaker names keep U+FFFD for the bad bytes; "
+                    "re-save the file as UTF-8 to keep the names as written", path, len(bad), bad[0])
     return speakers
 
 

@@ -104,3 +104,18 @@ def test_vctk_0_80_wav_layout_and_errors(tmp_path):
         read_source(tmp_path / "VCTK-Corpus" / "txt", "vctk")
     with pytest.raises(UserError, match="no audio files"):
         read_source(root / "txt", "folder")
+
+
+def test_a_latin1_speakers_csv_is_read_with_a_warning_naming_the_line(tmp_path, caplog):
+    """A speakers.csv saved as latin-1: its UTF-8 lines keep their names, the others are still one consistent
+    label each (U+FFFD for the bad bytes), and the user is told which line lost characters (it was silent)."""
+    import logging
+
+    from llmtts.data.sources import read_speakers
+
+    f = tmp_path / "speakers.csv"
+    f.write_bytes("a|Zoë\n".encode("utf-8") + "b|Zoë\n".encode("latin-1") + b"c|Bob\n")
+    with caplog.at_level(logging.WARNING, logger="llmtts.data.sources"):
+        got = read_speakers(f)
+    assert got == {"a": "Zoë", "b": "Zo\ufffd", "c": "Bob"}
+    assert any(str(f) in r.getMessage() and "line 2" in r.getMessage() for r in caplog.records)
