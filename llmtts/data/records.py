@@ -34,11 +34,12 @@ class Reject:
 
 
 def safe_key(raw: str) -> str:
-    """A shard key for ``raw`` (letters, digits, '_' and '-'). Accents are folded to ASCII first; when anything
-    else had to be replaced, 8 hex digits of the name's hash follow, so "café" and "cafè", or "a b" and "a_b", stay
+    """A shard key for ``raw`` (letters, digits, '_' and '-'; '/' becomes '_'). Accents are folded to ASCII first;
+    when anything else had to be replaced, 8 hex digits of the name's hash follow, so "café" and "cafè", or "a b" and "a_b", stay
     two recordings instead of one key (a collision dropped one of them)."""
-    folded = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode("ascii")
+    plain = raw.replace("/", "_")  # a folder separator maps to '_' as it always did (readers key "alice/a1")
+    folded = unicodedata.normalize("NFKD", plain).encode("ascii", "ignore").decode("ascii")
     key = _UNSAFE.sub("_", folded) or "_"
-    if key != raw:
+    if key != plain:
         key += "-" + hashlib.sha1(raw.encode("utf-8")).hexdigest()[:8]
     return key
