@@ -5,6 +5,7 @@ soundfile reads/writes, soxr resamples, ``torch.stft`` + a Slaney mel filterbank
 from __future__ import annotations
 
 import io
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,6 +75,35 @@ def save_wav(path: str | Path, wav: np.ndarray | torch.Tensor, sample_rate: int)
     device (``--out /dev/null``) is written through, never replaced (libsndfile cannot write a WAV header into a
     pipe itself: it seeks back to fill in the sizes)."""
     write_bytes_atomic(path, wav_bytes(wav, sample_rate))
+
+
+def save_wav_pieces(path: str | Path, pieces, sample_rate: int) -> int:
+    """Write the float audio ``pieces`` (an iterable, consumed once) as one 16-bit PCM mono WAV, piece by piece:
+    memory holds one piece, not the whole file (a 100 k-character text held 1.8 GB). A regular file goes through
+    a unique temporary file beside it, renamed over it at the end (``io.write_file_atomic``); a FIFO or device
+    gets the pieces collected and written through (libsndfile seeks back to fill in a WAV's sizes). Returns the
+    number of samples written."""
+    from llmtts.io import write_file_atomic
+
+    path = Path(path)
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        chunks = [np.asarray(p, dtype=np.float32).reshape(-1) for p in pieces]
+        wav = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+        save_wav(path, wav, sample_rate)
+        return len(wav)
+    n = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal n
+        with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=1, format="WAV", subtype="PCM_16") as f:
+            for p in pieces:
+                p = np.clip(np.asarray(p, dtype=np.float32).reshape(-1), -1.0, 1.0)
+                f.write(p)
+                n += len(p)
+
+    write_file_atomic(target, write)
+    return n
 
 
 @lru_cache(maxsize=32)

@@ -114,10 +114,16 @@ def synthesize_to_files(tts, texts: list[str], outs: list[Path], opts: dict):
     written nothing after two minutes). Same audio as one big batch: a text's audio depends only on its seed."""
     from llmtts.audio import save_wav
 
+    from llmtts.audio import save_wav_pieces
+
     o = tts.resolve_options(**opts)
     for t in texts:  # every text checked first: a bad line fails the run before it writes anything
         tts.prepare(t, o)
     opts = {**opts, "seed": o.seed}  # one seed for the whole file, as for one call
+    if len(texts) == 1:  # one (possibly book-long) text: its sentences are written as they are made
+        n = save_wav_pieces(outs[0], tts.synthesize_pieces(texts[0], **opts), tts.sample_rate)
+        yield outs[0], n / tts.sample_rate
+        return
     for b in range(0, len(texts), o.batch_size):
         for (wav, sr), out in zip(tts.synthesize_batch(texts[b: b + o.batch_size], **opts), outs[b: b + o.batch_size]):
             save_wav(out, wav, sr)

@@ -359,6 +359,24 @@ class TTS:
             out.append((np.concatenate(wavs).astype(np.float32), self.sample_rate))
         return out
 
+    def synthesize_pieces(self, text: str, **options) -> Iterator[np.ndarray]:
+        """``synthesize(text)`` a batch of sentences at a time: yields each sentence's float32 audio in order, and
+        their concatenation equals ``synthesize(text)`` with the same options and seed (the same batches, seeds
+        and decoder calls). Memory holds one batch of states and audio, not the whole text's (``llmtts
+        synthesize --out`` writes the pieces as they come)."""
+        o = self._options(**options)
+        prompts = self.prepare(text, o)
+        seeds = [_sentence_seed(o.seed, j) for j in range(len(prompts))]
+        totals = {"sentences": 0, "tokens": 0, "runaway": 0}
+        for b in range(0, len(prompts), o.batch_size):
+            hidden, _ = self._generate(prompts[b: b + o.batch_size], seeds[b: b + o.batch_size], o)
+            for k in totals:
+                totals[k] += self.last_stats[k]
+            wavs = self.decode_many(hidden) if self.batch_decode else [self.decode(h) for h in hidden]
+            for w in wavs:
+                yield np.asarray(w, dtype=np.float32)
+        self.last_stats = totals
+
     def stream(self, text: str, first_chunk: int = 1, max_chunk: int = 32, lookahead: int | None = None,
                **options) -> Iterator[np.ndarray]:
         """Yield float32 audio chunks as tokens are generated; their concatenation equals

@@ -281,3 +281,31 @@ def test_unusable_outputs_and_broken_weights_are_one_line_errors(exports, tmp_pa
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_a_long_text_is_made_and_written_a_batch_at_a_time(exports, tmp_path, monkeypatch):
+    """`synthesize_pieces` yields each sentence's audio a batch at a time (generation runs lazily: one batch of
+    states and audio in memory), the pieces equal `synthesize` exactly, and `llmtts synthesize --out` writes them
+    as they come: the wav equals the one `synthesize` gives."""
+    from llmtts import TTS
+    from llmtts.audio import wav_bytes
+
+    tts = TTS.load(*exports)
+    text = " ".join(f"Sentence number {i} is here, and it is long enough to stand alone." for i in range(7))
+    opts = dict(seed=3, max_tokens=12, batch_size=2)
+    whole = tts.synthesize(text, **opts)[0]
+    calls = []
+    real = tts._generate
+    monkeypatch.setattr(tts, "_generate", lambda *a: calls.append(len(a[0])) or real(*a))
+    pieces = tts.synthesize_pieces(text, **opts)
+    first = next(pieces)
+    assert calls == [2]  # one batch made, not seven sentences
+    rest = list(pieces)
+    assert calls == [2, 2, 2, 1] and len(rest) == 6
+    np.testing.assert_array_equal(np.concatenate([first, *rest]), whole)
+    monkeypatch.undo()
+    out = tmp_path / "long.wav"
+    assert main(["synthesize", "--text", text, "--out", str(out), "--llm-path", str(exports[0]),
+                 "--decoder-path", str(exports[1]), "--seed", "3", "--max-tokens", "12", "--batch-size", "2"]) == 0
+    assert out.read_bytes() == wav_bytes(whole, tts.sample_rate)
+    assert [p.name for p in tmp_path.iterdir()] == ["long.wav"]  # no temporary file left beside it
