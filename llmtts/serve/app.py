@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 STATIC = Path(__file__).parent / "static"
 DISCONNECT_POLL_S = 0.5  # how often a whole (non-streamed) request checks that its client is still there
+DRAIN_MARGIN_S = 1.0  # a whole request still running this long before the graceful timeout ends gets a JSON 503
 
 
 @dataclass
@@ -54,6 +56,7 @@ class State:
         self.scheduler = Scheduler(tts, cfg.max_batch, cfg.max_queue, self.metrics)
         self.ready = False
         self.draining = False
+        self.drain_deadline = math.inf  # set on SIGTERM: when the graceful shutdown gives up on open requests
 
     def warm_up(self) -> None:
         """One short request through the whole path (allocates buffers, first-call kernel set-up)."""
@@ -208,6 +211,10 @@ def create_app(tts, cfg: ServeConfig) -> FastAPI:
                         job.cancel()
                         state.metrics.requests.labels(status="499").inc()
                         return Response(status_code=499)
+                if time.monotonic() > state.drain_deadline - DRAIN_MARGIN_S:
+                    # uvicorn is about to cancel this request (a plain-text 500); answer it ourselves, in JSON
+                    raise ApiError(503, "the server is shutting down; retry", type="server_error", code="unavailable",
+                                   headers={"Retry-After": "5"})
                 if kind is None:
                     if time.monotonic() > job.deadline + 1.0:  # still queued behind long jobs
                         raise ApiError(504, "generation timeout", type="server_error", code="timeout")

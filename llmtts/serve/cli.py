@@ -6,6 +6,7 @@ import logging
 import math
 import signal
 import socket
+import time
 from pathlib import Path
 
 from llmtts.cli_paths import input_path
@@ -106,6 +107,7 @@ def run(args) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):  # SIGTERM/SIGINT: health says draining while requests finish
             state.draining = True
+            state.drain_deadline = min(state.drain_deadline, time.monotonic() + graceful)
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info", access_log=False,

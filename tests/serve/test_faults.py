@@ -140,3 +140,24 @@ def test_clients_that_leave_free_their_rows_quietly(serve_exports):
         assert "Traceback" not in srv.output(), srv.output()[-3000:]
     finally:
         srv.kill()
+
+
+def test_a_request_cut_by_the_graceful_timeout_gets_a_json_503(slow_exports):
+    """SIGTERM with a whole request that cannot finish inside --graceful-timeout: the client gets the JSON 503
+    ("unavailable", Retry-After) before uvicorn gives up on it (it answered a plain-text 500), and the server exits 0."""
+    srv = ServerProcess(*slow_exports, "--max-batch", "1", "--max-chars", "4000", "--graceful-timeout", "3")
+    try:
+        got: dict = {}
+        client = threading.Thread(target=lambda: got.update(r=httpx.post(
+            srv.url + "/v1/audio/speech", json={"input": SENTENCE * 40, "seed": 1, "response_format": "pcm"},
+            timeout=120)))
+        client.start()
+        _until(lambda: httpx.get(srv.url + "/health").json()["active"] == 1)
+        srv.proc.send_signal(15)
+        client.join(60)
+        r = got["r"]
+        assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", (r.status_code, r.text[:200])
+        assert r.headers["retry-after"].isdigit()
+        assert srv.proc.wait(60) == 0
+    finally:
+        srv.kill()
