@@ -103,7 +103,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=2, help="sentences per speaker kept as FLAC (default 2)")
     args = ap.parse_args()
     from llmtts import TTS
-    from llmtts.eval.asr import ASRJudge
+    from llmtts.asr import ASRJudge
     from llmtts.eval.wer import word_counts
 
     run, out = Path(args.run), Path(args.out)

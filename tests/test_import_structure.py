@@ -18,17 +18,13 @@ KNOWN_BREACHES = {
     ("llmtts.codec.export", "llmtts.interop.soprano.encoder"),  # the Soprano adapter (issue 28 step 2)
     ("llmtts.llm.tokenizer", "llmtts.interop.soprano.tokenizer"),
     ("llmtts.llm.tokenizer", "llmtts.interop.soprano.text"),
-    ("llmtts.llm.tokenizer", "llmtts.infer.text"),  # sentence splitting belongs below both (llmtts.text)
     ("llmtts.llm.samples", "llmtts.decoder.export"),  # training samples decode: one engine (step 3)
-    ("llmtts.llm.samples", "llmtts.eval.asr"),
     ("llmtts.llm.samples", "llmtts.infer.generate"),
     ("llmtts.llm.samples", "llmtts.eval.wer"),
     ("llmtts.llm.samples", "llmtts.infer.sampling"),
     ("llmtts.llm.export", "llmtts.infer.sampling"),  # inference defaults validated by the sampler's config
     ("llmtts.llm.info", "llmtts.infer.dtype_choice"),  # `llmtts info --formats`: a command, not the llm layer
     ("llmtts.llm.info", "llmtts.infer.canary"),
-    ("llmtts.data.prepare.transcribe", "llmtts.eval.asr"),  # the ASR model wrapper belongs below both
-    ("llmtts.data.prepare.run", "llmtts.eval.asr"),
 }
 
 

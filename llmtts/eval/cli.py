@@ -133,7 +133,7 @@ def _printed(summary: dict) -> dict:
 
 def run_tts_eval(args: argparse.Namespace) -> int:
     from llmtts.errors import UserError
-    from llmtts.eval.asr import ASRJudge
+    from llmtts.asr import ASRJudge
     from llmtts.eval.sets import load_sets
     from llmtts.eval.tts_eval import evaluate_sets, summary_lines
     from llmtts.infer.cli import sampling_options

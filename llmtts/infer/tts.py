@@ -32,7 +32,7 @@ from llmtts.infer.canary import CANARY_TEXT, KERNEL_REL_BOUND, canary_enabled, c
 from llmtts.infer.generate import generate, generate_steps
 from llmtts.infer.sampling import SamplingConfig
 from llmtts.infer.stream import StreamDecoder
-from llmtts.infer.text import is_speakable
+from llmtts.text.sentences import is_speakable
 
 log = logging.getLogger(__name__)
 

@@ -74,7 +74,7 @@ class TrainingSampler:
         self._decode, self.sample_rate = self._decoder(cfg, codec_path)
         self._judge = None
         if cfg.judge:
-            from llmtts.eval.asr import ASRJudge
+            from llmtts.asr import ASRJudge
 
             self._judge = ASRJudge(cfg.asr or None, cpu_threads=1)
 

