@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from llmtts.io import check_output_file, check_output_root, prepare_output_dir
+
 ROLE = "llmtts_path"  # the attribute an argparse action carries when it was declared here
 
 
@@ -75,8 +77,6 @@ def _values(args: argparse.Namespace, action: argparse.Action) -> list[str]:
 def apply_output_policy(parser: argparse.ArgumentParser, args: argparse.Namespace, writer: str) -> list[str]:
     """Check every output argument of the command against the policy (one-line ``UserError`` on a refusal) and
     prepare its folders; returns the folders this call created (``drop_if_unused`` them after the command)."""
-    from llmtts.io import check_output_file, check_output_root, prepare_output_dir
-
     paths = declared(parser)
     inputs = [v for a, r in paths if r.kind == "input" and not (r.holds_outputs or r.in_output_ok)
               for v in _values(args, a)]

@@ -98,6 +98,11 @@ def _read_only(path: Path) -> bool:
         return False
 
 
+def _local(paths) -> list[tuple[object, Path]]:
+    """``(as given, real path)`` of the local paths among ``paths`` (None, "" and URLs are not on this disk)."""
+    return [(p, Path(os.path.realpath(p))) for p in paths if p is not None and str(p) and "://" not in str(p)]
+
+
 def check_output_dir(out: str | Path, inputs=(), flag: str = "--out", recognised=(), legacy=(), hosts=()) -> Path:
     """The folder a command may write (a symlink to a folder: the folder it points to, the link is kept); one-line
     ``UserError`` otherwise. May: absent, empty, holding ``OUTPUT_MARKER`` (ours), holding only names in
@@ -110,10 +115,7 @@ def check_output_dir(out: str | Path, inputs=(), flag: str = "--out", recognised
     real = Path(os.path.realpath(out))
     if real.exists() and not real.is_dir():
         raise UserError(f"{flag} {out}: exists and is not a directory")
-    for inp, may_hold in [(i, False) for i in inputs] + [(h, True) for h in hosts]:
-        if inp is None or str(inp) == "" or "://" in str(inp):
-            continue
-        i = Path(os.path.realpath(inp))
+    for (inp, i), may_hold in [(x, False) for x in _local(inputs)] + [(x, True) for x in _local(hosts)]:
         if real == i or real in i.parents:
             raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose a separate output folder")
         if i in real.parents and not may_hold:
@@ -164,11 +166,9 @@ def check_output_root(out: str | Path, inputs=(), flag: str = "--out") -> Path:
     real = Path(os.path.realpath(out))
     if real.exists() and not real.is_dir():
         raise UserError(f"{flag} {out}: exists and is not a directory")
-    for inp in inputs:
-        if inp is not None and str(inp) and "://" not in str(inp):
-            i = Path(os.path.realpath(inp))
-            if real == i or real in i.parents:
-                raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose another folder")
+    for inp, i in _local(inputs):
+        if real == i or real in i.parents:
+            raise UserError(f"{flag} {out}: is the input {inp} or a folder above it; choose another folder")
     if real.is_dir() and _read_only(real):
         raise UserError(f"{flag} {out}: the folder is read-only; make it writable or choose another folder")
     return out
@@ -185,10 +185,7 @@ def check_output_file(out: str | Path, inputs=(), flag: str = "--out") -> Path:
     real = Path(os.path.realpath(out))
     if real.is_dir():
         raise UserError(f"{flag} {out}: is a directory, expected a file name")
-    for inp in inputs:
-        if inp is None or str(inp) == "" or "://" in str(inp):
-            continue
-        i = Path(os.path.realpath(inp))
+    for inp, i in _local(inputs):
         if real == i:
             raise UserError(f"{flag} {out}: is the input {inp}; choose another output file")
     parent = next((p for p in real.parents if p.exists()), None)

@@ -161,6 +161,11 @@ class Step:
     outputs: list[str] = field(default_factory=list)  # for --dry-run / the state file
     always: bool = False                  # cheap and state-describing (the report): run every time
 
+    @property
+    def shown(self) -> list[str]:
+        """The command line as logs and run records keep it: credentials masked (``llmtts.redact``)."""
+        return redact_argv(self.argv)
+
 
 def _llmtts() -> list[str]:
     """How to call the CLI in a subprocess: this interpreter, so the venv needs no activation."""
@@ -479,7 +484,7 @@ class Runner:
         self.logs = self.root / "logs"
         self.state: list[dict] = [{"name": s.name, "status": "pending", "wall_s": None, "cpu_s": None,
                                    "log": self._log(i, s).relative_to(self.root).as_posix(),
-                                   "command": shlex.join(redact_argv(s.argv))} for i, s in enumerate(steps)]
+                                   "command": shlex.join(s.shown)} for i, s in enumerate(steps)]
 
     def _log(self, i: int, step: Step) -> Path:
         return self.logs / f"{i:02d}_{step.name}.log"
@@ -533,7 +538,7 @@ class Runner:
             if self.is_complete(step):
                 st["status"] = "skipped (complete)"
                 note = ""
-                if self._recorded_command(step) not in (None, redact_argv(step.argv)):
+                if self._recorded_command(step) not in (None, step.shown):
                     note = f" (its command changed since it ran; `--from {step.name}` re-runs it)"
                 self.echo(f"[{i + 1}/{n}] {step.name}: already complete, skipped{note}")
                 self._save_state()
@@ -552,7 +557,7 @@ class Runner:
         # The step writes straight into its log file (nothing lags behind, nothing is lost if this process
         # dies); SIGINT/SIGTERM to the pipeline are forwarded as SIGTERM, on which the trainer checkpoints.
         with open(logp, "a", encoding="utf-8") as fh:
-            fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(redact_argv(step.argv))}\n")
+            fh.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} $ {shlex.join(step.shown)}\n")
             fh.flush()
             try:
                 proc = subprocess.Popen(step.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -584,7 +589,7 @@ class Runner:
             raise UserError(f"pipeline step '{step.name}' failed ({why}); full log: {logp}. "
                             f"Fix it and re-run the same command: finished steps are skipped")
         tmp = self._mark(step).with_suffix(".tmp")
-        tmp.write_text(json.dumps({"command": redact_argv(step.argv), "wall_s": wall, "cpu_s": st["cpu_s"],
+        tmp.write_text(json.dumps({"command": step.shown, "wall_s": wall, "cpu_s": st["cpu_s"],
                                    "finished": time.time()}))
         tmp.replace(self._mark(step))
         st["status"] = "done"
@@ -666,7 +671,7 @@ def _main(args: argparse.Namespace) -> int:
         runner = Runner(root, steps)
         for s in steps:
             mark = "complete" if runner.is_complete(s) else "to run"
-            print(f"{s.name:14s} [{mark}]  {shlex.join(redact_argv(s.argv))}")
+            print(f"{s.name:14s} [{mark}]  {shlex.join(s.shown)}")
         return 0
     # The output policy for the run root the config names (the CLI applied it to --run-root already).
     prepare_output_dir(root, writer="llmtts pipeline", flag="run_root", legacy=RUN_ROOT_NAMES)

@@ -90,16 +90,12 @@ def _check_args(args) -> None:
         raise UserError("--text needs --out FILE.wav")
     if args.text_file is not None and not args.out_dir:
         raise UserError("--text-file needs --out-dir DIR")
-    if args.out and Path(args.out).is_dir():
-        raise UserError(f"--out {args.out}: is a directory, expected a file name")
-    if args.out_dir and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
-        raise UserError(f"--out-dir {args.out_dir}: exists and is not a directory")
     from llmtts.io import ensure_writable_dir
 
+    # --out and --out-dir went through the output policy already (llmtts.cli); it reads permission bits, this
+    # proves a file can really be made in --out's folder (a read-only mount, another user's folder)
     if args.out:
         ensure_writable_dir(Path(args.out).parent, f"--out {args.out}: its folder")
-    if args.out_dir:
-        ensure_writable_dir(args.out_dir, "--out-dir")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threads < 0:
@@ -112,9 +108,7 @@ def synthesize_to_files(tts, texts: list[str], outs: list[Path], opts: dict):
     """Yield ``(out, seconds)`` as each wav is written. Texts are synthesised ``batch_size`` at a time and written
     at once, so memory holds one batch of audio, not the whole file's (a 5 MB text file held 885 MB and had
     written nothing after two minutes). Same audio as one big batch: a text's audio depends only on its seed."""
-    from llmtts.audio import save_wav
-
-    from llmtts.audio import save_wav_pieces
+    from llmtts.audio import save_wav, save_wav_pieces
 
     o = tts.resolve_options(**opts)
     for t in texts:  # every text checked first: a bad line fails the run before it writes anything

@@ -347,17 +347,18 @@ class TTS:
         flat = [p for ps in prepared for p in ps]
         seeds = [_sentence_seed(o.seed, j) for ps in prepared for j in range(len(ps))]
         hidden, _ = self._generate(flat, seeds, o)
-        if self.batch_decode:
-            flat_wavs = [w for b in range(0, len(hidden), o.batch_size)
-                         for w in self.decode_many(hidden[b: b + o.batch_size])]
-        else:
-            flat_wavs = [self.decode(h) for h in hidden]
+        flat_wavs = [w for b in range(0, len(hidden), o.batch_size)
+                     for w in self._decode_group(hidden[b: b + o.batch_size])]
         out, k = [], 0
         for ps in prepared:
             wavs = flat_wavs[k: k + len(ps)]
             k += len(ps)
             out.append((np.concatenate(wavs).astype(np.float32), self.sample_rate))
         return out
+
+    def _decode_group(self, hidden: list[torch.Tensor]) -> list[np.ndarray]:
+        """One generation batch's sentences: one decoder call when it batches them, else one call each."""
+        return self.decode_many(hidden) if self.batch_decode else [self.decode(h) for h in hidden]
 
     def synthesize_pieces(self, text: str, **options) -> Iterator[np.ndarray]:
         """``synthesize(text)`` a batch of sentences at a time: yields each sentence's float32 audio in order, and
@@ -372,8 +373,7 @@ class TTS:
             hidden, _ = self._generate(prompts[b: b + o.batch_size], seeds[b: b + o.batch_size], o)
             for k in totals:
                 totals[k] += self.last_stats[k]
-            wavs = self.decode_many(hidden) if self.batch_decode else [self.decode(h) for h in hidden]
-            for w in wavs:
+            for w in self._decode_group(hidden):
                 yield np.asarray(w, dtype=np.float32)
         self.last_stats = totals
 
